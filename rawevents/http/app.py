@@ -1,0 +1,48 @@
+"""ASGI application: mounts the ingestion, export and query route modules on shared services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from rawevents.errors import BadRequest
+from rawevents.http import export_routes, ingest_routes, query_routes
+from rawevents.http.responses import json_response, query_api_error
+from rawevents.service import Services
+from rawevents.settings import Config
+
+WELCOME = {"error": "Welcome. Get started with our API by visiting https://developer.mixpanel.com/"}
+
+
+async def root(request: Request) -> Response:
+    return json_response(WELCOME)
+
+
+async def unknown_api(request: Request) -> Response:
+    return query_api_error(request, BadRequest("Invalid API endpoint"))
+
+
+def create_app(config: Config, services: Services | None = None) -> Starlette:
+    """Build the app; `services` may be injected (tests), otherwise opened on startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = services is None
+        app.state.services = services if services is not None else Services.open(config)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.services.close()
+
+    routes: list[BaseRoute] = [Route("/", root, methods=["GET", "HEAD"])]
+    routes += ingest_routes.routes()
+    routes += export_routes.routes()
+    routes += query_routes.routes()
+    routes.append(Route("/api/{rest:path}", unknown_api, methods=["GET", "POST", "HEAD"]))
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,39 @@
+"""The running service's parts, built from a Config: what HTTP handlers and the CLI share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rawevents.projects import Project, Registry
+from rawevents.settings import Config
+from rawevents.storage.duckdb_store import DuckDBStore
+
+DEMO_PROJECT_NAME = "demo"
+
+
+@dataclass
+class Services:
+    config: Config
+    registry: Registry
+    store: DuckDBStore
+
+    @classmethod
+    def open(cls, config: Config) -> Services:
+        registry = Registry(config.data_dir)
+        store = DuckDBStore(
+            config.data_dir,
+            memory_limit=config.engine_memory_limit,
+            commit_interval_ms=config.commit_interval_ms,
+        )
+        return cls(config, registry, store)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def ensure_demo_project(registry: Registry) -> Project:
+    """The demo project, created on first start (UTC, so exported times are true epochs)."""
+    for project in registry.list_projects():
+        if project.name == DEMO_PROJECT_NAME:
+            return project
+    return registry.create_project(DEMO_PROJECT_NAME, "UTC")

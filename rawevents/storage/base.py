@@ -1,0 +1,95 @@
+"""The storage contract every engine implements (the embedded DuckDB store; ClickHouse later).
+
+Events are stored with the export line already assembled at ingest, so an export is a scan that
+hands the engine's string buffers straight to the compressor, never a per-row Python loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+
+class StoredEvent(NamedTuple):
+    """One normalised event, ready to store.
+
+    `line` is the complete export line, newline included, with `time` in project-local seconds:
+    `{"event":…,"properties":{"time":<local s>,"distinct_id":…,<sorted keys>}}\\n`.
+    `time_pos` is the character offset where the digits of `time` start inside `line`, so an
+    export with `time_in_ms` can splice milliseconds in without parsing JSON.
+    """
+
+    project_id: int
+    time_ms: int  # UTC epoch milliseconds: the event's instant, used for ranges and ordering
+    event: str
+    distinct_id: str | None
+    insert_id: str
+    time_pos: int
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimeSegment:
+    """A half-open UTC range [start_ms, end_ms) over which the project's UTC offset is constant."""
+
+    start_ms: int
+    end_ms: int
+    offset_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SqlFilter:
+    """A compiled `where` predicate: SQL text with positional `?` placeholders and their values."""
+
+    sql: str
+    params: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportPlan:
+    project_id: int
+    segments: Sequence[TimeSegment]
+    events: tuple[str, ...] | None = None
+    where: SqlFilter | None = None
+    limit: int | None = None
+    time_in_ms: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileUpdate:
+    """One `/engage` or `/groups` update for one profile."""
+
+    profile_id: str
+    operation: str  # "$set", "$set_once", "$add", "$append", "$union", "$remove", "$unset", "$delete"
+    value: Any
+    time_ms: int
+
+
+# Applies one update to a profile's current properties (None: no profile); None result deletes it.
+ProfileApplier = Callable[[dict[str, Any] | None, ProfileUpdate], dict[str, Any] | None]
+
+
+class EventStore(Protocol):
+    def append_events(self, events: Sequence[StoredEvent]) -> None:
+        """Durably store `events` (idempotent on the dedup key); returns only once on disk."""
+
+    def apply_profile_updates(
+        self,
+        project_id: int,
+        kind: str,
+        group_key: str,
+        updates: Sequence[ProfileUpdate],
+        apply: ProfileApplier,
+    ) -> None:
+        """Apply updates in order, atomically, durably."""
+
+    def export_chunks(self, plan: ExportPlan) -> Iterator[bytes | memoryview]:
+        """Yield export JSONL bytes in (time, ingestion order); closing the iterator stops the scan."""
+
+    def profiles(
+        self, project_id: int, kind: str, group_key: str = ""
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every stored profile of a kind as (id, properties), ordered by id."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,365 @@
+"""The embedded store: one DuckDB file, one writer thread doing group commits, MVCC readers.
+
+Writes from many concurrent requests are gathered into one transaction (group commit): DuckDB
+writes its WAL on COMMIT, so an acknowledged event survives `kill -9` of the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from rawevents.errors import StorageError
+from rawevents.storage.base import ExportPlan, ProfileApplier, ProfileUpdate, StoredEvent
+
+log = logging.getLogger(__name__)
+
+EVENTS_FILE = "events.duckdb"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    project_id INTEGER NOT NULL,
+    time_ms BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    event VARCHAR NOT NULL,
+    distinct_id VARCHAR,
+    insert_id VARCHAR NOT NULL,
+    time_pos INTEGER NOT NULL,
+    line VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS profiles (
+    project_id INTEGER NOT NULL,
+    kind VARCHAR NOT NULL,
+    group_key VARCHAR NOT NULL,
+    profile_id VARCHAR NOT NULL,
+    properties VARCHAR NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (project_id, kind, group_key, profile_id)
+);
+"""
+
+_EVENT_SCHEMA = pa.schema(
+    [
+        ("project_id", pa.int32()),
+        ("time_ms", pa.int64()),
+        ("seq", pa.int64()),
+        ("event", pa.string()),
+        ("distinct_id", pa.string()),
+        ("insert_id", pa.string()),
+        ("time_pos", pa.int32()),
+        ("line", pa.string()),
+    ]
+)
+
+# Keeps the first copy of each dedup key (event, distinct_id, time, $insert_id) per project, both
+# inside the incoming batch and against what is stored: SDK retries are idempotent.
+_INSERT_DEDUPED = """
+INSERT INTO events
+SELECT project_id, time_ms, seq, event, distinct_id, insert_id, time_pos, line
+FROM incoming AS b
+WHERE NOT EXISTS (
+    SELECT 1 FROM events AS e
+    WHERE e.project_id = b.project_id AND e.time_ms = b.time_ms AND e.insert_id = b.insert_id
+      AND e.event = b.event AND e.distinct_id IS NOT DISTINCT FROM b.distinct_id
+      AND e.time_ms BETWEEN ? AND ?
+)
+QUALIFY row_number() OVER (PARTITION BY project_id, time_ms, insert_id, event, distinct_id ORDER BY seq) = 1
+"""
+
+# Export chunks start small so the first byte leaves quickly, then grow to bound per-query overhead.
+FIRST_CHUNK_MS = 15 * 60 * 1000
+MAX_CHUNK_MS = 24 * 3600 * 1000
+ROWS_PER_BATCH = 16384
+
+_Job = Callable[[duckdb.DuckDBPyConnection], None]
+
+
+class DuckDBStore:
+    def __init__(
+        self, data_dir: str | Path, *, memory_limit: str = "1GB", commit_interval_ms: int = 2
+    ) -> None:
+        path = Path(data_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path / EVENTS_FILE
+        self._db = duckdb.connect(str(self.path), config={"memory_limit": memory_limit})
+        temp_dir = path / "tmp"
+        temp_dir.mkdir(exist_ok=True)
+        self._db.execute(f"SET temp_directory = '{_sql_string(str(temp_dir))}'")
+        self._db.execute("SET preserve_insertion_order = false")
+        self._db.execute(_SCHEMA)
+        self._next_seq = int(self._db.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])  # type: ignore[index]
+        self._commit_interval = commit_interval_ms / 1000
+        self._jobs: queue.SimpleQueue[tuple[Any, Future[None]] | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="rawevents-writer", daemon=True)
+        self._writer.start()
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def append_events(self, events: Sequence[StoredEvent]) -> None:
+        self.submit_events(events).result()
+
+    def submit_events(self, events: Sequence[StoredEvent]) -> Future[None]:
+        """Queue events for the next group commit; the future resolves once they are durable."""
+        future: Future[None] = Future()
+        if not events:
+            future.set_result(None)
+            return future
+        self._jobs.put((list(events), future))
+        return future
+
+    def apply_profile_updates(
+        self,
+        project_id: int,
+        kind: str,
+        group_key: str,
+        updates: Sequence[ProfileUpdate],
+        apply: ProfileApplier,
+    ) -> None:
+        self.submit_profile_updates(project_id, kind, group_key, updates, apply).result()
+
+    def submit_profile_updates(
+        self,
+        project_id: int,
+        kind: str,
+        group_key: str,
+        updates: Sequence[ProfileUpdate],
+        apply: ProfileApplier,
+    ) -> Future[None]:
+        future: Future[None] = Future()
+
+        def job(con: duckdb.DuckDBPyConnection) -> None:
+            _apply_profiles(con, project_id, kind, group_key, list(updates), apply)
+
+        self._jobs.put((job, future))
+        return future
+
+    def _write_loop(self) -> None:
+        con = self._db.cursor()
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                break
+            pending = [first]
+            if self._commit_interval > 0:
+                time.sleep(self._commit_interval)
+            stop = False
+            while True:
+                try:
+                    item = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                pending.append(item)
+            self._commit(con, pending)
+            if stop:
+                break
+        con.close()
+
+    def _commit(self, con: duckdb.DuckDBPyConnection, pending: list[tuple[Any, Future[None]]]) -> None:
+        try:
+            self._run_transaction(con, [job for job, _ in pending])
+        except Exception:
+            if len(pending) > 1:
+                # One bad job must not fail its neighbours: retry each in its own transaction.
+                for item in pending:
+                    self._commit(con, [item])
+                return
+            log.exception("storage write failed")
+            pending[0][1].set_exception(StorageError("the event store could not write this batch; retry"))
+            return
+        for _, future in pending:
+            future.set_result(None)
+
+    def _run_transaction(self, con: duckdb.DuckDBPyConnection, jobs: list[Any]) -> None:
+        rows: list[StoredEvent] = []
+        callables: list[_Job] = []
+        for job in jobs:
+            if callable(job):
+                callables.append(job)
+            else:
+                rows.extend(job)
+        seq_start = self._next_seq
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if rows:
+                self._insert_events(con, rows, seq_start)
+            for fn in callables:
+                fn(con)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self._next_seq = seq_start + len(rows)
+
+    @staticmethod
+    def _insert_events(con: duckdb.DuckDBPyConnection, rows: list[StoredEvent], seq_start: int) -> None:
+        project_id, time_ms, event, distinct_id, insert_id, time_pos, line = zip(*rows, strict=True)
+        incoming = pa.Table.from_arrays(
+            [
+                pa.array(project_id, pa.int32()),
+                pa.array(time_ms, pa.int64()),
+                pa.array(range(seq_start, seq_start + len(rows)), pa.int64()),
+                pa.array(event, pa.string()),
+                pa.array(distinct_id, pa.string()),
+                pa.array(insert_id, pa.string()),
+                pa.array(time_pos, pa.int32()),
+                pa.array(line, pa.string()),
+            ],
+            schema=_EVENT_SCHEMA,
+        )
+        con.register("incoming", incoming)
+        try:
+            con.execute(_INSERT_DEDUPED, [min(time_ms), max(time_ms)])
+        finally:
+            con.unregister("incoming")
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def export_chunks(self, plan: ExportPlan) -> Iterator[bytes | memoryview]:
+        con = self._db.cursor()
+        try:
+            remaining = plan.limit
+            for start, end, offset in _chunks(plan):
+                if remaining is not None and remaining <= 0:
+                    return
+                sql, params = _export_query(plan, start, end, offset, remaining)
+                reader = con.sql(sql, params=params).to_arrow_reader(ROWS_PER_BATCH)
+                for batch in reader:
+                    if batch.num_rows == 0:
+                        continue
+                    if remaining is not None:
+                        remaining -= batch.num_rows
+                    yield _string_column_bytes(batch.column(0))
+        finally:
+            con.close()
+
+    def profiles(
+        self, project_id: int, kind: str, group_key: str = ""
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        con = self._db.cursor()
+        try:
+            result = con.execute(
+                "SELECT profile_id, properties FROM profiles"
+                " WHERE project_id = ? AND kind = ? AND group_key = ? ORDER BY profile_id",
+                [project_id, kind, group_key],
+            )
+            while batch := result.fetchmany(1000):
+                for profile_id, properties in batch:
+                    yield profile_id, orjson.loads(properties)
+        finally:
+            con.close()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read-only query on a fresh cursor (used by metadata endpoints and tests)."""
+        con = self._db.cursor()
+        try:
+            return con.execute(sql, list(params)).fetchall()
+        finally:
+            con.close()
+
+    def close(self) -> None:
+        if self._writer.is_alive():
+            self._jobs.put(None)
+            self._writer.join()
+        self._db.close()
+
+
+def _chunks(plan: ExportPlan) -> Iterator[tuple[int, int, int]]:
+    """Split each constant-offset segment into time windows that grow from FIRST_CHUNK_MS."""
+    width = FIRST_CHUNK_MS
+    for segment in plan.segments:
+        start = segment.start_ms
+        while start < segment.end_ms:
+            end = min(segment.end_ms, start + width)
+            yield start, end, segment.offset_ms
+            start = end
+            width = min(width * 2, MAX_CHUNK_MS)
+
+
+def _export_query(
+    plan: ExportPlan, start: int, end: int, offset_ms: int, limit: int | None
+) -> tuple[str, list[Any]]:
+    if plan.time_in_ms:
+        # Splice local milliseconds over the stored local seconds (whose digits start at time_pos).
+        column = (
+            "line[:time_pos] || CAST(time_ms + ? AS VARCHAR)"
+            " || line[time_pos + 1 + length(CAST((time_ms + ?) // 1000 AS VARCHAR)):]"
+        )
+        params: list[Any] = [offset_ms, offset_ms]
+    else:
+        column = "line"
+        params = []
+    conditions = ["project_id = ?", "time_ms >= ?", "time_ms < ?"]
+    params += [plan.project_id, start, end]
+    if plan.events is not None:
+        conditions.append("list_contains(?, event)")
+        params.append(list(plan.events))
+    if plan.where is not None:
+        conditions.append(f"({plan.where.sql})")
+        params.extend(plan.where.params)
+    sql = f"SELECT {column} AS line FROM events WHERE {' AND '.join(conditions)} ORDER BY time_ms, seq"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return sql, params
+
+
+def _string_column_bytes(column: pa.Array) -> memoryview:
+    """The UTF-8 bytes of every value of a string column, back to back: zero-copy from Arrow."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_string_view(column.type):
+        column = column.cast(pa.large_string())
+    _, offsets_buf, data_buf = column.buffers()
+    raw_offsets = memoryview(offsets_buf)
+    offsets = raw_offsets.cast("q") if pa.types.is_large_string(column.type) else raw_offsets.cast("i")
+    begin, end = offsets[column.offset], offsets[column.offset + len(column)]
+    return memoryview(data_buf)[begin:end]
+
+
+def _apply_profiles(
+    con: duckdb.DuckDBPyConnection,
+    project_id: int,
+    kind: str,
+    group_key: str,
+    updates: list[ProfileUpdate],
+    apply: ProfileApplier,
+) -> None:
+    ids = sorted({u.profile_id for u in updates})
+    rows = con.execute(
+        "SELECT profile_id, properties FROM profiles"
+        " WHERE project_id = ? AND kind = ? AND group_key = ? AND list_contains(?, profile_id)",
+        [project_id, kind, group_key, ids],
+    ).fetchall()
+    current: dict[str, dict[str, Any] | None] = {pid: orjson.loads(props) for pid, props in rows}
+    touched: dict[str, int] = {}
+    for update in updates:
+        current[update.profile_id] = apply(current.get(update.profile_id), update)
+        touched[update.profile_id] = update.time_ms
+    for profile_id, updated_ms in touched.items():
+        con.execute(
+            "DELETE FROM profiles WHERE project_id = ? AND kind = ? AND group_key = ? AND profile_id = ?",
+            [project_id, kind, group_key, profile_id],
+        )
+        props = current.get(profile_id)
+        if props is not None:
+            con.execute(
+                "INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?)",
+                [project_id, kind, group_key, profile_id, orjson.dumps(props).decode(), updated_ms],
+            )
+
+
+def _sql_string(text: str) -> str:
+    return text.replace("'", "''")
