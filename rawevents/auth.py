@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rawevents.errors import Forbidden, Unauthorized
+from rawevents.errors import BadRequest, Forbidden, Unauthorized
 from rawevents.projects import Project, Registry
 
 INVALID_SECRET = (
@@ -76,7 +76,7 @@ def authenticate_query(
     """The project an export/query request may read (compat §3.6), or Unauthorized/Forbidden."""
     if "sig" in params:
         if not legacy_signature:
-            raise Unauthorized("invalid parameter: sig")
+            raise BadRequest("invalid parameter: sig")
         return _authenticate_signature(registry, params, now)
     credentials = parse_basic(authorization)
     project_id = _project_id_param(params)
@@ -84,7 +84,22 @@ def authenticate_query(
         raise Unauthorized(
             "missing credentials: send the project secret or a service account with HTTP Basic auth"
         )
-    return _resolve_secret_or_account(registry, credentials, project_id)
+    try:
+        return _resolve_secret_or_account(registry, credentials, project_id)
+    except Unauthorized:
+        # A plain-text secret can happen to be valid base64 too: try the text as sent.
+        plain = _plain_basic(authorization)
+        if plain is None or plain == credentials:
+            raise
+        return _resolve_secret_or_account(registry, plain, project_id)
+
+
+def _plain_basic(header: str | None) -> BasicCredentials | None:
+    value = (header or "").strip().partition(" ")[2].strip()
+    if not value:
+        return None
+    username, _, password = value.partition(":")
+    return BasicCredentials(username, password)
 
 
 def authenticate_import(

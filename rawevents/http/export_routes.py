@@ -1,9 +1,150 @@
-"""Placeholder: routes are added by their own issue."""
+"""`/api/2.0/export`: HTTP adapter over rawevents.export (parse → auth → plan → stream).
+
+The response is a raw ASGI streaming response: headers are sent once the scan has produced its
+first bytes (or after FIRST_BYTE_WAIT), so every error found before that is a normal JSON 4xx/5xx;
+an error after it drops the connection (truncated body), never an in-band error line.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from rawevents.auth import authenticate_query
+from rawevents.errors import RawEventsError
+from rawevents.export.params import build_plan, parse_export_params
+from rawevents.export.ratelimit import ExportLease, ExportRateLimiter
+from rawevents.export.stream import ExportStream, accepts_gzip
+from rawevents.http.responses import query_api_error
+from rawevents.projects import Project
+from rawevents.service import Services
+
+log = logging.getLogger(__name__)
+
+FIRST_BYTE_WAIT = 0.5  # seconds to wait for the first rows before committing to a 200
+_FORM_TYPES = ("application/x-www-form-urlencoded", "text/plain", "")
+
+
+class InternalError(RawEventsError):
+    code = "internal_error"
+    status = 500
+
+
+async def request_params(request: Request) -> dict[str, str]:
+    """Query parameters merged over a form body (query wins), as Mixpanel's servers merge them."""
+    params: dict[str, str] = {}
+    if request.method == "POST":
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type in _FORM_TYPES:
+            body = await request.body()
+            params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    params.update(parse_qsl(request.url.query, keep_blank_values=True))
+    return params
+
+
+def authenticate(request: Request, services: Services, params: dict[str, str]) -> Project:
+    return authenticate_query(
+        services.registry,
+        request.headers.get("authorization"),
+        params,
+        legacy_signature=services.config.legacy_signature_auth,
+    )
+
+
+def rate_limiter(request: Request) -> ExportRateLimiter:
+    state = request.app.state
+    limiter: ExportRateLimiter | None = getattr(state, "export_rate_limiter", None)
+    if limiter is None:
+        config = state.services.config
+        limiter = ExportRateLimiter(
+            config.export_rate_per_hour, config.export_rate_per_second, config.export_max_concurrent
+        )
+        state.export_rate_limiter = limiter
+    return limiter
+
+
+async def export(request: Request) -> Response:
+    services: Services = request.app.state.services
+    try:
+        params = await request_params(request)
+        project = authenticate(request, services, params)
+        plan = build_plan(parse_export_params(params, project), project)
+    except RawEventsError as error:
+        return query_api_error(request, error)
+    gzip = accepts_gzip(request.headers.get("accept-encoding"))
+    headers = {"content-type": "text/plain; charset=utf-8", "vary": "Accept-Encoding"}
+    if gzip:
+        headers["content-encoding"] = "gzip"
+    if request.method == "HEAD":
+        return _without_length(Response(status_code=200), headers)
+    try:
+        lease = rate_limiter(request).acquire(project.project_id)
+    except RawEventsError as error:
+        return query_api_error(request, error)
+    store = services.store
+    stream = ExportStream(lambda: store.export_chunks(plan), gzip=gzip).start()
+    try:
+        await stream.ready(FIRST_BYTE_WAIT)
+    except BaseException as error:
+        stream.close()
+        lease.release()
+        if isinstance(error, RawEventsError):
+            return query_api_error(request, error)
+        if not isinstance(error, Exception):
+            raise
+        log.exception("export failed before the first byte")
+        return query_api_error(request, InternalError("export failed: internal error, see the server log"))
+    return ExportResponse(stream, lease, headers)
+
+
+def _without_length(response: Response, headers: dict[str, str]) -> Response:
+    # Starlette would announce `content-length: 0` for a response built without a body.
+    response.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    return response
+
+
+class ExportResponse(Response):
+    """Streams an ExportStream straight to the ASGI server, watching for the client leaving."""
+
+    def __init__(self, stream: ExportStream, lease: ExportLease, headers: dict[str, str]) -> None:
+        super().__init__(status_code=200)
+        _without_length(self, headers)
+        self.stream = stream
+        self.lease = lease
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stream = self.stream
+
+        async def watch_disconnect() -> None:
+            while True:
+                message: Any = await receive()
+                if message["type"] == "http.disconnect":
+                    stream.close()  # stops the scan; the loop below sees the end
+                    return
+
+        watcher = asyncio.create_task(watch_disconnect())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            while (piece := await stream.next_piece()) is not None:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            if not watcher.done():
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()
+            stream.close()
+            self.lease.release()
 
 
 def routes() -> list[BaseRoute]:
-    return []
+    methods = ["GET", "POST", "HEAD"]
+    return [
+        Route("/api/2.0/export", export, methods=methods),
+        Route("/api/2.0/export/", export, methods=methods),
+    ]

@@ -1,9 +1,123 @@
-"""Placeholder: routes are added by their own issue."""
+"""HTTP adapter for `/track`, `/import`, `/engage`, `/groups` (with and without trailing slash).
+
+Reads the body under the size cap, hands plain data to rawevents.ingest, copies the `Reply` out and
+adds CORS headers to every response (compat §6): the request's Origin is echoed with credentials
+allowed (mixpanel-js sends `withCredentials`), never `*` when an Origin is present.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import time
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from rawevents.errors import PayloadTooLarge
+from rawevents.ingest import IngestRequest, Reply, ingest
+from rawevents.ingest.decode import too_large
+from rawevents.ingest.pipeline import ENDPOINTS
+from rawevents.ingest.responses import import_error
+from rawevents.service import Services
+
+ALLOW_METHODS = "GET, POST, OPTIONS"
+PREFLIGHT_MAX_AGE = "86400"
+
+
+def cors_headers(request: Request) -> dict[str, str]:
+    origin = request.headers.get("origin")
+    headers = {"Access-Control-Expose-Headers": "Retry-After"}
+    if origin:
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Allow-Credentials"] = "true"
+        headers["Vary"] = "Origin"
+    else:
+        headers["Access-Control-Allow-Origin"] = "*"
+    return headers
+
+
+def client_ip(request: Request) -> str | None:
+    """The client address, honouring X-Forwarded-For / X-Real-IP (set by Mixpanel's tracking proxy
+    and most TLS terminators)."""
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded:
+        first = forwarded.split(",", 1)[0].strip()
+        if first:
+            return first
+    real = request.headers.get("x-real-ip")
+    if real and real.strip():
+        return real.strip()
+    return request.client.host if request.client else None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (413) as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _response(request: Request, reply: Reply) -> Response:
+    headers = {**reply.headers, **cors_headers(request)}
+    body = b"" if request.method == "HEAD" else reply.body
+    return Response(body, status_code=reply.status, media_type=reply.content_type, headers=headers)
+
+
+def preflight(request: Request) -> Response:
+    headers = cors_headers(request)
+    headers["Access-Control-Allow-Methods"] = ALLOW_METHODS
+    requested = request.headers.get("access-control-request-headers")
+    if requested:
+        headers["Access-Control-Allow-Headers"] = requested
+    headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
+    return Response(status_code=204, headers=headers)
+
+
+def _handler(endpoint: str) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return preflight(request)
+        received_ms = int(time.time() * 1000)
+        services: Services = request.app.state.services
+        try:
+            body = await read_body(request, services.config.max_request_bytes)
+        except PayloadTooLarge as exc:
+            return _response(request, import_error(413, exc.message))
+        headers = request.headers
+        reply = await ingest(
+            services,
+            IngestRequest(
+                endpoint=endpoint,
+                method=request.method,
+                query=request.query_params,
+                body=body,
+                content_type=headers.get("content-type", ""),
+                content_encoding=headers.get("content-encoding", ""),
+                authorization=headers.get("authorization"),
+                client_ip=client_ip(request),
+                host=headers.get("host", ""),
+                received_ms=received_ms,
+            ),
+        )
+        return _response(request, reply)
+
+    return handle
 
 
 def routes() -> list[BaseRoute]:
-    return []
+    methods = ["GET", "POST", "HEAD", "OPTIONS"]
+    result: list[BaseRoute] = []
+    for endpoint in ENDPOINTS:
+        handler = _handler(endpoint)
+        result.append(Route(f"/{endpoint}", handler, methods=methods))
+        result.append(Route(f"/{endpoint}/", handler, methods=methods))
+    return result

@@ -1,9 +1,74 @@
-"""Placeholder: routes are added by their own issue."""
+"""Query-API endpoints that ETL connectors call around the export (compat §6), answered from
+stored data in Mixpanel's shapes, with the export's auth and error shape."""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from rawevents.errors import RawEventsError
+from rawevents.export import metadata
+from rawevents.http.export_routes import authenticate, request_params
+from rawevents.http.responses import json_response, query_api_error
+from rawevents.projects import Project
+from rawevents.service import Services
+
+Answer = Callable[[Services, Project, dict[str, str]], Any]
+
+
+def _endpoint(answer: Answer) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        services: Services = request.app.state.services
+        try:
+            params = await request_params(request)
+            project = authenticate(request, services, params)
+            # Storage reads block: keep them off the event loop.
+            payload = await run_in_threadpool(answer, services, project, params)
+        except RawEventsError as error:
+            return query_api_error(request, error)
+        return json_response(payload)
+
+    return endpoint
+
+
+def _engage(services: Services, project: Project, params: dict[str, str]) -> Any:
+    return metadata.engage_page(services.store, project, params)
+
+
+def _top_properties(services: Services, project: Project, params: dict[str, str]) -> Any:
+    return metadata.event_property_counts(services.store, project, params)
+
+
+def _engage_properties(services: Services, project: Project, params: dict[str, str]) -> Any:
+    return metadata.profile_property_types(services.store, project)
+
+
+def _cohorts(services: Services, project: Project, params: dict[str, str]) -> Any:
+    return []  # cohorts are a Mixpanel UI feature; nothing defines them here
+
+
+_ENDPOINTS: dict[str, Answer] = {
+    "/api/2.0/engage": _engage,
+    "/api/query/engage": _engage,
+    "/api/2.0/events/properties/top": _top_properties,
+    "/api/query/events/properties/top": _top_properties,
+    "/api/2.0/engage/properties": _engage_properties,
+    "/api/query/engage/properties": _engage_properties,
+    "/api/2.0/cohorts/list": _cohorts,
+    "/api/query/cohorts/list": _cohorts,
+}
 
 
 def routes() -> list[BaseRoute]:
-    return []
+    methods = ["GET", "POST", "HEAD"]
+    found: list[BaseRoute] = []
+    for path, answer in _ENDPOINTS.items():
+        endpoint = _endpoint(answer)
+        found.append(Route(path, endpoint, methods=methods))
+        found.append(Route(path + "/", endpoint, methods=methods))
+    return found

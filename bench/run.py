@@ -1,0 +1,381 @@
+"""The whole benchmark: `python -m bench.run [--events 1000000] [--reps 5] [--big]`.
+
+Generates (or reuses) the dataset, measures rawevents and every baseline on the same rows in the
+same run, and prints one table (also written to bench/out/results-<events>.md and .json). Every
+figure is the median of `--reps` runs; every ratio is rawevents divided by the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import live
+from bench.baselines import (
+    FILTERS,
+    FULL,
+    ChdbBaseline,
+    DuckDBBaseline,
+    Filter,
+    duckdb_bulk_load,
+    expected,
+    isal_raw,
+)
+from bench.dataset import OUT, Dataset, build
+
+
+@dataclass
+class Row:
+    system: str
+    seconds: float  # median
+    jsonl_bytes: int
+    rows: int
+    out_bytes: int = 0
+    note: str = ""
+
+    @property
+    def mb_s(self) -> float:
+        return self.jsonl_bytes / self.seconds / 1e6 if self.seconds > 0 else 0.0
+
+    @property
+    def events_s(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Section:
+    title: str
+    rows: list[Row] = field(default_factory=list)
+    ours: str = ""  # the system the ratios are computed for
+
+
+@dataclass
+class Report:
+    sections: list[Section] = field(default_factory=list)
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for text in Path("/proc/cpuinfo").read_text().splitlines():
+            if text.startswith("model name"):
+                cpu = text.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kb = 0
+    try:
+        for text in Path("/proc/meminfo").read_text().splitlines():
+            if text.startswith("MemTotal"):
+                mem_kb = int(text.split()[1])
+    except OSError:
+        pass
+    import os
+
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "ram": f"{mem_kb / 1024 / 1024:.1f} GiB",
+        "python": platform.python_version(),
+    }
+
+
+def median_of(reps: int, fn: Callable[[], float]) -> float:
+    return statistics.median(fn() for _ in range(reps))
+
+
+def _date(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date().isoformat()
+
+
+def direct_export(ds: Dataset, reps: int) -> tuple[float, float]:
+    """(scan-only seconds, scan + ISA-L level 1 seconds) of DuckDBStore.export_chunks in process."""
+    from isal import isal_zlib
+
+    from rawevents.storage.base import ExportPlan, TimeSegment
+    from rawevents.storage.duckdb_store import DuckDBStore
+
+    store = DuckDBStore(ds.data_dir)
+    plan = ExportPlan(ds.project.project_id, [TimeSegment(ds.start_ms, ds.end_ms, 0)])
+    try:
+
+        def scan() -> float:
+            started = time.perf_counter()
+            for _ in store.export_chunks(plan):
+                pass
+            return time.perf_counter() - started
+
+        def scan_gzip() -> float:
+            started = time.perf_counter()
+            compressor = isal_zlib.compressobj(1, isal_zlib.DEFLATED, 31)
+            for chunk in store.export_chunks(plan):
+                compressor.compress(chunk)
+            compressor.flush()
+            return time.perf_counter() - started
+
+        return median_of(reps, scan), median_of(reps, scan_gzip)
+    finally:
+        store.close()
+
+
+def raw_lines(ds: Dataset, limit_bytes: int = 1 << 30) -> list[bytes]:
+    """The JSONL bytes of a full export (up to `limit_bytes`), for the ISA-L baseline."""
+    import pyarrow.parquet as pq
+
+    out: list[bytes] = []
+    size = 0
+    for batch in pq.ParquetFile(ds.parquet).iter_batches(batch_size=65536, columns=["line"]):
+        data = "".join(batch.column(0).to_pylist()).encode()
+        out.append(data)
+        size += len(data)
+        if size >= limit_bytes:
+            break
+    return out
+
+
+def export_sections(
+    ds: Dataset, reps: int, *, chdb_json: bool, log: Callable[[str], None]
+) -> tuple[list[Section], dict[str, str]]:
+    facts: dict[str, str] = {}
+    counts = {flt.name: expected(ds, flt) for flt in FILTERS}
+    sections = {flt.name: Section(f"export {flt.name}, gzip", ours="rawevents HTTP") for flt in FILTERS}
+
+    log("in-process store export (no HTTP)")
+    rows, size = counts[FULL.name]
+    scan_s, scan_gzip_s = direct_export(ds, reps)
+    full = sections[FULL.name]
+    full.rows.append(Row("rawevents in-process, export_chunks + ISA-L L1, 1 thread", scan_gzip_s, size, rows))
+    full.rows.append(Row("rawevents in-process, export_chunks only (no gzip)", scan_s, size, rows))
+
+    log("ISA-L level 1, one core")
+    data = raw_lines(ds)
+    data_bytes = sum(len(d) for d in data)
+    isal_s = median_of(reps, lambda: isal_raw(data))
+    full.rows.append(Row("ISA-L level 1 gzip of the same bytes, 1 core", isal_s, data_bytes, rows * data_bytes // size))
+    del data
+
+    work = ds.root / "tmp-out"
+    work.mkdir(exist_ok=True)
+    log("DuckDB COPY baseline")
+    duck = DuckDBBaseline(ds)
+    for flt in FILTERS:
+        rows, size = counts[flt.name]
+        runs = [duck.export(flt, work / "duck.json.gz") for _ in range(reps)]
+        sections[flt.name].rows.append(
+            Row(
+                "DuckDB COPY (FORMAT JSON, COMPRESSION gzip)",
+                statistics.median(r.seconds for r in runs),
+                size,
+                rows,
+                runs[0].out_bytes,
+            )
+        )
+    duck.close()
+
+    log("chdb baselines (loading tables on first use)")
+    chdb = ChdbBaseline(ds, json_table=chdb_json)
+    for flt in FILTERS:
+        rows, size = counts[flt.name]
+        runs = [chdb.export_line(flt, work / "ch.gz") for _ in range(reps)]
+        sections[flt.name].rows.append(
+            Row(
+                "chdb line String, RawBLOB, gzip L1",
+                statistics.median(r.seconds for r in runs),
+                size,
+                rows,
+                runs[0].out_bytes,
+            )
+        )
+        if chdb_json:
+            runs = [chdb.export_json(flt, work / "chj.gz") for _ in range(reps)]
+            sections[flt.name].rows.append(
+                Row(
+                    "chdb JSON type, JSONEachRow, gzip L1",
+                    statistics.median(r.seconds for r in runs),
+                    size,
+                    rows,
+                    runs[0].out_bytes,
+                )
+            )
+    chdb.close()
+
+    log("HTTP server")
+    server = live.Server(ds.data_dir, ds.root / "server.log")
+    secret = ds.project.api_secret
+    try:
+        facts["server RSS before exports"] = f"{server.rss / 2**20:.0f} MiB"
+        peak = 0
+        for flt in FILTERS:
+            rows, size = counts[flt.name]
+            path = live.export_query(flt, _date(ds.start_ms), _date(ds.end_ms - 1))
+            status, got_rows, got_bytes = live.check_export(server, secret, path)
+            note = ""
+            if status != 200:
+                note = f"HTTP {status}"
+            elif (got_rows, got_bytes) != (rows, size):
+                note = f"MISMATCH: got {got_rows} rows / {got_bytes} bytes"
+            runs = []
+            with live.PeakRss(server.process.pid) as sampler:
+                for _ in range(reps):
+                    runs.append(live.curl_export(server, secret, path))
+            peak = max(peak, sampler.peak)
+            ok = [r for r in runs if r.status == 200]
+            if not ok:
+                sections[flt.name].rows.insert(0, Row("rawevents HTTP", 0.0, size, rows, 0, note or "failed"))
+                continue
+            sections[flt.name].rows.insert(
+                0,
+                Row(
+                    "rawevents HTTP (curl reads the gzip stream)",
+                    statistics.median(r.seconds for r in ok),
+                    size,
+                    rows,
+                    ok[0].out_bytes,
+                    note,
+                ),
+            )
+            if flt is FULL:
+                facts["first byte, 30-day export (median)"] = (
+                    f"{1000 * statistics.median(r.first_byte for r in ok):.0f} ms"
+                )
+        facts[f"server peak RSS during exports ({ds.n_events:,} rows)"] = f"{peak / 2**20:.0f} MiB"
+    finally:
+        server.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    for section in sections.values():
+        section.ours = section.rows[0].system
+    return list(sections.values()), facts
+
+
+def ingest_section(ds: Dataset, reps: int, clients: int, batch: int, limit: int, log: Callable[[str], None]) -> Section:
+    n = min(limit, ds.n_events)
+    section = Section(f"ingest {n:,} events over HTTP: /import, {batch}/batch, gzip, {clients} clients")
+    runs = []
+    for rep in range(reps):
+        log(f"ingest run {rep + 1}/{reps}")
+        data_dir = ds.root / "ingest-data"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        from rawevents.projects import Registry
+
+        project = Registry(data_dir).create_project("ingest", "UTC")
+        server = live.Server(data_dir, ds.root / "server.log")
+        try:
+            runs.append(live.http_ingest(server, project.api_secret, ds.import_jsonl, clients=clients, batch=batch, limit=n))
+        finally:
+            server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    run = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
+    note = f"p50 {run.p50_ms:.0f} ms, p99 {run.p99_ms:.0f} ms per request"
+    if run.failures:
+        note += f", {run.failures} failed requests"
+    section.rows.append(Row("rawevents HTTP /import (durable acks)", run.seconds, 0, run.events, 0, note))
+    section.ours = section.rows[0].system
+    log("DuckDB bulk load baseline")
+    jsonl = ds.import_jsonl
+    if n < ds.n_events:
+        jsonl = ds.root / f"import-{n}.jsonl"
+        if not jsonl.exists():
+            with open(ds.import_jsonl, "rb") as src, open(jsonl, "wb") as dst:
+                for i, line in enumerate(src):
+                    if i >= n:
+                        break
+                    dst.write(line)
+    seconds = median_of(reps, lambda: duckdb_bulk_load(jsonl, ds.root / "bulk.duckdb"))
+    section.rows.append(Row("DuckDB INSERT … FROM read_json(JSONL file)", seconds, 0, n))
+    return section
+
+
+def render(report: Report) -> str:
+    lines: list[str] = []
+    for key, value in report.facts.items():
+        lines.append(f"- {key}: {value}")
+    for section in report.sections:
+        lines.append("")
+        lines.append(f"### {section.title}")
+        lines.append("")
+        ours = next((r for r in section.rows if r.system == section.ours), None)
+        lines.append("| system | median s | MB/s JSONL | events/s | gzip MB | rawevents HTTP ÷ this | note |")
+        lines.append("|---|---:|---:|---:|---:|---:|---|")
+        for row in section.rows:
+            ratio = ""
+            if ours is not None and row is not ours and row.seconds > 0 and ours.seconds > 0:
+                ratio = f"{ours.events_s / row.events_s:.2f}×"
+            mb = f"{row.mb_s:.0f}" if row.jsonl_bytes else ""
+            gz = f"{row.out_bytes / 1e6:.1f}" if row.out_bytes else ""
+            lines.append(
+                f"| {row.system} | {row.seconds:.3f} | {mb} | {row.events_s:,.0f} | {gz} | {ratio} | {row.note} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> Report:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the dataset (default 1M)")
+    parser.add_argument("--reps", type=int, default=5, help="runs per figure; the median is reported")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--big", action="store_true", help="also export a 10M-row store (RSS, first byte, MB/s)")
+    parser.add_argument("--big-events", type=int, default=10_000_000)
+    parser.add_argument("--clients", type=int, default=8, help="concurrent /import clients")
+    parser.add_argument("--batch", type=int, default=2000, help="events per /import request")
+    parser.add_argument("--ingest-events", type=int, default=1_000_000, help="events sent to /import per run")
+    parser.add_argument("--ingest-reps", type=int, default=3)
+    parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--no-chdb-json", action="store_true", help="skip the chdb JSON-type baseline")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:7.1f}s] {message}", flush=True)
+
+    report = Report(facts={f"machine {k}": v for k, v in machine().items()})
+    log(f"dataset: {args.events:,} events")
+    ds = build(args.events, args.seed, out=args.out)
+    report.facts["dataset"] = (
+        f"{ds.n_events:,} events, {ds.line_bytes / 1e6:.1f} MB JSONL ({ds.line_bytes / ds.n_events:.0f} B/line)"
+    )
+    sections, facts = export_sections(ds, args.reps, chdb_json=not args.no_chdb_json, log=log)
+    report.sections += sections
+    report.facts.update(facts)
+    if args.big:
+        log(f"big dataset: {args.big_events:,} events")
+        big = build(args.big_events, args.seed, out=args.out)
+        big_sections, big_facts = export_sections(big, max(1, min(args.reps, 3)), chdb_json=False, log=log)
+        for section in big_sections:
+            section.title += f" ({args.big_events:,} rows)"
+        report.sections += big_sections
+        report.facts.update(big_facts)
+    if not args.skip_ingest:
+        report.sections.append(
+            ingest_section(ds, args.ingest_reps, args.clients, args.batch, args.ingest_events, log)
+        )
+    text = render(report)
+    print()
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"results-{args.events}.md").write_text(text + "\n")
+    payload: dict[str, Any] = {
+        "facts": report.facts,
+        "sections": [
+            {"title": s.title, "rows": [{**asdict(r), "mb_s": r.mb_s, "events_s": r.events_s} for r in s.rows]}
+            for s in report.sections
+        ],
+    }
+    (args.out / f"results-{args.events}.json").write_text(json.dumps(payload, indent=2))
+    log("done")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Export parameters: parse and validate what the client sent, then build the storage plan.
+
+Every rule here is a 400 with a message that names the parameter and the value received, so a
+client author can fix the call from the error alone. Unknown parameters (`format`, `callback`,
+`bucket`, `_`, …) are ignored, as Mixpanel does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import orjson
+
+from rawevents import timeutil
+from rawevents.errors import BadRequest
+from rawevents.projects import Project
+from rawevents.storage.base import ExportPlan, SqlFilter
+
+MAX_LIMIT = 100_000
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TRUE = {"true", "1"}
+_FALSE = {"false", "0", ""}
+
+# compile_where(text, timezone=...) -> SqlFilter; injectable so the core is testable without it.
+WhereCompiler = Callable[..., SqlFilter]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRequest:
+    """A validated export request: inclusive calendar days in the project's time zone."""
+
+    from_date: dt.date
+    to_date: dt.date
+    events: tuple[str, ...] | None = None
+    where: str | None = None
+    limit: int | None = None
+    time_in_ms: bool = False
+
+
+def parse_export_params(
+    params: Mapping[str, str], project: Project, *, today: dt.date | None = None
+) -> ExportRequest:
+    """Validate export parameters; `today` defaults to today in the project's time zone."""
+    from_date = _date(params, "from_date")
+    to_date = _date(params, "to_date")
+    if from_date > to_date:
+        raise BadRequest(f"from_date {from_date.isoformat()} is after to_date {to_date.isoformat()}")
+    current = timeutil.today(project.zone) if today is None else today
+    if to_date > current:
+        raise BadRequest("to_date cannot be later than today")
+    where = params.get("where", "").strip() or None
+    return ExportRequest(
+        from_date=from_date,
+        to_date=to_date,
+        events=parse_event_param(params.get("event")),
+        where=where,
+        limit=_limit(params.get("limit")),
+        time_in_ms=_bool(params, "time_in_ms"),
+    )
+
+
+def _date(params: Mapping[str, str], name: str) -> dt.date:
+    raw = params.get(name)
+    if raw is None or raw.strip() == "":
+        raise BadRequest(f"'{name}' is a required parameter")
+    text = raw.strip()
+    if _DATE.fullmatch(text):
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise BadRequest(f"{name} must be a date formatted YYYY-MM-DD, got {raw!r}")
+
+
+def _limit(raw: str | None) -> int | None:
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_LIMIT:
+        raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}, got {raw!r}")
+    return value
+
+
+def _bool(params: Mapping[str, str], name: str) -> bool:
+    raw = params.get(name, "")
+    text = raw.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise BadRequest(f"{name} must be true or false, got {raw!r}")
+
+
+def parse_event_param(raw: str | None) -> tuple[str, ...] | None:
+    """`event`: a JSON array of names (`["a", "b"]`). A JSON string, or text that is not JSON at
+    all (mixpanel-go passes user input through), is one name. An empty array means every event."""
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return (raw,)
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        if not all(isinstance(name, str) for name in value):
+            raise BadRequest(f"event must be a JSON array of event names (strings), got {raw!r}")
+        return tuple(dict.fromkeys(value)) or None
+    if isinstance(value, dict):
+        raise BadRequest(f"event must be a JSON array of event names (strings), got {raw!r}")
+    return (raw,)  # a number, true/false or null: the text itself is the name
+
+
+def _default_where_compiler() -> WhereCompiler:
+    # Imported lazily: the where language is its own package and the export works without it.
+    import importlib
+
+    compiler: WhereCompiler = importlib.import_module("rawevents.where").compile_where
+    return compiler
+
+
+def build_plan(
+    request: ExportRequest, project: Project, *, compile_where: WhereCompiler | None = None
+) -> ExportPlan:
+    """The storage plan: the days as half-open UTC instants, split where the UTC offset changes."""
+    tz = project.zone
+    start_ms, end_ms = timeutil.day_range_ms(tz, request.from_date, request.to_date)
+    where = None
+    if request.where is not None:
+        compiler = compile_where or _default_where_compiler()
+        where = compiler(request.where, timezone=project.timezone)
+    return ExportPlan(
+        project_id=project.project_id,
+        segments=tuple(timeutil.offset_segments(tz, start_ms, end_ms)),
+        events=request.events,
+        where=where,
+        limit=request.limit,
+        time_in_ms=request.time_in_ms,
+    )

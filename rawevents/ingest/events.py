@@ -1,0 +1,449 @@
+"""Event normalisation and validation (compat §5.2, §5.3, §5.5): decoded JSON items in, `StoredEvent`
+rows (with the export line assembled once) and per-record failures out.
+
+This is the hot path of ingestion, so each event is handled in one pass over its own parsed dict:
+the dict is mutated in place (never copied), checks are `type(x) is …` comparisons, and the only
+per-event allocations are the line and the row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from rawevents.eventline import assemble_line
+from rawevents.ingest.responses import FailedRecord
+from rawevents.projects import Project
+from rawevents.storage.base import StoredEvent
+from rawevents.timeutil import local_seconds, offset_ms_at, zone
+
+MIN_TIME_MS = 31_536_000_000  # 1971-01-01T00:00:00Z: strict /import rejects anything earlier
+MAX_FUTURE_MS = 3_600_000  # strict /import rejects events more than an hour ahead
+MS_THRESHOLD = 1e10  # `time` at or above this is milliseconds (unambiguous given the 1971 floor)
+MAX_STRING_BYTES = 255  # strings are truncated to 255 UTF-8 bytes, on a code-point boundary
+INSERT_ID = re.compile(r"[A-Za-z0-9-]{1,36}", re.ASCII)
+DISALLOWED_IDS = frozenset(
+    {
+        "00000000-0000-0000-0000-000000000000",
+        "anon",
+        "anonymous",
+        "nil",
+        "none",
+        "null",
+        "n/a",
+        "na",
+        "undefined",
+        "unknown",
+        "<nil>",
+        "0",
+        "-1",
+        "true",
+        "false",
+        "[]",
+        "{}",
+    }
+)
+_HOUR_MS = 3_600_000
+_LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_TO_LETTER = bytes(_LETTERS[i % len(_LETTERS)] for i in range(256))
+
+
+def new_insert_id() -> str:
+    """36 random ASCII letters, the shape of Mixpanel's generated `$insert_id`s."""
+    return os.urandom(36).translate(_TO_LETTER).decode("ascii")
+
+
+def ip_distinct_id(ip: str) -> str:
+    """A stable distinct_id for events without one, derived from the client IP (not reversible)."""
+    return "$ip:" + hashlib.sha256(ip.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class EventContext:
+    """What the request contributes to every event in it."""
+
+    endpoint: str  # "track" or "import"
+    strict: bool  # strict /import validation (compat §5.3)
+    received_ms: int  # `$mp_api_timestamp_ms`: when the request arrived
+    processed_ms: int  # `mp_processing_time_ms`, and the server time for events without `time`
+    host: str  # `$mp_api_endpoint`
+    ip_fallback: bool  # derive a missing distinct_id from the IP (/track ip=1, non-strict /import)
+    client_ip: str | None
+    max_age_ms: int = 0  # /track only: drop events older than this (0: keep every age)
+
+
+@dataclass(slots=True)
+class EventBatch:
+    rows: list[StoredEvent] = field(default_factory=list)
+    failed: list[FailedRecord] = field(default_factory=list)
+    dropped: int = 0  # valid but discarded: `$ignore`, or a token no project has
+
+    @property
+    def accepted(self) -> int:
+        return len(self.rows) + self.dropped
+
+
+class Invalid(Exception):
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+class LocalClock:
+    """`timeutil.local_seconds` with the UTC offset cached per UTC hour: the offset is looked up
+    at both ends of the hour and reused only when they agree (otherwise every event of that hour
+    gets the exact per-instant answer), so transitions stay exact to the millisecond."""
+
+    __slots__ = ("_cache", "_tz", "_utc")
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self._tz = tz
+        self._utc = tz.key == "UTC"
+        self._cache: dict[int, int | None] = {}
+
+    def __call__(self, time_ms: int) -> int:
+        if self._utc:
+            return time_ms // 1000
+        hour = time_ms // _HOUR_MS
+        cache = self._cache
+        if hour in cache:
+            offset = cache[hour]
+        else:
+            start = offset_ms_at(self._tz, hour * _HOUR_MS)
+            offset = start if offset_ms_at(self._tz, hour * _HOUR_MS + _HOUR_MS - 1) == start else None
+            cache[hour] = offset
+        if offset is None:
+            return local_seconds(self._tz, time_ms)
+        return (time_ms + offset) // 1000
+
+
+def normalize_events(
+    items: list[Any],
+    ctx: EventContext,
+    *,
+    project: Project | None = None,
+    resolve: Callable[[str], Project | None] | None = None,
+    lenient: bool = False,
+) -> EventBatch:
+    """Validate and normalise every item. `/import` passes the authenticated `project`; `/track`
+    passes `resolve`, mapping each event's `token` to its project (None: discard silently).
+    `lenient` says strings may hold lone surrogates (invalid UTF-8) and must be checked."""
+    batch = EventBatch()
+    rows = batch.rows
+    server_props: dict[str, Any] = {
+        "$mp_api_endpoint": ctx.host,
+        "$mp_api_timestamp_ms": ctx.received_ms,
+        "mp_processing_time_ms": ctx.processed_ms,
+    }
+    if ctx.endpoint == "import":
+        server_props["$import"] = True
+    clocks: dict[int, LocalClock] = {}
+    for index, item in enumerate(items):
+        try:
+            target, row_parts = _normalize_one(item, ctx, project, resolve, lenient, server_props)
+        except Invalid as exc:
+            batch.failed.append(FailedRecord(index, _insert_id_of(item), exc.path, exc.message))
+            continue
+        if target is None:
+            batch.dropped += 1
+            continue
+        time_ms, event, distinct_id, insert_id, props, nested = row_parts
+        clock = clocks.get(target.project_id)
+        if clock is None:
+            clock = clocks[target.project_id] = LocalClock(zone(target.timezone))
+        try:
+            assemble = assemble_line if nested else flat_line
+            time_pos, line = assemble(event, props, clock(time_ms))
+        except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError: e.g. an integer over 64 bits
+            batch.failed.append(
+                FailedRecord(index, _insert_id_of(item), "properties", f"'properties' is invalid: {exc}")
+            )
+            continue
+        rows.append(StoredEvent(target.project_id, time_ms, event, distinct_id, insert_id, time_pos, line))
+    return batch
+
+
+_Parts = tuple[int, str, str | None, str, dict[str, Any], bool]
+
+
+def _normalize_one(
+    item: Any,
+    ctx: EventContext,
+    project: Project | None,
+    resolve: Callable[[str], Project | None] | None,
+    lenient: bool,
+    server_props: dict[str, Any],
+) -> tuple[Project | None, _Parts]:
+    if type(item) is not dict:
+        message = getattr(item, "message", None) or "each event must be a JSON object"
+        raise Invalid("event", message)
+    strict = ctx.strict
+    event = item.get("event")
+    props = item.get("properties")
+    if props is None:
+        if strict:
+            raise Invalid("properties", "'properties' is required")
+        props = {}
+    elif type(props) is not dict:
+        raise Invalid("properties", "'properties' is invalid: must be a JSON object")
+    if type(event) is not str or not event:
+        raise Invalid("event", "'event' is invalid: must be a non-empty string")
+    if lenient:
+        event = _check_utf8(event, props, strict)
+
+    if resolve is not None:
+        token = props.pop("token", None)
+        if type(token) is not str or not token:
+            raise Invalid("properties.token", "token, missing or empty")
+        project = resolve(token)
+    else:
+        props.pop("token", None)
+    ignore = props.get("$ignore")
+    if project is None or (ignore is not None and ignore is not False):
+        return None, (0, event, None, "", props, False)
+
+    # time
+    raw_time = props.pop("time", None)
+    now_ms = ctx.processed_ms
+    if raw_time is None:
+        if strict or ctx.endpoint == "import":
+            raise Invalid("properties.time", "'properties.time' is required")
+        time_ms = now_ms
+    else:
+        time_ms = _time_ms(raw_time, strict)
+        if time_ms > now_ms + MAX_FUTURE_MS:
+            if strict:
+                raise Invalid(
+                    "properties.time",
+                    "'properties.time' is invalid: must not be more than 1 hour in the future",
+                )
+            time_ms = now_ms
+        elif time_ms < MIN_TIME_MS and (strict or time_ms < 0):
+            raise Invalid("properties.time", "'properties.time' is invalid: must be after 1971-01-01")
+        if ctx.max_age_ms and ctx.endpoint == "track" and time_ms < now_ms - ctx.max_age_ms:
+            raise Invalid(
+                "properties.time", "'properties.time' is invalid: too old for /track, send it to /import"
+            )
+
+    ip = props.pop("ip", None)
+    nested = _truncate_strings(props)
+    if len(event) > MAX_STRING_BYTES // 4:
+        event = _truncate(event)
+
+    # distinct_id
+    raw_id = props.get("distinct_id")
+    distinct_id: str | None
+    if raw_id is None:
+        if strict:
+            raise Invalid("properties.distinct_id", "'properties.distinct_id' is required")
+        distinct_id = None
+        if ctx.ip_fallback and ip not in ("0", 0):
+            source = ip if type(ip) is str and ip else ctx.client_ip
+            if source:
+                distinct_id = props["distinct_id"] = ip_distinct_id(source)
+        if distinct_id is None:
+            props.pop("distinct_id", None)
+    elif type(raw_id) is str:
+        distinct_id = raw_id
+        if strict and raw_id.lower() in DISALLOWED_IDS:
+            raise Invalid(
+                "properties.distinct_id", f"'properties.distinct_id' is invalid: {raw_id!r} is not allowed"
+            )
+    elif type(raw_id) is int:
+        distinct_id = str(raw_id)
+        if strict and distinct_id in DISALLOWED_IDS:
+            raise Invalid(
+                "properties.distinct_id", f"'properties.distinct_id' is invalid: {raw_id!r} is not allowed"
+            )
+    elif strict:
+        raise Invalid("properties.distinct_id", "'properties.distinct_id' is invalid: must be a string")
+    else:
+        distinct_id = _json_text(raw_id)
+
+    # $insert_id
+    raw_insert = props.get("$insert_id")
+    if raw_insert is None:
+        if strict:
+            raise Invalid("properties.$insert_id", "'properties.$insert_id' is required")
+        insert_id = props["$insert_id"] = new_insert_id()
+    elif type(raw_insert) is str:
+        insert_id = raw_insert
+        if strict and (INSERT_ID.fullmatch(raw_insert) is None or raw_insert.lower() in DISALLOWED_IDS):
+            raise Invalid(
+                "properties.$insert_id",
+                "'properties.$insert_id' is invalid: must be 1 to 36 characters of A-Z, a-z, 0-9 and -",
+            )
+    elif strict:
+        raise Invalid("properties.$insert_id", "'properties.$insert_id' is invalid: must be a string")
+    else:
+        insert_id = _json_text(raw_insert)
+
+    props.update(server_props)
+    return project, (time_ms, event, distinct_id, insert_id, props, nested)
+
+
+def _time_ms(raw: Any, strict: bool) -> int:
+    kind = type(raw)
+    if kind is int:
+        return raw if raw >= MS_THRESHOLD else raw * 1000  # type: ignore[no-any-return]
+    value: float
+    if kind is float:
+        value = raw
+    elif kind is str and not strict:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+    else:
+        value = math.nan
+    if not math.isfinite(value):
+        raise Invalid(
+            "properties.time", "'properties.time' is invalid: must be specified as seconds since epoch"
+        )
+    # Kept to the millisecond, rounded half up (1700000000.0005 s → …000001 ms).
+    return math.floor(value + 0.5) if value >= MS_THRESHOLD else math.floor(value * 1000 + 0.5)
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return str(value)
+
+
+def _insert_id_of(item: Any) -> str | None:
+    if type(item) is dict:
+        props = item.get("properties")
+        if type(props) is dict:
+            value = props.get("$insert_id")
+            if type(value) is str:
+                return _valid_text(value)
+    return None
+
+
+def _truncate(text: str) -> str:
+    raw = text.encode("utf-8")
+    if len(raw) <= MAX_STRING_BYTES:
+        return text
+    return raw[:MAX_STRING_BYTES].decode("utf-8", "ignore")  # drops a split trailing code point
+
+
+def _truncate_strings(container: dict[str, Any]) -> bool:
+    """Truncate every string value in place; True when some value is (or holds) an object."""
+    # 255 bytes hold at least 63 code points, so shorter strings need no encoding to check.
+    nested = False
+    for key, value in container.items():
+        kind = type(value)
+        if kind is str:
+            if len(value) > 63:
+                container[key] = _truncate(value)
+        elif kind is dict:
+            _truncate_strings(value)
+            nested = True
+        elif kind is list:
+            nested |= _truncate_list(value)
+    return nested
+
+
+def _truncate_list(items: list[Any]) -> bool:
+    nested = False
+    for i, value in enumerate(items):
+        kind = type(value)
+        if kind is str:
+            if len(value) > 63:
+                items[i] = _truncate(value)
+        elif kind is dict:
+            _truncate_strings(value)
+            nested = True
+        elif kind is list:
+            nested |= _truncate_list(value)
+    return nested
+
+
+_MISSING: Any = object()
+
+
+def flat_line(event: str, props: dict[str, Any], local_time: int) -> tuple[int, str]:
+    """`eventline.assemble_line` for properties holding no objects at any depth, byte for byte
+    (a property test compares the two): orjson sorts the keys natively, in code-point order as
+    `sorted` does, which only differs from assemble_line for nested objects (it sorts those too)."""
+    distinct_id = props.pop("distinct_id", _MISSING)
+    try:
+        body = orjson.dumps(props, option=orjson.OPT_SORT_KEYS)
+    finally:
+        if distinct_id is not _MISSING:
+            props["distinct_id"] = distinct_id
+    head = '{"event":' + orjson.dumps(event).decode() + ',"properties":{"time":'
+    text = head + str(local_time)
+    if distinct_id is not _MISSING:
+        text += ',"distinct_id":' + orjson.dumps(distinct_id).decode()
+    if body == b"{}":
+        return len(head), text + "}}\n"
+    return len(head), text + "," + body[1:].decode() + "}\n"
+
+
+# -- invalid UTF-8 (only reachable through the lenient parser) -----------------------------------------
+
+
+def _is_valid(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _valid_text(text: str) -> str:
+    """Lone surrogates (invalid UTF-8 bytes, unpaired escapes) replaced by U+FFFD."""
+    if _is_valid(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _has_invalid(value: Any) -> bool:
+    kind = type(value)
+    if kind is str:
+        return not _is_valid(value)
+    if kind is dict:
+        return any(not _is_valid(k) or _has_invalid(v) for k, v in value.items())
+    if kind is list:
+        return any(_has_invalid(v) for v in value)
+    return False
+
+
+def _repair(value: Any) -> Any:
+    kind = type(value)
+    if kind is str:
+        return _valid_text(value)
+    if kind is dict:
+        return {_valid_text(k): _repair(v) for k, v in value.items()}
+    if kind is list:
+        return [_repair(v) for v in value]
+    return value
+
+
+def _check_utf8(event: str, props: dict[str, Any], strict: bool) -> str:
+    """Strict: the first property holding invalid UTF-8 fails the record. Otherwise: repair."""
+    if not _is_valid(event):
+        if strict:
+            raise Invalid("event", "event is invalid: string should be valid utf8")
+        event = _valid_text(event)
+    bad = [key for key, value in props.items() if not _is_valid(key) or _has_invalid(value)]
+    if not bad:
+        return event
+    if strict:
+        name = _valid_text(bad[0])
+        raise Invalid(f"properties.{name}", f"properties.{name} is invalid: string should be valid utf8")
+    for key in bad:
+        value = props.pop(key)
+        props[_valid_text(key)] = _repair(value)
+    return event

@@ -1,0 +1,466 @@
+"""Compiling a `where` AST to SQL that selects exactly the rows `evaluate` selects.
+
+Every expression compiles to a `Value`: for each runtime type it may have, one SQL expression (an
+"arm") that holds the value when it has that type and is NULL otherwise. At most one arm of a
+value is non-NULL on any row, and all arms NULL means `undefined`. Operators combine arms type by
+type, which reproduces the three-valued, type-strict semantics without guessing: `==` ORs the
+same-type comparisons, `<` coalesces them (mismatched types leave every arm NULL: undefined).
+Arms are built lazily, so `properties["plan"] == "pro"` only ever extracts the string arm.
+
+Sub-expressions that do not read the event are folded in Python by the reference evaluator and
+bound as parameters. The backend-specific spelling (JSON access, lambdas, regular expressions,
+number formatting) lives in small hooks that each backend printer implements.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, assert_never
+
+from rawevents.where import ast
+from rawevents.where.evaluate import EVENT_NAME_NAMES, EVENT_TIME_NAMES, value_of
+from rawevents.where.parser import flatten
+from rawevents.where.printer.sql import FALSE, TRUE, Sql, join, param, sql
+from rawevents.where.values import UNDEFINED, DateTime
+
+SCALARS = ("string", "number", "boolean", "datetime")
+JSON_TYPES = ("string", "number", "boolean", "null", "list", "object")
+
+
+@dataclass(frozen=True)
+class Value:
+    """A compiled expression: the set of runtime types it may have and a builder for each arm.
+
+    `total` means the value is never undefined. `json` is set when the value is a raw JSON
+    expression (a property or a JSON list element); `items` when it is a list literal, which
+    only `in` and any()/all() consume (the parser guarantees it appears nowhere else).
+    """
+
+    types: frozenset[str]
+    build: Callable[[str], Sql] = field(repr=False)
+    total: bool = False
+    json: Sql | None = None
+    items: tuple[Value, ...] | None = None
+
+    def arm(self, kind: str) -> Sql | None:
+        return self.build(kind) if kind in self.types and self.items is None else None
+
+
+def _no_arm(kind: str) -> Sql:
+    raise AssertionError(f"no {kind} arm")
+
+
+UNDEFINED_VALUE = Value(frozenset(), _no_arm)
+
+
+def boolean_value(expr: Sql, *, total: bool) -> Value:
+    return Value(frozenset({"boolean"}), lambda _: expr, total=total)
+
+
+def arms_value(arms: dict[str, Sql], *, total: bool = False) -> Value:
+    return Value(frozenset(arms), lambda kind: arms[kind], total=total)
+
+
+class Printer(ABC):
+    """Generic compiler; a backend subclass spells the hooks (`_json_*`, `_list_*`, …)."""
+
+    def __init__(self, timezone: str) -> None:
+        self.timezone = timezone
+        self._lambdas = 0
+
+    # -- entry point ----------------------------------------------------------------------------
+
+    def predicate(self, node: ast.Node) -> Sql:
+        """SQL that is TRUE exactly for the rows the expression selects (never NULL)."""
+        value = self.compile(node, {})
+        expr = value.arm("boolean")
+        if expr is None:
+            return FALSE
+        return expr if value.total else sql("coalesce({}, FALSE)", expr)
+
+    # -- hooks ----------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _property_json(self, pointer: list[str | int]) -> Sql:
+        """The JSON value at `pointer` under the export line's `properties` (NULL if missing)."""
+
+    @abstractmethod
+    def _json_at(self, base: Sql, key: str | int) -> Sql:
+        """`base` is JSON; its member `key` (objects) or element `key` (lists), else NULL."""
+
+    @abstractmethod
+    def _json_arm(self, json: Sql, kind: str) -> Sql:
+        """The arm of a JSON value (NULL unless it has that type)."""
+
+    @abstractmethod
+    def _json_absent(self, json: Sql) -> Sql:
+        """TRUE when the JSON value is missing or null."""
+
+    @abstractmethod
+    def _list_quantify(self, kind: str, json_list: Sql, body: Callable[[Value], Sql]) -> Sql:
+        """any/all of `body(element)` (a never-NULL boolean) over a JSON array; empty: FALSE/TRUE."""
+
+    @abstractmethod
+    def _when_list(self, json: Sql, then: Callable[[Sql], Sql]) -> Sql:
+        """`then(json)` when the JSON value (or NULL) is an array, else NULL."""
+
+    @abstractmethod
+    def _event_time(self) -> Sql: ...
+
+    @abstractmethod
+    def _event_name(self) -> Sql: ...
+
+    @abstractmethod
+    def _parse_number(self, text: Sql) -> Sql: ...
+
+    @abstractmethod
+    def _parse_datetime(self, text: Sql) -> Sql: ...
+
+    @abstractmethod
+    def _format_number(self, number: Sql) -> Sql: ...
+
+    @abstractmethod
+    def _format_datetime(self, ms: Sql) -> Sql: ...
+
+    @abstractmethod
+    def _datetime_from_number(self, number: Sql) -> Sql: ...
+
+    @abstractmethod
+    def _finite(self, number: Sql) -> Sql:
+        """NULL when the number is ±inf (operations on finite numbers never yield NaN)."""
+
+    @abstractmethod
+    def _string_contains(self, haystack: Sql, needle: Sql) -> Sql: ...
+
+    @abstractmethod
+    def _list_length(self, json_list: Sql) -> Sql: ...
+
+    @abstractmethod
+    def _literal(self, value: Any) -> Value: ...
+
+    # -- compiling ------------------------------------------------------------------------------
+
+    def compile(self, node: ast.Node, env: dict[str, Value]) -> Value:
+        if not isinstance(node, ast.ListLit) and ast.is_pure(node):
+            folded = value_of(node, None, self.timezone)
+            if not isinstance(folded, list):
+                return self._literal(folded)
+        match node:
+            case ast.String() | ast.Number() | ast.Boolean():
+                return self._literal(node.value)
+            case ast.ListLit(items=items):
+                values = tuple(self.compile(item, env) for item in items)
+                return Value(frozenset({"list"}), _no_arm, total=True, items=values)
+            case ast.Access():
+                return self.access(node)
+            case ast.Var(name=name):
+                return env[name]
+            case ast.Index(target=target, key=key):
+                return self.index(self.compile(target, env), key)
+            case ast.Unary(op=op, operand=operand):
+                return self.unary(op, self.compile(operand, env))
+            case ast.Binary(op="and" | "or" as op):
+                parts = [self.truth(self.compile(operand, env)) for operand in flatten(node, op)]
+                return boolean_value(sql("({})", join(f" {op.upper()} ", parts)), total=True)
+            case ast.Binary(op=op, left=left, right=right):
+                return self.binary(op, self.compile(left, env), self.compile(right, env))
+            case ast.Call(name=name, args=args):
+                return self.call(name, [self.compile(arg, env) for arg in args])
+            case ast.Quantifier(kind=kind, var=var, source=source, predicate=predicate):
+                return self.quantifier(kind, var, self.compile(source, env), predicate, env)
+            case _:
+                assert_never(node)
+
+    def json_value(self, json: Sql) -> Value:
+        return Value(
+            frozenset(JSON_TYPES), lambda kind: self._json_arm(json, kind), total=False, json=json
+        )
+
+    def access(self, node: ast.Access) -> Value:
+        if node.scope == "user":
+            return UNDEFINED_VALUE
+        if node.name in EVENT_TIME_NAMES[node.scope]:
+            return arms_value({"datetime": self._event_time()}, total=True)
+        if node.scope == "event":
+            if node.name in EVENT_NAME_NAMES:
+                return arms_value({"string": self._event_name()}, total=True)
+            return UNDEFINED_VALUE
+        name = "distinct_id" if node.name == "$distinct_id" else node.name
+        return self.json_value(self._property_json([name]))
+
+    def index(self, target: Value, key: str | int) -> Value:
+        if target.items is not None:
+            if isinstance(key, int) and key < len(target.items):
+                return target.items[key]
+            return UNDEFINED_VALUE
+        if target.json is not None:
+            return self.json_value(self._json_at(target.json, key))
+        container = target.arm("object" if isinstance(key, str) else "list")
+        if container is None:
+            return UNDEFINED_VALUE
+        return self.json_value(self._json_at(container, key))
+
+    def absent(self, value: Value) -> Sql:
+        """TRUE when undefined or null (never NULL)."""
+        if value.json is not None:
+            return self._json_absent(value.json)
+        if value.items is not None:
+            return FALSE
+        present = [kind for kind in value.types if kind != "null"]
+        if not present:
+            return TRUE
+        return sql("({})", join(" AND ", [sql("{} IS NULL", self.arm(value, kind)) for kind in present]))
+
+    @staticmethod
+    def arm(value: Value, kind: str) -> Sql:
+        expr = value.arm(kind)
+        assert expr is not None
+        return expr
+
+    def truth(self, value: Value) -> Sql:
+        """Whether the value is `true` (never NULL): how and/or/any/all read their operands."""
+        expr = value.arm("boolean")
+        if expr is None:
+            return FALSE
+        return expr if value.total else sql("coalesce({}, FALSE)", expr)
+
+    def unary(self, op: str, value: Value) -> Value:
+        if op == "defined":
+            return boolean_value(sql("(NOT {})", self.absent(value)), total=True)
+        if op == "-":
+            number = value.arm("number")
+            return UNDEFINED_VALUE if number is None else arms_value({"number": sql("(-{})", number)})
+        assert op == "not"
+        expr = value.arm("boolean")
+        if expr is not None and value.total and value.types == {"boolean"}:
+            return boolean_value(sql("(NOT {})", expr), total=True)
+        if expr is not None and value.types == {"boolean"}:
+            # Boolean or undefined: `not undefined` is true.
+            return boolean_value(sql("coalesce(NOT {}, TRUE)", expr), total=True)
+        absent = sql("CASE WHEN {} THEN TRUE END", self.absent(value))
+        if expr is None:
+            return boolean_value(absent, total=False)
+        return boolean_value(sql("coalesce(NOT {}, {})", expr, absent), total=False)
+
+    def equal(self, left: Value, right: Value) -> Sql:
+        terms: list[Sql] = []
+        for kind in ("string", "number", "boolean", "datetime", "null"):
+            a, b = left.arm(kind), right.arm(kind)
+            if a is None or b is None:
+                continue
+            terms.append(sql("({} AND {})" if kind == "null" else "({} = {})", a, b))
+        if not terms:
+            return FALSE
+        return sql("coalesce({}, FALSE)", join(" OR ", terms))
+
+    def binary(self, op: str, left: Value, right: Value) -> Value:
+        if op == "==":
+            return boolean_value(self.equal(left, right), total=True)
+        if op == "!=":
+            return boolean_value(sql("(NOT {})", self.equal(left, right)), total=True)
+        if op in (">", ">=", "<", "<="):
+            return self.compare(op, left, right)
+        if op == "in":
+            return self.contains(left, right)
+        arms: dict[str, Sql] = {}
+        a, b = left.arm("number"), right.arm("number")
+        if a is not None and b is not None:
+            if op == "%":
+                arms["number"] = sql("({} % nullif({}, 0))", a, b)
+            elif op == "/":
+                arms["number"] = self._finite(sql("({} / nullif({}, 0))", a, b))
+            else:
+                arms["number"] = self._finite(sql(f"({{}} {op} {{}})", a, b))
+        a, b = left.arm("string"), right.arm("string")
+        if op == "+" and a is not None and b is not None:
+            arms["string"] = sql("({} || {})", a, b)
+        return arms_value(arms)
+
+    def compare(self, op: str, left: Value, right: Value) -> Value:
+        terms: list[Sql] = []
+        template = f"({{}} {op} {{}})"
+        for kind in ("number", "string", "datetime"):
+            a, b = left.arm(kind), right.arm(kind)
+            if a is not None and b is not None:
+                terms.append(sql(template, a, b))
+        a_time, b_text = left.arm("datetime"), right.arm("string")
+        if a_time is not None and b_text is not None:
+            terms.append(sql(template, a_time, self._parse_datetime(b_text)))
+        a_text, b_time = left.arm("string"), right.arm("datetime")
+        if a_text is not None and b_time is not None:
+            terms.append(sql(template, self._parse_datetime(a_text), b_time))
+        if not terms:
+            return UNDEFINED_VALUE
+        expr = terms[0] if len(terms) == 1 else sql("coalesce({})", join(", ", terms))
+        return boolean_value(expr, total=False)
+
+    def contains(self, needle: Value, haystack: Value) -> Value:
+        if haystack.items is not None:
+            terms = [self.equal(needle, item) for item in haystack.items]
+            return boolean_value(sql("({})", join(" OR ", terms)) if terms else FALSE, total=True)
+        terms = []
+        text, pattern = haystack.arm("string"), needle.arm("string")
+        if text is not None and pattern is not None:
+            terms.append(self._string_contains(text, pattern))
+        json_list = haystack.json if haystack.json is not None else haystack.arm("list")
+        if json_list is not None:
+            terms.append(
+                self._when_list(
+                    json_list,
+                    lambda items: self._list_quantify("any", items, lambda item: self.equal(needle, item)),
+                )
+            )
+        if not terms:
+            return UNDEFINED_VALUE
+        expr = terms[0] if len(terms) == 1 else sql("coalesce({})", join(", ", terms))
+        return boolean_value(expr, total=False)
+
+    def call(self, name: str, args: list[Value]) -> Value:
+        value = args[0]
+        if name == "boolean":
+            result = self.to_boolean(value)
+            return result if len(args) == 1 else self.default_when_absent(value, result, args[1])
+        if name in ("number", "string"):
+            result = self.to_number(value) if name == "number" else self.to_string(value)
+            return result if len(args) == 1 else self.default_when_absent(result, result, args[1])
+        if name == "list":
+            if value.items is not None:
+                return value
+            json_list = value.arm("list")
+            return UNDEFINED_VALUE if json_list is None else arms_value({"list": json_list})
+        if name == "datetime":
+            return self.to_datetime(value)
+        number = value.arm("number")
+        if number is None:
+            return UNDEFINED_VALUE
+        return arms_value({"number": sql(f"{name}({{}})", number)})
+
+    def default_when_absent(self, tested: Value, result: Value, default: Value) -> Value:
+        """Two-argument casts: `default` when `tested` is undefined or null, else `result`."""
+        absent = self.absent(tested)
+        arms: dict[str, Sql] = {}
+        for kind in sorted(set(result.types) | set(default.types)):
+            if default.items is not None:
+                continue
+            mine, theirs = result.arm(kind), default.arm(kind)
+            if mine is None and theirs is None:
+                continue
+            arms[kind] = sql(
+                "CASE WHEN {} THEN {} ELSE {} END", absent, theirs or Sql("NULL"), mine or Sql("NULL")
+            )
+        return arms_value(arms, total=result.total and default.total)
+
+    def to_number(self, value: Value) -> Value:
+        parts: list[Sql] = []
+        if (number := value.arm("number")) is not None:
+            parts.append(number)
+        if (text := value.arm("string")) is not None:
+            parts.append(self._parse_number(text))
+        if (flag := value.arm("boolean")) is not None:
+            parts.append(sql("CAST({} AS DOUBLE)", flag))
+        return self._coalesced("number", parts)
+
+    def to_string(self, value: Value) -> Value:
+        parts: list[Sql] = []
+        if (text := value.arm("string")) is not None:
+            parts.append(text)
+        if (number := value.arm("number")) is not None:
+            parts.append(self._format_number(number))
+        if (flag := value.arm("boolean")) is not None:
+            parts.append(sql("CAST({} AS VARCHAR)", flag))
+        if (moment := value.arm("datetime")) is not None:
+            parts.append(self._format_datetime(moment))
+        result = self._coalesced("string", parts)
+        null = value.arm("null")
+        if null is None:
+            return result
+        arms = {"null": null}
+        if "string" in result.types:
+            arms["string"] = self.arm(result, "string")
+        return arms_value(arms)
+
+    def to_boolean(self, value: Value) -> Value:
+        if value.items is not None:
+            return self._literal(bool(value.items))
+        parts: list[Sql] = []
+        if (flag := value.arm("boolean")) is not None:
+            parts.append(flag)
+        if (text := value.arm("string")) is not None:
+            parts.append(sql("({} NOT IN ('', 'false'))", text))
+        if (number := value.arm("number")) is not None:
+            parts.append(sql("({} <> 0)", number))
+        if (json_list := value.arm("list")) is not None:
+            parts.append(sql("({} > 0)", self._list_length(json_list)))
+        for kind in ("datetime", "object"):
+            if (other := value.arm(kind)) is not None:
+                parts.append(sql("CASE WHEN {} IS NOT NULL THEN TRUE END", other))
+        parts.append(FALSE)
+        expr = parts[0] if len(parts) == 1 else sql("coalesce({})", join(", ", parts))
+        return boolean_value(expr, total=True)
+
+    def to_datetime(self, value: Value) -> Value:
+        parts: list[Sql] = []
+        if (moment := value.arm("datetime")) is not None:
+            parts.append(moment)
+        if (number := value.arm("number")) is not None:
+            parts.append(self._datetime_from_number(number))
+        if (text := value.arm("string")) is not None:
+            parts.append(self._parse_datetime(text))
+        return self._coalesced("datetime", parts)
+
+    @staticmethod
+    def _coalesced(kind: str, parts: list[Sql]) -> Value:
+        if not parts:
+            return UNDEFINED_VALUE
+        expr = parts[0] if len(parts) == 1 else sql("coalesce({})", join(", ", parts))
+        return arms_value({kind: expr})
+
+    def quantifier(
+        self, kind: str, var: str, source: Value, predicate: ast.Node, env: dict[str, Value]
+    ) -> Value:
+        def body(item: Value) -> Sql:
+            return self.truth(self.compile(predicate, {**env, var: item}))
+
+        if source.items is not None:
+            terms = [body(item) for item in source.items]
+            if not terms:
+                return self._literal(kind == "all")
+            glue = " OR " if kind == "any" else " AND "
+            return boolean_value(sql("({})", join(glue, terms)), total=True)
+        parts: list[Sql] = []
+        json_list = source.json if source.json is not None else source.arm("list")
+        if json_list is not None:
+            parts.append(self._when_list(json_list, lambda items: self._list_quantify(kind, items, body)))
+        scalars = [k for k in source.types if k not in ("list", "null")]
+        if scalars:
+            present = join(" OR ", [sql("{} IS NOT NULL", self.arm(source, k)) for k in scalars])
+            parts.append(sql("CASE WHEN {} THEN {} END", present, body(source)))
+        parts.append(FALSE)
+        expr = parts[0] if len(parts) == 1 else sql("coalesce({})", join(", ", parts))
+        return boolean_value(expr, total=True)
+
+
+def literal_arms(value: Any) -> dict[str, tuple[Any, str]]:
+    """(python value, SQL type) of the single arm of a folded constant."""
+    if value is UNDEFINED:
+        return {}
+    if value is None:
+        return {"null": (True, "BOOLEAN")}
+    if isinstance(value, bool):
+        return {"boolean": (value, "BOOLEAN")}
+    if isinstance(value, int | float):
+        assert math.isfinite(value)
+        return {"number": (float(value), "DOUBLE")}
+    if isinstance(value, str):
+        return {"string": (value, "VARCHAR")}
+    if isinstance(value, DateTime):
+        return {"datetime": (value.ms, "DOUBLE")}
+    raise TypeError(f"cannot bind {value!r}")
+
+
+def literal_value(value: Any) -> Value:
+    arms = {kind: param(v, sql_type) for kind, (v, sql_type) in literal_arms(value).items()}
+    return arms_value(arms, total=bool(arms))

@@ -1,0 +1,193 @@
+"""The DuckDB printer: JSON via json_extract with JSON Pointer paths bound as parameters, list
+quantifiers via list_transform lambdas, datetime text parsed with regexp_extract + arithmetic.
+
+Columns used: `line` (the export line, valid JSON), `event` (name), `time_ms` (UTC ms).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rawevents.where.printer.base import Printer, Value, literal_value
+from rawevents.where.printer.sql import Sql, param, sql
+from rawevents.where.values import (
+    DATETIME_GROUPS,
+    DATETIME_MS_THRESHOLD,
+    DATETIME_PATTERN,
+    MAX_DATETIME_MS,
+    MIN_DATETIME_MS,
+    NUMBER_PATTERN,
+    naive_offsets,
+)
+
+_JSON_TYPES = {
+    "string": "json_type({}) = 'VARCHAR'",
+    "number": "json_type({}) IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT')",
+    "boolean": "json_type({}) = 'BOOLEAN'",
+    "null": "json_type({}) = 'NULL'",
+    "list": "json_type({}) = 'ARRAY'",
+    "object": "json_type({}) = 'OBJECT'",
+}
+_JSON_PAYLOAD = {
+    "string": "({} ->> '$')",
+    "number": "CAST({} AS DOUBLE)",
+    "boolean": "CAST({} AS BOOLEAN)",
+    "null": "TRUE",
+    "list": "{}",
+    "object": "{}",
+}
+
+
+def json_pointer(keys: list[str | int]) -> str:
+    """RFC 6901 pointer: the one place a property name becomes a path (`~` → `~0`, `/` → `~1`).
+    The pointer is bound as a parameter, so quotes, dots, brackets or NUL need no SQL escaping."""
+    return "".join("/" + str(key).replace("~", "~0").replace("/", "~1") for key in keys)
+
+
+def _looks_like_index(key: str) -> bool:
+    return key == "-" or (key.isascii() and key.isdigit())
+
+
+class DuckDBPrinter(Printer):
+    def _property_json(self, pointer: list[str | int]) -> Sql:
+        return sql("json_extract(line, {})", param(json_pointer(["properties", *pointer]), "VARCHAR"))
+
+    def _json_at(self, base: Sql, key: str | int) -> Sql:
+        # A JSON Pointer step means "member" on objects and "element" on arrays; where keeps them
+        # apart (a string key never indexes a list, a number never reads a member "3").
+        path = param(json_pointer([key]), "VARCHAR")
+        if isinstance(key, str) and not _looks_like_index(key):
+            return sql("json_extract({}, {})", base, path)
+        wanted = "ARRAY" if isinstance(key, int) else "OBJECT"
+        return self._let(
+            base, lambda j: sql(f"CASE WHEN json_type({{}}) = '{wanted}' THEN json_extract({{}}, {{}}) END", j, j, path)
+        )
+
+    def _json_arm(self, json: Sql, kind: str) -> Sql:
+        payload = _JSON_PAYLOAD[kind]
+        test = _JSON_TYPES[kind]
+        if kind == "null":
+            return sql(f"CASE WHEN {test} THEN TRUE END", json)
+        if payload == "{}":
+            return sql(f"CASE WHEN {test} THEN {{}} END", json, json)
+        return sql(f"CASE WHEN {test} THEN {payload} END", json, json)
+
+    def _json_absent(self, json: Sql) -> Sql:
+        return sql("coalesce(json_type({}) = 'NULL', TRUE)", json)
+
+    def _list_quantify(self, kind: str, json_list: Sql, body: Callable[[Value], Sql]) -> Sql:
+        self._lambdas += 1
+        name = f"__w{self._lambdas}"
+        item = self.json_value(Sql(name))
+        aggregate = "list_bool_or" if kind == "any" else "list_bool_and"
+        empty = "FALSE" if kind == "any" else "TRUE"
+        return sql(
+            f"coalesce({aggregate}(list_transform(json_extract({{}}, '$[*]'), lambda {name}: {{}})), {empty})",
+            json_list,
+            body(item),
+        )
+
+    def _when_list(self, json: Sql, then: Callable[[Sql], Sql]) -> Sql:
+        return self._let(json, lambda j: sql("CASE WHEN json_type({}) = 'ARRAY' THEN {} END", j, then(j)))
+
+    def _let(self, value: Sql, body: Callable[[Sql], Sql]) -> Sql:
+        """Evaluate `value` once per row and use it many times (a one-element list lambda)."""
+        if len(value.text) <= 48:
+            return body(value)
+        self._lambdas += 1
+        name = f"__w{self._lambdas}"
+        return sql(f"list_transform([{{}}], lambda {name}: {{}})[1]", value, body(Sql(name)))
+
+    def _event_time(self) -> Sql:
+        return Sql("CAST(time_ms AS DOUBLE)")
+
+    def _event_name(self) -> Sql:
+        return Sql("event")
+
+    def _parse_number(self, text: Sql) -> Sql:
+        return self._finite(sql(f"TRY_CAST(regexp_extract({{}}, '^{NUMBER_PATTERN}$') AS DOUBLE)", text))
+
+    def _format_number(self, number: Sql) -> Sql:
+        return sql("regexp_replace(CAST({} AS VARCHAR), '\\.0$', '')", number)
+
+    def _format_datetime(self, ms: Sql) -> Sql:
+        return sql(
+            "strftime(make_timestamp(CAST(floor({}) AS BIGINT) * 1000), '%Y-%m-%dT%H:%M:%S.%gZ')", ms
+        )
+
+    def _datetime_from_number(self, number: Sql) -> Sql:
+        def body(n: Sql) -> Sql:
+            ms = sql(f"CASE WHEN abs({{}}) >= {DATETIME_MS_THRESHOLD!r} THEN {{}} ELSE {{}} * 1000.0 END", n, n, n)
+            return self._in_datetime_range(ms)
+
+        return self._let(number, body)
+
+    def _in_datetime_range(self, ms: Sql) -> Sql:
+        return self._let(
+            ms,
+            lambda m: sql(f"CASE WHEN {{}} BETWEEN {MIN_DATETIME_MS} AND {MAX_DATETIME_MS} THEN {{}} END", m, m),
+        )
+
+    def _finite(self, number: Sql) -> Sql:
+        return sql("nullif(nullif({}, CAST('inf' AS DOUBLE)), CAST('-inf' AS DOUBLE))", number)
+
+    def _string_contains(self, haystack: Sql, needle: Sql) -> Sql:
+        return sql("contains({}, {})", haystack, needle)
+
+    def _list_length(self, json_list: Sql) -> Sql:
+        return sql("json_array_length({})", json_list)
+
+    def _literal(self, value: Any) -> Value:
+        return literal_value(value)
+
+    def _parse_datetime(self, text: Sql) -> Sql:
+        names = ", ".join(f"'{name}'" for name in DATETIME_GROUPS)
+        groups = sql(f"regexp_extract({{}}, '^{DATETIME_PATTERN}$', [{names}])", text)
+        return self._let(groups, self._datetime_from_groups)
+
+    def _datetime_from_groups(self, g: Sql) -> Sql:
+        def num(group: str) -> str:
+            return f"coalesce(TRY_CAST({g.text}.{group} AS BIGINT), 0)"
+
+        y, mo, d = num("yy"), num("mo"), num("dd")
+        hh, mi, ss = num("hh"), num("mi"), num("ss")
+        zh, zm = num("zh"), num("zm")
+        millis = f"CAST(left(rpad({g.text}.fr, 3, '0'), 3) AS BIGINT)"
+        dim = (
+            f"CASE WHEN {mo} = 2 THEN CASE WHEN ({y} % 4 = 0 AND {y} % 100 <> 0) OR {y} % 400 = 0 "
+            f"THEN 29 ELSE 28 END WHEN {mo} IN (4, 6, 9, 11) THEN 30 ELSE 31 END"
+        )
+        yy = f"({y} - CASE WHEN {mo} <= 2 THEN 1 ELSE 0 END)"
+        yoe = f"({yy} - ({yy} // 400) * 400)"
+        doy = f"((153 * ({mo} + CASE WHEN {mo} > 2 THEN -3 ELSE 9 END) + 2) // 5 + {d} - 1)"
+        doe = f"({yoe} * 365 + {yoe} // 4 - {yoe} // 100 + {doy})"
+        days = f"(({yy} // 400) * 146097 + {doe} - 719468)"
+        wall = f"({days} * 86400000 + {hh} * 3600000 + {mi} * 60000 + {ss} * 1000 + {millis})"
+        valid = (
+            f"{g.text}.yy <> '' AND {y} >= 1 AND {mo} BETWEEN 1 AND 12 AND {d} BETWEEN 1 AND {dim}"
+            f" AND {hh} <= 23 AND {mi} <= 59 AND {ss} <= 59 AND {zh} <= 23 AND {zm} <= 59"
+        )
+        shift = f"(CASE WHEN {g.text}.sg = '+' THEN 1 ELSE -1 END) * ({zh} * 3600000 + {zm} * 60000)"
+        naive = self._naive_to_utc(Sql(wall))
+        utc = sql(
+            f"CASE WHEN {g.text}.zz <> '' THEN {wall} WHEN {g.text}.sg <> '' THEN {wall} - {shift} ELSE {{}} END",
+            naive,
+        )
+        return self._in_datetime_range(sql(f"CASE WHEN {valid} THEN CAST({{}} AS DOUBLE) END", utc))
+
+    def _naive_to_utc(self, wall: Sql) -> Sql:
+        if self.timezone == "UTC":
+            return wall
+        breaks, offsets = naive_offsets(self.timezone)
+        if not breaks:
+            return sql("({} - {})", wall, param(offsets[0], "BIGINT"))
+        self._lambdas += 1
+        name = f"__w{self._lambdas}"
+        return sql(
+            f"({{}} - {{}}[list_count(list_filter({{}}, lambda {name}: {name} <= {{}})) + 1])",
+            wall,
+            param(list(offsets), "BIGINT[]"),
+            param(list(breaks), "BIGINT[]"),
+            wall,
+        )

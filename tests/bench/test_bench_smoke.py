@@ -1,0 +1,28 @@
+"""The benchmark entry still runs end to end (tiny size, one repetition; no timing asserted)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.run import main
+
+
+def test_bench_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = main(
+        ["--events", "2000", "--reps", "1", "--ingest-reps", "1", "--clients", "2", "--out", str(tmp_path)]
+    )
+    titles = [section.title for section in report.sections]
+    assert any(title.startswith("export full range") for title in titles)
+    assert any(title.startswith("ingest") for title in titles)
+    full = next(s for s in report.sections if s.title.startswith("export full range"))
+    http = full.rows[0]
+    assert http.system.startswith("rawevents HTTP")
+    assert http.rows == 2000
+    assert http.seconds > 0
+    assert "MISMATCH" not in http.note
+    ingest = next(s for s in report.sections if s.title.startswith("ingest"))
+    assert ingest.rows[0].rows == 2000  # every event acknowledged
+    assert (tmp_path / "results-2000.md").exists()
+    assert "| system |" in capsys.readouterr().out

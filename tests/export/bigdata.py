@@ -1,0 +1,37 @@
+"""Build a store with many events offline (no server running), for live big-export tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rawevents.projects import Project, Registry
+from rawevents.storage.duckdb_store import DuckDBStore
+from tests.export.helpers import stored_event
+
+BATCH = 50_000
+
+
+def build(data_dir: Path, count: int, start_ms: int, step_ms: int = 250, timezone: str = "UTC") -> Project:
+    """`count` events of a new project, `step_ms` apart from `start_ms`, ~300 bytes each."""
+    project = Registry(data_dir).create_project("big", timezone)
+    store = DuckDBStore(data_dir, commit_interval_ms=0)
+    try:
+        for first in range(0, count, BATCH):
+            store.append_events(
+                [
+                    stored_event(
+                        project,
+                        ("page_view", "signup", "purchase")[i % 3],
+                        start_ms + i * step_ms,
+                        distinct_id=f"user-{i % 5000:05d}",
+                        **{"$insert_id": f"{i:012d}", "$browser": "Firefox", "$city": "Berlin"},
+                        url=f"https://example.com/page/{i % 977}",
+                        amount=i % 100 * 1.25,
+                        seq=i,
+                    )
+                    for i in range(first, min(count, first + BATCH))
+                ]
+            )
+    finally:
+        store.close()
+    return project

@@ -1,0 +1,107 @@
+"""The public CLI: JSON outputs, and projects created while `serve` runs are live at once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.live_server import LiveServer, free_port
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rawevents.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_project_create_and_list_print_json(tmp_path: Path) -> None:
+    created = _cli(
+        "project", "create", "--name", "shop", "--timezone", "Europe/Berlin", "--data-dir", str(tmp_path)
+    )
+    assert created.returncode == 0, created.stderr
+    project = json.loads(created.stdout)
+    assert set(project) == {"project_id", "name", "token", "api_secret", "timezone"}
+    assert (project["name"], project["timezone"]) == ("shop", "Europe/Berlin")
+    listed = json.loads(_cli("project", "list", "--data-dir", str(tmp_path)).stdout)
+    assert listed == [project]
+
+
+def test_unknown_timezone_is_a_clear_error(tmp_path: Path) -> None:
+    result = _cli(
+        "project", "create", "--name", "x", "--timezone", "Mars/Olympus", "--data-dir", str(tmp_path)
+    )
+    assert result.returncode == 2
+    assert "unknown timezone 'Mars/Olympus'" in result.stderr
+
+
+def test_service_account_create(tmp_path: Path) -> None:
+    project = json.loads(_cli("project", "create", "--name", "p", "--data-dir", str(tmp_path)).stdout)
+    result = _cli(
+        "service-account", "create", "--project", str(project["project_id"]), "--data-dir", str(tmp_path)
+    )
+    account = json.loads(result.stdout)
+    assert set(account) == {"username", "secret", "projects"}
+    assert account["projects"] == [project["project_id"]]
+    missing = _cli("service-account", "create", "--project", "999", "--data-dir", str(tmp_path))
+    assert missing.returncode == 2
+    assert "no project with id 999" in missing.stderr
+
+
+def test_project_created_while_serving_is_usable_without_restart(tmp_path: Path) -> None:
+    server = LiveServer(tmp_path / "data").start()
+    try:
+        created = _cli("project", "create", "--name", "late", "--data-dir", str(server.data_dir))
+        project = json.loads(created.stdout)
+        body = [{"event": "e", "properties": {"time": 1700000000, "distinct_id": "u", "$insert_id": "a1"}}]
+        response = server.post("/import?strict=1", json=body, auth=(project["api_secret"], ""))
+        assert response.status_code == 200, response.text
+        assert response.json() == {"code": 200, "num_records_imported": 1, "status": "OK"}
+    finally:
+        server.stop()
+
+
+def test_serve_demo_prints_a_ready_project(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rawevents.cli",
+            "serve",
+            "--demo",
+            "--data-dir",
+            str(tmp_path),
+            "--port",
+            str(port),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        assert line.startswith("rawevents demo project: ")
+        demo = json.loads(line.split(": ", 1)[1])
+        assert demo["name"] == "demo" and demo["timezone"] == "UTC"
+        assert process.stderr.readline().startswith(f"rawevents listening on http://127.0.0.1:{port}")
+        for _ in range(100):
+            try:
+                assert requests.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("demo server did not answer")
+    finally:
+        process.terminate()
+        process.wait(10)
