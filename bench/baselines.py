@@ -77,7 +77,9 @@ def expected(ds: Dataset, flt: Filter) -> tuple[int, int]:
     """(rows, uncompressed JSONL bytes) the filter selects, counted on the store."""
     con = duckdb.connect(str(ds.data_dir / "events.duckdb"), read_only=True)
     try:
-        row = con.execute(f"SELECT count(*), coalesce(sum(strlen(line)), 0) FROM events WHERE {flt.store_sql}")
+        row = con.execute(
+            f"SELECT count(*), coalesce(sum(strlen(line)), 0) FROM events WHERE {flt.store_sql}"
+        )
         rows, size = row.fetchone()  # type: ignore[misc]
         return int(rows), int(size)
     finally:
@@ -103,7 +105,8 @@ class DuckDBBaseline:
             path.unlink(missing_ok=True)
             con = duckdb.connect(str(path))
             con.execute(
-                "CREATE TABLE bl AS SELECT time_ms, seq, event, json_extract(line, '$.properties') AS properties"
+                "CREATE TABLE bl AS SELECT time_ms, seq, event,"
+                " json_extract(line, '$.properties') AS properties"
                 f" FROM read_parquet('{ds.parquet}') ORDER BY time_ms, seq"
             )
             con.close()
@@ -143,8 +146,7 @@ class ChdbBaseline:
                 " ENGINE = MergeTree ORDER BY (time_ms, seq)"
             )
             self.sess.query(
-                "INSERT INTO ev SELECT time_ms, seq, event, line"
-                f" FROM file('{ds.parquet}', Parquet)"
+                f"INSERT INTO ev SELECT time_ms, seq, event, line FROM file('{ds.parquet}', Parquet)"
             )
             self.sess.query("OPTIMIZE TABLE ev FINAL")
             ready.touch()

@@ -68,6 +68,7 @@ def build(n_events: int, seed: int = 42, *, out: Path = OUT, log: bool = True) -
     project = Registry(root / "data").create_project("bench", "UTC")
     DuckDBStore(root / "data").close()  # creates the schema exactly as the server does
     con = duckdb.connect(str(root / "data" / "events.duckdb"))
+    con.execute("SET enable_progress_bar = false")
     writer: pq.ParquetWriter | None = None
     total_bytes = 0
     seq = 1

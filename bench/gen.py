@@ -263,7 +263,9 @@ def _chunk(seed: int, index: int, n: int, first: int, total: int, users: _Users)
     frags["$lib_version"] = _pool("$lib_version", [v for _, v in LIBS], users.lib[u])
     frags["plan"] = _pool("plan", [p for p, _ in PLANS], users.plan[u])
     ids = users.ids.take(u_idx)
-    user_ids = pc.if_else(pa.array(users.has_user_id[u]), _quoted("$user_id", ids), pa.scalar(None, pa.string()))
+    user_ids = pc.if_else(
+        pa.array(users.has_user_id[u]), _quoted("$user_id", ids), pa.scalar(None, pa.string())
+    )
     frags["$user_id"] = user_ids
 
     # Per-event properties.

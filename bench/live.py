@@ -43,7 +43,16 @@ class Server:
         self.port = free_port()
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "rawevents.cli", "serve", "--data-dir", str(data_dir), "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "rawevents.cli",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(self.port),
+            ],
             env={**os.environ, **(env or {})},
             stdout=self.log,
             stderr=self.log,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -80,14 +82,16 @@ def machine() -> dict[str, str]:
                 mem_kb = int(text.split()[1])
     except OSError:
         pass
-    import os
-
     return {
         "nproc": str(os.cpu_count()),
         "cpu": cpu,
         "ram": f"{mem_kb / 1024 / 1024:.1f} GiB",
         "python": platform.python_version(),
     }
+
+
+def chdb_installed() -> bool:
+    return importlib.util.find_spec("chdb") is not None
 
 
 def median_of(reps: int, fn: Callable[[], float]) -> float:
@@ -98,14 +102,14 @@ def _date(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date().isoformat()
 
 
-def direct_export(ds: Dataset, reps: int) -> tuple[float, float]:
+def direct_export(ds: Dataset, reps: int, memory_limit: str | None = None) -> tuple[float, float]:
     """(scan-only seconds, scan + ISA-L level 1 seconds) of DuckDBStore.export_chunks in process."""
     from isal import isal_zlib
 
     from rawevents.storage.base import ExportPlan, TimeSegment
     from rawevents.storage.duckdb_store import DuckDBStore
 
-    store = DuckDBStore(ds.data_dir)
+    store = DuckDBStore(ds.data_dir, memory_limit=memory_limit or "1GB")
     plan = ExportPlan(ds.project.project_id, [TimeSegment(ds.start_ms, ds.end_ms, 0)])
     try:
 
@@ -144,15 +148,23 @@ def raw_lines(ds: Dataset, limit_bytes: int = 1 << 30) -> list[bytes]:
 
 
 def export_sections(
-    ds: Dataset, reps: int, *, chdb_json: bool, log: Callable[[str], None]
+    ds: Dataset,
+    reps: int,
+    *,
+    filters: tuple[Filter, ...] = FILTERS,
+    duckdb_copy: bool = True,
+    chdb_json: bool = True,
+    env: dict[str, str] | None = None,
+    log: Callable[[str], None],
 ) -> tuple[list[Section], dict[str, str]]:
     facts: dict[str, str] = {}
-    counts = {flt.name: expected(ds, flt) for flt in FILTERS}
-    sections = {flt.name: Section(f"export {flt.name}, gzip", ours="rawevents HTTP") for flt in FILTERS}
+    counts = {flt.name: expected(ds, flt) for flt in filters}
+    sections = {flt.name: Section(f"export {flt.name}, gzip", ours="rawevents HTTP") for flt in filters}
+    memory_limit = (env or {}).get("RAWEVENTS_ENGINE_MEMORY_LIMIT")
 
     log("in-process store export (no HTTP)")
     rows, size = counts[FULL.name]
-    scan_s, scan_gzip_s = direct_export(ds, reps)
+    scan_s, scan_gzip_s = direct_export(ds, reps, memory_limit)
     full = sections[FULL.name]
     full.rows.append(Row("rawevents in-process, export_chunks + ISA-L L1, 1 thread", scan_gzip_s, size, rows))
     full.rows.append(Row("rawevents in-process, export_chunks only (no gzip)", scan_s, size, rows))
@@ -161,14 +173,15 @@ def export_sections(
     data = raw_lines(ds)
     data_bytes = sum(len(d) for d in data)
     isal_s = median_of(reps, lambda: isal_raw(data))
-    full.rows.append(Row("ISA-L level 1 gzip of the same bytes, 1 core", isal_s, data_bytes, rows * data_bytes // size))
-    del data
+    full.rows.append(
+        Row("ISA-L level 1 gzip of the same bytes, 1 core", isal_s, data_bytes, rows * data_bytes // size)
+    )
 
     work = ds.root / "tmp-out"
     work.mkdir(exist_ok=True)
     log("DuckDB COPY baseline")
-    duck = DuckDBBaseline(ds)
-    for flt in FILTERS:
+    duck = DuckDBBaseline(ds) if duckdb_copy else None
+    for flt in filters if duck is not None else ():
         rows, size = counts[flt.name]
         runs = [duck.export(flt, work / "duck.json.gz") for _ in range(reps)]
         sections[flt.name].rows.append(
@@ -180,11 +193,14 @@ def export_sections(
                 runs[0].out_bytes,
             )
         )
-    duck.close()
+    if duck is not None:
+        duck.close()
 
     log("chdb baselines (loading tables on first use)")
-    chdb = ChdbBaseline(ds, json_table=chdb_json)
-    for flt in FILTERS:
+    if not chdb_installed():
+        facts["chdb baselines"] = "skipped: chdb is not installed (pip install -e '.[bench]')"
+    chdb = ChdbBaseline(ds, json_table=chdb_json) if chdb_installed() else None
+    for flt in filters if chdb is not None else ():
         rows, size = counts[flt.name]
         runs = [chdb.export_line(flt, work / "ch.gz") for _ in range(reps)]
         sections[flt.name].rows.append(
@@ -207,15 +223,16 @@ def export_sections(
                     runs[0].out_bytes,
                 )
             )
-    chdb.close()
+    if chdb is not None:
+        chdb.close()
 
     log("HTTP server")
-    server = live.Server(ds.data_dir, ds.root / "server.log")
+    server = live.Server(ds.data_dir, ds.root / "server.log", env)
     secret = ds.project.api_secret
     try:
-        facts["server RSS before exports"] = f"{server.rss / 2**20:.0f} MiB"
+        facts[f"server RSS before exports ({ds.n_events:,} rows)"] = f"{server.rss / 2**20:.0f} MiB"
         peak = 0
-        for flt in FILTERS:
+        for flt in filters:
             rows, size = counts[flt.name]
             path = live.export_query(flt, _date(ds.start_ms), _date(ds.end_ms - 1))
             status, got_rows, got_bytes = live.check_export(server, secret, path)
@@ -245,7 +262,7 @@ def export_sections(
                 ),
             )
             if flt is FULL:
-                facts["first byte, 30-day export (median)"] = (
+                facts[f"first byte, 30-day export, {ds.n_events:,} rows (median)"] = (
                     f"{1000 * statistics.median(r.first_byte for r in ok):.0f} ms"
                 )
         facts[f"server peak RSS during exports ({ds.n_events:,} rows)"] = f"{peak / 2**20:.0f} MiB"
@@ -257,7 +274,15 @@ def export_sections(
     return list(sections.values()), facts
 
 
-def ingest_section(ds: Dataset, reps: int, clients: int, batch: int, limit: int, log: Callable[[str], None]) -> Section:
+def ingest_section(
+    ds: Dataset,
+    reps: int,
+    clients: int,
+    batch: int,
+    limit: int,
+    log: Callable[[str], None],
+    env: dict[str, str] | None = None,
+) -> Section:
     n = min(limit, ds.n_events)
     section = Section(f"ingest {n:,} events over HTTP: /import, {batch}/batch, gzip, {clients} clients")
     runs = []
@@ -268,9 +293,13 @@ def ingest_section(ds: Dataset, reps: int, clients: int, batch: int, limit: int,
         from rawevents.projects import Registry
 
         project = Registry(data_dir).create_project("ingest", "UTC")
-        server = live.Server(data_dir, ds.root / "server.log")
+        server = live.Server(data_dir, ds.root / "server.log", env)
         try:
-            runs.append(live.http_ingest(server, project.api_secret, ds.import_jsonl, clients=clients, batch=batch, limit=n))
+            runs.append(
+                live.http_ingest(
+                    server, project.api_secret, ds.import_jsonl, clients=clients, batch=batch, limit=n
+                )
+            )
         finally:
             server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -312,9 +341,8 @@ def render(report: Report) -> str:
                 ratio = f"{ours.events_s / row.events_s:.2f}×"
             mb = f"{row.mb_s:.0f}" if row.jsonl_bytes else ""
             gz = f"{row.out_bytes / 1e6:.1f}" if row.out_bytes else ""
-            lines.append(
-                f"| {row.system} | {row.seconds:.3f} | {mb} | {row.events_s:,.0f} | {gz} | {ratio} | {row.note} |"
-            )
+            cells = [row.system, f"{row.seconds:.3f}", mb, f"{row.events_s:,.0f}", gz, ratio, row.note]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -323,7 +351,9 @@ def main(argv: list[str] | None = None) -> Report:
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the dataset (default 1M)")
     parser.add_argument("--reps", type=int, default=5, help="runs per figure; the median is reported")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--big", action="store_true", help="also export a 10M-row store (RSS, first byte, MB/s)")
+    parser.add_argument(
+        "--big", action="store_true", help="also export a 10M-row store (RSS, first byte, MB/s)"
+    )
     parser.add_argument("--big-events", type=int, default=10_000_000)
     parser.add_argument("--clients", type=int, default=8, help="concurrent /import clients")
     parser.add_argument("--batch", type=int, default=2000, help="events per /import request")
@@ -331,8 +361,13 @@ def main(argv: list[str] | None = None) -> Report:
     parser.add_argument("--ingest-reps", type=int, default=3)
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--no-chdb-json", action="store_true", help="skip the chdb JSON-type baseline")
+    parser.add_argument(
+        "--engine-memory-limit",
+        help="run the servers with RAWEVENTS_ENGINE_MEMORY_LIMIT set to this (default: the server's default)",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
+    env = {"RAWEVENTS_ENGINE_MEMORY_LIMIT": args.engine_memory_limit} if args.engine_memory_limit else {}
 
     started = time.perf_counter()
 
@@ -340,25 +375,36 @@ def main(argv: list[str] | None = None) -> Report:
         print(f"[{time.perf_counter() - started:7.1f}s] {message}", flush=True)
 
     report = Report(facts={f"machine {k}": v for k, v in machine().items()})
+    report.facts["load average before the run (1, 5, 15 min)"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    report.facts["engine memory limit"] = args.engine_memory_limit or "server default"
     log(f"dataset: {args.events:,} events")
     ds = build(args.events, args.seed, out=args.out)
+    per_line = ds.line_bytes / ds.n_events
     report.facts["dataset"] = (
-        f"{ds.n_events:,} events, {ds.line_bytes / 1e6:.1f} MB JSONL ({ds.line_bytes / ds.n_events:.0f} B/line)"
+        f"{ds.n_events:,} events, {ds.line_bytes / 1e6:.1f} MB JSONL ({per_line:.0f} B/line)"
     )
-    sections, facts = export_sections(ds, args.reps, chdb_json=not args.no_chdb_json, log=log)
+    sections, facts = export_sections(ds, args.reps, chdb_json=not args.no_chdb_json, env=env, log=log)
     report.sections += sections
     report.facts.update(facts)
     if args.big:
         log(f"big dataset: {args.big_events:,} events")
         big = build(args.big_events, args.seed, out=args.out)
-        big_sections, big_facts = export_sections(big, max(1, min(args.reps, 3)), chdb_json=False, log=log)
+        big_sections, big_facts = export_sections(
+            big,
+            max(1, min(args.reps, 3)),
+            filters=(FULL,),
+            duckdb_copy=False,
+            chdb_json=False,
+            env=env,
+            log=log,
+        )
         for section in big_sections:
             section.title += f" ({args.big_events:,} rows)"
         report.sections += big_sections
         report.facts.update(big_facts)
     if not args.skip_ingest:
         report.sections.append(
-            ingest_section(ds, args.ingest_reps, args.clients, args.batch, args.ingest_events, log)
+            ingest_section(ds, args.ingest_reps, args.clients, args.batch, args.ingest_events, log, env)
         )
     text = render(report)
     print()
@@ -368,7 +414,10 @@ def main(argv: list[str] | None = None) -> Report:
     payload: dict[str, Any] = {
         "facts": report.facts,
         "sections": [
-            {"title": s.title, "rows": [{**asdict(r), "mb_s": r.mb_s, "events_s": r.events_s} for r in s.rows]}
+            {
+                "title": s.title,
+                "rows": [{**asdict(r), "mb_s": r.mb_s, "events_s": r.events_s} for r in s.rows],
+            }
             for s in report.sections
         ],
     }

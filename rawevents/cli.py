@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from rawevents.errors import RawEventsError
+from rawevents.export import download
 from rawevents.projects import Registry
 from rawevents.settings import SETTINGS_BY_NAME, load_config
 
@@ -48,11 +49,21 @@ def build_parser() -> argparse.ArgumentParser:
     sa_create.add_argument("--project", type=int, required=True)
     sa_create.add_argument("--name", default="service-account")
     _data_dir_arg(sa_create)
+
+    export = commands.add_parser("export", help="Export a running server's events, one gzip JSONL per day.")
+    download.add_arguments(export)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "export":  # a client of a running server: no data directory involved
+        try:
+            download.run(args, sys.stdout)
+        except RawEventsError as exc:
+            print(f"rawevents: {exc.message}", file=sys.stderr)
+            return 2
+        return 0
     config = load_config(data_dir=args.data_dir)
     try:
         if args.command == "serve":

@@ -49,6 +49,13 @@ SETTINGS: tuple[Setting, ...] = (
         int,
     ),
     Setting(
+        "ingest_max_concurrent",
+        128,
+        "RAWEVENTS_INGEST_MAX_CONCURRENT",
+        "Ingestion requests handled at once before 429 + Retry-After (backpressure); 0 disables.",
+        int,
+    ),
+    Setting(
         "track_max_age_days",
         0,
         "RAWEVENTS_TRACK_MAX_AGE_DAYS",
@@ -118,6 +125,7 @@ class Config:
     port: int = field(default=SETTINGS_BY_NAME["port"].default)
     max_request_bytes: int = field(default=SETTINGS_BY_NAME["max_request_bytes"].default)
     max_batch_events: int = field(default=SETTINGS_BY_NAME["max_batch_events"].default)
+    ingest_max_concurrent: int = field(default=SETTINGS_BY_NAME["ingest_max_concurrent"].default)
     track_max_age_days: int = field(default=SETTINGS_BY_NAME["track_max_age_days"].default)
     commit_interval_ms: int = field(default=SETTINGS_BY_NAME["commit_interval_ms"].default)
     export_rate_per_hour: int = field(default=SETTINGS_BY_NAME["export_rate_per_hour"].default)

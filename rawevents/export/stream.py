@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 BLOCK_BYTES = 512 * 1024  # uncompressed bytes per compression job
 CAPACITY = 8  # blocks in flight between the reader thread and the client
+MAX_PIECE_BYTES = 1024 * 1024  # ready output is merged into sends of up to this size
 COALESCE_SECONDS = 0.05  # small chunks are merged, but never held back longer than this
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, OS unknown
 _FINAL_EMPTY_BLOCK = b"\x03\x00"  # a final fixed-Huffman block holding only end-of-block
@@ -164,6 +165,10 @@ class ExportStream:
                 item, self._peeked = self._peeked, None
             else:
                 item = await self._queue.get()
+            if out and item.kind in ("error", "closed"):
+                self._peeked = item  # deliver what came before it first
+                self.bytes_out += len(out)
+                return out
             if item.kind == "data":
                 self._slots.release()
                 assert isinstance(item.payload, bytes)
@@ -185,7 +190,7 @@ class ExportStream:
                 self._finished = True
                 assert isinstance(item.payload, BaseException)
                 raise item.payload
-            if out:
+            if out and (self._queue.empty() or len(out) >= MAX_PIECE_BYTES):
                 self.bytes_out += len(out)
                 return out
 

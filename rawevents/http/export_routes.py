@@ -18,8 +18,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from rawevents.auth import authenticate_query
-from rawevents.errors import RawEventsError
-from rawevents.export.params import build_plan, parse_export_params
+from rawevents.errors import PayloadTooLarge, RawEventsError
+from rawevents.export.params import build_plan, narrow_to_data, parse_export_params
 from rawevents.export.ratelimit import ExportLease, ExportRateLimiter
 from rawevents.export.stream import ExportStream, accepts_gzip
 from rawevents.http.responses import query_api_error
@@ -29,6 +29,7 @@ from rawevents.service import Services
 log = logging.getLogger(__name__)
 
 FIRST_BYTE_WAIT = 0.5  # seconds to wait for the first rows before committing to a 200
+MAX_FORM_BYTES = 1024 * 1024  # a query's parameters, not data: anything bigger is refused
 _FORM_TYPES = ("application/x-www-form-urlencoded", "text/plain", "")
 
 
@@ -43,7 +44,11 @@ async def request_params(request: Request) -> dict[str, str]:
     if request.method == "POST":
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type in _FORM_TYPES:
-            body = await request.body()
+            body = b""
+            async for part in request.stream():
+                body += part
+                if len(body) > MAX_FORM_BYTES:
+                    raise PayloadTooLarge(f"request body larger than {MAX_FORM_BYTES} bytes")
             params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     params.update(parse_qsl(request.url.query, keep_blank_values=True))
     return params
@@ -89,7 +94,8 @@ async def export(request: Request) -> Response:
     except RawEventsError as error:
         return query_api_error(request, error)
     store = services.store
-    stream = ExportStream(lambda: store.export_chunks(plan), gzip=gzip).start()
+    # Runs in the reader thread: the bounds query and the scan both stay off the event loop.
+    stream = ExportStream(lambda: store.export_chunks(narrow_to_data(plan, store)), gzip=gzip).start()
     try:
         await stream.ready(FIRST_BYTE_WAIT)
     except BaseException as error:

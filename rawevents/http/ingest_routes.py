@@ -18,11 +18,12 @@ from rawevents.errors import PayloadTooLarge
 from rawevents.ingest import IngestRequest, Reply, ingest
 from rawevents.ingest.decode import too_large
 from rawevents.ingest.pipeline import ENDPOINTS
-from rawevents.ingest.responses import import_error
+from rawevents.ingest.responses import import_error, rate_limited
 from rawevents.service import Services
 
 ALLOW_METHODS = "GET, POST, OPTIONS"
 PREFLIGHT_MAX_AGE = "86400"
+RETRY_AFTER_SECONDS = 1
 
 
 def cors_headers(request: Request) -> dict[str, str]:
@@ -67,7 +68,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _response(request: Request, reply: Reply) -> Response:
-    headers = {**reply.headers, **cors_headers(request)}
+    headers = {**reply.headers, **cors_headers(request), "X-Content-Type-Options": "nosniff"}
     body = b"" if request.method == "HEAD" else reply.body
     return Response(body, status_code=reply.status, media_type=reply.content_type, headers=headers)
 
@@ -82,35 +83,61 @@ def preflight(request: Request) -> Response:
     return Response(status_code=204, headers=headers)
 
 
+class Gate:
+    """Requests in progress (the event loop is single-threaded, so a plain counter is exact)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+
+def _gate(request: Request, services: Services) -> Gate:
+    gate: Gate | None = getattr(request.app.state, "ingest_gate", None)
+    if gate is None:
+        gate = request.app.state.ingest_gate = Gate(services.config.ingest_max_concurrent)
+    return gate
+
+
 def _handler(endpoint: str) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
         if request.method == "OPTIONS":
             return preflight(request)
-        received_ms = int(time.time() * 1000)
         services: Services = request.app.state.services
+        gate = _gate(request, services)
+        if gate.limit and gate.active >= gate.limit:
+            return _response(request, rate_limited(RETRY_AFTER_SECONDS))
+        gate.active += 1
         try:
-            body = await read_body(request, services.config.max_request_bytes)
-        except PayloadTooLarge as exc:
-            return _response(request, import_error(413, exc.message))
-        headers = request.headers
-        reply = await ingest(
-            services,
-            IngestRequest(
-                endpoint=endpoint,
-                method=request.method,
-                query=request.query_params,
-                body=body,
-                content_type=headers.get("content-type", ""),
-                content_encoding=headers.get("content-encoding", ""),
-                authorization=headers.get("authorization"),
-                client_ip=client_ip(request),
-                host=headers.get("host", ""),
-                received_ms=received_ms,
-            ),
-        )
-        return _response(request, reply)
+            return await _handle(endpoint, request, services)
+        finally:
+            gate.active -= 1
 
     return handle
+
+
+async def _handle(endpoint: str, request: Request, services: Services) -> Response:
+    received_ms = int(time.time() * 1000)
+    try:
+        body = await read_body(request, services.config.max_request_bytes)
+    except PayloadTooLarge as exc:
+        return _response(request, import_error(413, exc.message))
+    headers = request.headers
+    reply = await ingest(
+        services,
+        IngestRequest(
+            endpoint=endpoint,
+            method=request.method,
+            query=request.query_params,
+            body=body,
+            content_type=headers.get("content-type", ""),
+            content_encoding=headers.get("content-encoding", ""),
+            authorization=headers.get("authorization"),
+            client_ip=client_ip(request),
+            host=headers.get("host", ""),
+            received_ms=received_ms,
+        ),
+    )
+    return _response(request, reply)
 
 
 def routes() -> list[BaseRoute]:

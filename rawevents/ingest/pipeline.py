@@ -91,8 +91,12 @@ def _flag(params: Mapping[str, str], name: str) -> bool:
 
 async def ingest(services: Services, request: IngestRequest) -> Reply:
     """Handle one request; never raises for bad input (every failure becomes Mixpanel's body)."""
+    query = request.query
     flags = _Flags(
-        _flag(request.query, "verbose"), False, _flag(request.query, "img"), request.query.get("callback")
+        _flag(query, "verbose"),
+        request.endpoint == "import" and _flag(query, "strict"),
+        _flag(query, "img"),
+        query.get("callback"),
     )
     try:
         reply, flags = await _ingest(services, request)

@@ -76,10 +76,23 @@ WHERE NOT EXISTS (
 QUALIFY row_number() OVER (PARTITION BY project_id, time_ms, insert_id, event, distinct_id ORDER BY seq) = 1
 """
 
-# Export chunks start small so the first byte leaves quickly, then grow to bound per-query overhead.
+# An export is a sequence of small ordered window queries. The first window is short so the first
+# byte leaves quickly; later windows are sized from the row density just seen to hold about
+# TARGET_ROWS rows (~9 MB of lines). Small windows sort faster per row (1M rows exported as
+# windows of ~8k rows: 0.8-1.0 s; as daily windows of ~33k rows: 1.9-2.1 s; docs/performance.md)
+# and the sort's memory stays the same whatever the store's size.
 FIRST_CHUNK_MS = 15 * 60 * 1000
-MAX_CHUNK_MS = 24 * 3600 * 1000
+MIN_CHUNK_MS = 1000
+MAX_CHUNK_MS = 7 * 24 * 3600 * 1000
+TARGET_ROWS = 12_000
 ROWS_PER_BATCH = 16384
+
+# Engine settings (bench/, docs/performance.md). DuckDB checkpoints (rewrites the WAL into the
+# database file) once the WAL passes checkpoint_threshold, inside the COMMIT that crossed it; the
+# default 16 MB means a checkpoint every ~20k stored events: the writer stored 38k events/s
+# instead of 142k (docs/performance.md). 256 MB makes checkpoints 16x rarer; the price is a WAL
+# of up to 256 MB to replay after a crash. Every COMMIT still writes and syncs the WAL.
+CHECKPOINT_THRESHOLD = "256MB"
 
 _Job = Callable[[duckdb.DuckDBPyConnection], None]
 
@@ -96,6 +109,7 @@ class DuckDBStore:
         temp_dir.mkdir(exist_ok=True)
         self._db.execute(f"SET temp_directory = '{_sql_string(str(temp_dir))}'")
         self._db.execute("SET preserve_insertion_order = false")
+        self._db.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         self._db.execute(_SCHEMA)
         self._next_seq = int(self._db.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])  # type: ignore[index]
         self._commit_interval = commit_interval_ms / 1000
@@ -231,17 +245,21 @@ class DuckDBStore:
         con = self._db.cursor()
         try:
             remaining = plan.limit
-            for start, end, offset in _chunks(plan):
+            pace = _Pace()
+            for start, end, offset in _chunks(plan, pace):
                 if remaining is not None and remaining <= 0:
                     return
                 sql, params = _export_query(plan, start, end, offset, remaining)
                 reader = con.sql(sql, params=params).to_arrow_reader(ROWS_PER_BATCH)
+                rows = 0
                 for batch in reader:
                     if batch.num_rows == 0:
                         continue
+                    rows += batch.num_rows
                     if remaining is not None:
                         remaining -= batch.num_rows
                     yield _string_column_bytes(batch.column(0))
+                pace.observe(end - start, rows)
         finally:
             con.close()
 
@@ -276,16 +294,32 @@ class DuckDBStore:
         self._db.close()
 
 
-def _chunks(plan: ExportPlan) -> Iterator[tuple[int, int, int]]:
-    """Split each constant-offset segment into time windows that grow from FIRST_CHUNK_MS."""
-    width = FIRST_CHUNK_MS
+class _Pace:
+    """The width of the next export window, steered towards TARGET_ROWS rows per window."""
+
+    def __init__(self) -> None:
+        self.width = FIRST_CHUNK_MS
+
+    def observe(self, width_ms: int, rows: int) -> None:
+        """Size the next window from the density of the last one: at most 16x wider (sparse or
+        filtered exports reach wide windows quickly), at most 4x narrower."""
+        if width_ms <= 0:
+            return
+        wanted = width_ms * 16 if rows == 0 else width_ms * TARGET_ROWS // rows
+        wanted = max(width_ms // 4, min(width_ms * 16, wanted))
+        self.width = max(MIN_CHUNK_MS, min(MAX_CHUNK_MS, wanted))
+
+
+def _chunks(plan: ExportPlan, pace: _Pace | None = None) -> Iterator[tuple[int, int, int]]:
+    """Split each constant-offset segment into consecutive half-open time windows, each as wide as
+    `pace` says when it is produced (the caller feeds `pace` what each window returned)."""
+    pace = pace or _Pace()
     for segment in plan.segments:
         start = segment.start_ms
         while start < segment.end_ms:
-            end = min(segment.end_ms, start + width)
+            end = min(segment.end_ms, start + pace.width)
             yield start, end, segment.offset_ms
             start = end
-            width = min(width * 2, MAX_CHUNK_MS)
 
 
 def _export_query(

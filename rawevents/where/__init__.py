@@ -10,10 +10,10 @@ from __future__ import annotations
 from rawevents.storage.base import SqlFilter
 from rawevents.where.ast import Node, to_text
 from rawevents.where.errors import WhereError, WhereTooComplex
-from rawevents.where.evaluate import evaluate, value_of
+from rawevents.where.evaluator import evaluate, value_of
 from rawevents.where.parser import MAX_LENGTH, parse
 from rawevents.where.printer.duckdb import DuckDBPrinter
-from rawevents.where.printer.sql import SqlTooLarge
+from rawevents.where.printer.sql import SqlTooLarge, sql
 
 __all__ = ["MAX_LENGTH", "Node", "WhereError", "compile_where", "evaluate", "parse", "to_text", "value_of"]
 
@@ -23,7 +23,11 @@ def compile_where(text: str, *, timezone: str) -> SqlFilter:
     `line`, `event` and `time_ms`; raises WhereError (a 400) for any invalid expression."""
     node = parse(text)
     try:
-        predicate = DuckDBPrinter(timezone).predicate(node)
+        printer = DuckDBPrinter(timezone)
+        predicate = printer.predicate(node)
+        prefilter = printer.prefilter(node)
+        if prefilter is not None and predicate.text != "FALSE":
+            predicate = sql("{} AND {}", prefilter, predicate)
     except (SqlTooLarge, RecursionError):
         raise WhereTooComplex("expression too complex to compile", text, 0, len(text)) from None
     return SqlFilter(predicate.text, predicate.params)

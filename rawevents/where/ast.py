@@ -139,6 +139,8 @@ def to_text(node: Node) -> str:
             return f"{to_text(target)}[{shown}]"
         case Unary(op=op, operand=operand):
             return f"({op} {to_text(operand)})" if op != "-" else f"(-{to_text(operand)})"
+        case Binary(op="and" | "or" as op):
+            return "(" + f" {op} ".join(to_text(operand) for operand in flatten(node, op)) + ")"
         case Binary(op=op, left=left, right=right):
             return f"({to_text(left)} {op} {to_text(right)})"
         case Call(name=name, args=args):
@@ -174,8 +176,35 @@ def children(node: Node) -> tuple[Node, ...]:
             assert_never(node)
 
 
+def impure_nodes(root: Node) -> set[int]:
+    """ids of the nodes whose value depends on the event (a property access or a variable below
+    them). Iterative, so thousand-term `or` chains need no deep recursion."""
+    impure: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if isinstance(node, Access | Var):
+            impure.add(id(node))
+        elif expanded:
+            if any(id(child) in impure for child in children(node)):
+                impure.add(id(node))
+        else:
+            stack.append((node, True))
+            stack.extend((child, False) for child in children(node))
+    return impure
+
+
 def is_pure(node: Node) -> bool:
     """True when the value does not depend on the event (no property access, no variable)."""
-    if isinstance(node, Access | Var):
-        return False
-    return all(is_pure(child) for child in children(node))
+    return id(node) not in impure_nodes(node)
+
+
+def flatten(node: Node, op: str) -> list[Node]:
+    """The operands of a left-deep chain `a op b op c …`, left to right, without recursion."""
+    operands: list[Node] = []
+    while isinstance(node, Binary) and node.op == op:
+        operands.append(node.right)
+        node = node.left
+    operands.append(node)
+    operands.reverse()
+    return operands

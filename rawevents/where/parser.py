@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 from rawevents.where import ast
+from rawevents.where.ast import flatten
 from rawevents.where.errors import (
     WhereSyntaxError,
     WhereTooComplex,
@@ -342,9 +343,7 @@ class _Parser:
             self.expect_op("[")
             name = self.peek()
             if name.kind != "string":
-                raise WhereTypeError(
-                    f"{lower}[...] takes a string literal", self.text, name.start, name.end
-                )
+                raise WhereTypeError(f"{lower}[...] takes a string literal", self.text, name.start, name.end)
             self.advance()
             end = self.expect_op("]").end
             scope = cast(ast.Scope, lower)
@@ -359,9 +358,7 @@ class _Parser:
             )
         self.advance()
         if self.at_op("("):
-            raise WhereUnknownFunction(
-                f"unknown function '{token.text}'", self.text, token.start, token.end
-            )
+            raise WhereUnknownFunction(f"unknown function '{token.text}'", self.text, token.start, token.end)
         if token.text not in self.bound:
             raise WhereUnknownName(
                 f"unknown name '{token.text}' (only any()/all() variables can be used bare)",
@@ -434,14 +431,3 @@ def _check(node: ast.Node, text: str, *, list_allowed: bool, depth: int) -> None
     else:
         for child in ast.children(node):
             _check(child, text, list_allowed=False, depth=depth + 1)
-
-
-def flatten(node: ast.Node, op: str) -> list[ast.Node]:
-    """The operands of a left-deep chain `a op b op c …`, left to right, without recursion."""
-    operands: list[ast.Node] = []
-    while isinstance(node, ast.Binary) and node.op == op:
-        operands.append(node.right)
-        node = node.left
-    operands.append(node)
-    operands.reverse()
-    return operands

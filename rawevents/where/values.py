@@ -110,7 +110,9 @@ def c_round(value: float) -> float:
 
 def c_floor(value: float) -> float:
     """C floor(): keeps the sign of zero (floor(-0.0) is -0.0), like SQL engines do."""
-    return math.copysign(float(math.floor(value)), value) if math.floor(value) == 0 else float(math.floor(value))
+    return (
+        math.copysign(float(math.floor(value)), value) if math.floor(value) == 0 else float(math.floor(value))
+    )
 
 
 def c_ceil(value: float) -> float:

@@ -37,8 +37,8 @@ def basic(username: str, password: str = "") -> dict[str, str]:
 
 
 def rows(body: bytes | str) -> list[dict[str, Any]]:
-    text = body.decode() if isinstance(body, bytes) else body
-    return [orjson.loads(line) for line in text.splitlines()]
+    data = body.encode() if isinstance(body, str) else body
+    return [orjson.loads(line) for line in data.split(b"\n") if line]  # not splitlines(): U+2028
 
 
 def gunzip_strict(body: bytes) -> bytes:

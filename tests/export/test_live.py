@@ -130,6 +130,11 @@ def test_mixpanel_utils_filters(server: LiveServer, ny_project: Project) -> None
     assert (
         client.query_export({"from_date": "2024-05-01", "to_date": "2024-05-01", "event": ["nothing"]}) == []
     )
+    # mixpanel-utils URL-encodes `where` itself; the quoting users find confusing just works.
+    where = {"from_date": "2024-05-01", "to_date": "2024-05-01", "where": 'properties["amount"] >= 9.99'}
+    assert [r["properties"]["distinct_id"] for r in client.query_export(where)] == ["u2", "u3"]
+    where["where"] = 'properties["url"] == "https://x.test/?q=1&r=\\"2\\""'
+    assert [r["event"] for r in client.query_export(where)] == ["page view"]
 
 
 def test_mixpanel_utils_with_a_service_account(server: LiveServer, ny_project: Project) -> None:
@@ -301,6 +306,24 @@ def test_client_disconnect_stops_the_scan_and_the_server_stays_healthy(
         "/api/2.0/export?from_date=2024-05-01&to_date=2024-05-01&limit=3", headers=basic(project.api_secret)
     )
     assert [r["properties"]["seq"] for r in rows(small.content)] == [0, 1, 2]
+
+
+def test_a_stalled_client_does_not_grow_server_memory(big: tuple[LiveServer, Project]) -> None:
+    live, project = big
+    assert live.process is not None
+    server = psutil.Process(live.process.pid)
+    url = f"{live.base_url}/api/2.0/export?from_date=2024-05-01&to_date=2024-05-01"
+    live.get(url.removeprefix(live.base_url), headers=basic(project.api_secret))  # warm DuckDB's cache
+    before = server.memory_info().rss
+    with requests.get(
+        url, headers={**basic(project.api_secret), "Accept-Encoding": "identity"}, stream=True, timeout=30
+    ) as response:
+        response.raw.read(1024)
+        time.sleep(1.0)  # the client stalls; the server must wait rather than buffer the 42 MB body
+        stalled = server.memory_info().rss
+        rest = len(response.raw.read())
+    assert rest > 40_000_000
+    assert stalled - before < 30_000_000  # well under the body: nothing is buffered
 
 
 def _server_has_export_threads(pid: int) -> bool:

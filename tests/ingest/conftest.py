@@ -44,6 +44,7 @@ class Client:
 class App:
     client: Client
     services: Services
+    asgi: Any
 
     def project(self, timezone: str = "UTC") -> Project:
         return self.services.registry.create_project("ingest-test", timezone)
@@ -79,7 +80,7 @@ def make_app(data_dir: Path, **overrides: Any) -> Iterator[App]:
     asgi_app.state.services = services  # the ASGI transport does not run the lifespan
     client = Client(asgi_app, "http://api.example.com")
     try:
-        yield App(client, services)
+        yield App(client, services, asgi_app)
     finally:
         client.close()
         services.close()

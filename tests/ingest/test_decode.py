@@ -97,7 +97,13 @@ def test_form_keeps_invalid_utf8_as_surrogates() -> None:
 
 @pytest.mark.parametrize(
     ("body", "expected"),
-    [(b'  [{"a":1}]', True), (b'\n{"a":1}', True), (b"\xef\xbb\xbf[1]", True), (b"data=x", False), (b"", False)],
+    [
+        (b'  [{"a":1}]', True),
+        (b'\n{"a":1}', True),
+        (b"\xef\xbb\xbf[1]", True),
+        (b"data=x", False),
+        (b"", False),
+    ],
 )
 def test_looks_like_json(body: bytes, expected: bool) -> None:
     assert looks_like_json(body) is expected

@@ -114,7 +114,9 @@ def test_non_strict_accepts_numeric_string_time() -> None:
 
 def test_track_max_age() -> None:
     old = (NOW_MS - 6 * 86_400_000) // 1000
-    batch = run([event(time=old), event(time=NOW_MS // 1000)], ctx("track", strict=False, max_age_ms=5 * 86_400_000))
+    batch = run(
+        [event(time=old), event(time=NOW_MS // 1000)], ctx("track", strict=False, max_age_ms=5 * 86_400_000)
+    )
     assert [f.index for f in batch.failed] == [0]
 
 
@@ -193,7 +195,7 @@ def test_empty_distinct_id_is_allowed() -> None:
     assert run([event(distinct_id="")]).rows[0].distinct_id == ""
 
 
-@pytest.mark.parametrize("value", sorted(DISALLOWED_IDS) + ["ANON", "Null", "UNDEFINED", "N/A", "None"])
+@pytest.mark.parametrize("value", [*sorted(DISALLOWED_IDS), "ANON", "Null", "UNDEFINED", "N/A", "None"])
 def test_disallowed_distinct_ids_strict(value: str) -> None:
     batch = run([event(distinct_id=value)])
     assert batch.failed[0].field == "properties.distinct_id"
@@ -266,7 +268,17 @@ def test_failed_record_carries_the_insert_id() -> None:
 
 def test_strings_truncated_to_255_utf8_bytes_on_code_point_boundary() -> None:
     props = line_props(
-        run([event(ascii="a" * 300, euro="€" * 100, mixed="a" + "€" * 100, nested={"x": "b" * 300}, lst=["c" * 300])])
+        run(
+            [
+                event(
+                    ascii="a" * 300,
+                    euro="€" * 100,
+                    mixed="a" + "€" * 100,
+                    nested={"x": "b" * 300},
+                    lst=["c" * 300],
+                )
+            ]
+        )
     )
     assert props["ascii"] == "a" * 255
     assert props["euro"] == "€" * 85  # 3 bytes each: 255 bytes exactly
@@ -285,8 +297,11 @@ def _lenient(text: bytes, context: EventContext) -> EventBatch:
 
 
 def test_invalid_utf8_strict_fails_the_record_with_mixpanels_message() -> None:
-    body = b'[{"event":"e","properties":{"time":1700000000,"distinct_id":"u","$insert_id":"a","name":"\xff"}},' + (
-        b'{"event":"e","properties":{"time":1700000000,"distinct_id":"u","$insert_id":"b","ok":"\xc3\xa9"}}]'
+    body = (
+        b'[{"event":"e","properties":{"time":1700000000,"distinct_id":"u","$insert_id":"a","name":"\xff"}},'
+        + (
+            b'{"event":"e","properties":{"time":1700000000,"distinct_id":"u","$insert_id":"b","ok":"\xc3\xa9"}}]'
+        )
     )
     batch = _lenient(body, ctx())
     [failure] = batch.failed
@@ -296,7 +311,9 @@ def test_invalid_utf8_strict_fails_the_record_with_mixpanels_message() -> None:
 
 
 def test_lone_surrogate_escape_strict() -> None:
-    body = b'[{"event":"e","properties":{"time":1700000000,"distinct_id":"u","$insert_id":"a","s":["\\udc00"]}}]'
+    body = (
+        b'[{"event":"e","properties":{"time":1700000000,"distinct_id":"u","$insert_id":"a","s":["\\udc00"]}}]'
+    )
     assert _lenient(body, ctx()).failed[0].message == "properties.s is invalid: string should be valid utf8"
 
 
@@ -311,7 +328,11 @@ def test_invalid_utf8_non_strict_is_replaced() -> None:
 def test_unencodable_value_fails_instead_of_crashing() -> None:
     # The lenient parser (used here because of the invalid byte) reads integers of any size; one
     # that does not fit 64 bits cannot be stored and fails its record, never the request.
-    body = b'[{"event":"e","properties":{"time":1700000000,"distinct_id":"u","s":"\xff","n":' + b"9" * 30 + b"}}]"
+    body = (
+        b'[{"event":"e","properties":{"time":1700000000,"distinct_id":"u","s":"\xff","n":'
+        + b"9" * 30
+        + b"}}]"
+    )
     batch = _lenient(body, ctx(strict=False))
     assert batch.rows == [] and batch.failed[0].field == "properties"
 
@@ -335,7 +356,10 @@ def test_track_tokens_resolve_per_event() -> None:
 # -- equivalences that keep the hot path honest ----------------------------------------------------------
 
 _scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=20),
 )
 _flat_values = st.one_of(_scalars, st.lists(_scalars, max_size=4))

@@ -41,7 +41,9 @@ def apply_all(current: dict[str, Any] | None, *ops: ProfileOp) -> dict[str, Any]
         (None, op("$delete", ""), None),
     ],
 )
-def test_operators(current: dict[str, Any] | None, update: ProfileOp, expected: dict[str, Any] | None) -> None:
+def test_operators(
+    current: dict[str, Any] | None, update: ProfileOp, expected: dict[str, Any] | None
+) -> None:
     snapshot = None if current is None else dict(current)
     assert apply_update(current, update) == expected
     assert current == snapshot  # pure: the current profile is never mutated
@@ -82,7 +84,9 @@ def test_parse_groups_by_target_and_keeps_order() -> None:
 
 
 def test_parse_groups_endpoint() -> None:
-    batch = _parse([{"$token": "tok", "$group_key": "company", "$group_id": "acme", "$set": {"x": 1}}], "group")
+    batch = _parse(
+        [{"$token": "tok", "$group_key": "company", "$group_id": "acme", "$set": {"x": 1}}], "group"
+    )
     [(target, updates)] = batch.updates.values()
     assert (target.kind, target.group_key, updates[0].profile_id) == ("group", "company", "acme")
 

@@ -31,13 +31,16 @@ def test_import_bodies() -> None:
         b'{"code":200,"error":null,"num_records_imported":2,"status":1}'
     )
     assert responses.import_legacy(0, False, verbose=True).body == (
-        b'{"code":200,"error":"some data points in the request failed validation","num_records_imported":0,"status":0}'
+        b'{"code":200,"error":"some data points in the request failed validation",'
+        b'"num_records_imported":0,"status":0}'
     )
     assert responses.import_legacy(2, True, verbose=False).body == b"1"
 
 
 def test_error_bodies() -> None:
-    assert responses.unauthorized().body == b'{"code":401,"error":"Invalid credentials","status":"Unauthorized"}'
+    assert (
+        responses.unauthorized().body == b'{"code":401,"error":"Invalid credentials","status":"Unauthorized"}'
+    )
     too_large = responses.import_error(413, "request exceeds max limit of 10 bytes")
     assert too_large.body == (
         b'{"code":413,"error":"request exceeds max limit of 10 bytes","status":"Request Entity Too Large"}'
@@ -45,8 +48,8 @@ def test_error_bodies() -> None:
     limited = responses.rate_limited(7)
     assert limited.status == 429 and limited.headers == {"Retry-After": "7"}
     assert limited.body == (
-        b'{"code":429,"error":"Project exceeded rate limits. Please retry the request with exponential backoff.",'
-        b'"status":"Too Many Requests"}'
+        b'{"code":429,"error":"Project exceeded rate limits. '
+        b'Please retry the request with exponential backoff.","status":"Too Many Requests"}'
     )
 
 

@@ -15,18 +15,24 @@ number formatting) lives in small hooks that each backend printer implements.
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
+import orjson
+
 from rawevents.where import ast
-from rawevents.where.evaluate import EVENT_NAME_NAMES, EVENT_TIME_NAMES, value_of
-from rawevents.where.parser import flatten
+from rawevents.where.ast import flatten
+from rawevents.where.evaluator import EVENT_NAME_NAMES, EVENT_TIME_NAMES, value_of
 from rawevents.where.printer.sql import FALSE, TRUE, Sql, join, param, sql
 from rawevents.where.values import UNDEFINED, DateTime
 
-SCALARS = ("string", "number", "boolean", "datetime")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MIN_NEEDLE = 3
+MAX_NEEDLES = 8
+_LISTABLE = {"string": "VARCHAR", "number": "DOUBLE", "boolean": "BOOLEAN", "datetime": "DOUBLE"}
 JSON_TYPES = ("string", "number", "boolean", "null", "list", "object")
 
 
@@ -34,7 +40,8 @@ JSON_TYPES = ("string", "number", "boolean", "null", "list", "object")
 class Value:
     """A compiled expression: the set of runtime types it may have and a builder for each arm.
 
-    `total` means the value is never undefined. `json` is set when the value is a raw JSON
+    `total` means the value is never undefined (so a total value with one type never has a NULL
+    arm). `json` is set when the value is a raw JSON
     expression (a property or a JSON list element); `items` when it is a list literal, which
     only `in` and any()/all() consume (the parser guarantees it appears nowhere else).
     """
@@ -44,6 +51,7 @@ class Value:
     total: bool = False
     json: Sql | None = None
     items: tuple[Value, ...] | None = None
+    constant: tuple[str, Any] | None = None  # (kind, python value) of a folded literal
 
     def arm(self, kind: str) -> Sql | None:
         return self.build(kind) if kind in self.types and self.items is None else None
@@ -70,18 +78,71 @@ class Printer(ABC):
     def __init__(self, timezone: str) -> None:
         self.timezone = timezone
         self._lambdas = 0
+        self._impure: set[int] = set()
 
     # -- entry point ----------------------------------------------------------------------------
 
     def predicate(self, node: ast.Node) -> Sql:
         """SQL that is TRUE exactly for the rows the expression selects (never NULL)."""
-        value = self.compile(node, {})
-        expr = value.arm("boolean")
-        if expr is None:
-            return FALSE
-        return expr if value.total else sql("coalesce({}, FALSE)", expr)
+        return self.truth(self.value(node))
+
+    def value(self, node: ast.Node) -> Value:
+        """The compiled value of a whole expression (the entry point for every compile)."""
+        self._impure = ast.impure_nodes(node)
+        return self.compile(node, {})
+
+    def prefilter(self, node: ast.Node, line_vars: frozenset[str] = frozenset()) -> Sql | None:
+        """A cheap condition that every selected row satisfies, or None.
+
+        The stored line is compact JSON whose strings are escaped character by character, so a
+        raw value equal to the string "v" puts the JSON text `"v"` in the line, and a string
+        containing "v" puts the escaped `v` there. A substring test on the raw line (vectorised,
+        no JSON parsing) then discards most rows before the exact predicate runs on the rest.
+        Only necessary conditions are derived (never under `not` or `all`), so the selection is
+        unchanged; tests/where/test_agreement.py runs with it.
+        """
+        match node:
+            case ast.Binary(op="and"):
+                found = [c for o in flatten(node, "and") if (c := self.prefilter(o, line_vars)) is not None]
+                return sql("({})", join(" AND ", found)) if found else None
+            case ast.Binary(op="or"):
+                either = [self.prefilter(o, line_vars) for o in flatten(node, "or")]
+                if any(c is None for c in either) or len(either) > MAX_NEEDLES:
+                    return None
+                return sql("({})", join(" OR ", [c for c in either if c is not None]))
+            case ast.Binary(op="==", left=left, right=right):
+                for lit, other in ((left, right), (right, left)):
+                    if isinstance(lit, ast.String) and _raw(other, line_vars):
+                        return self._contains_any([_equal_needle(lit.value)])
+                return None
+            case ast.Binary(op="in", left=left, right=right):
+                if isinstance(left, ast.String) and _raw(right, line_vars):
+                    return self._contains_any([_json_text(left.value)[1:-1]])
+                if isinstance(right, ast.ListLit) and right.items and _raw(left, line_vars):
+                    needles = [_equal_needle(i.value) for i in right.items if isinstance(i, ast.String)]
+                    if len(needles) == len(right.items):
+                        return self._contains_any(needles)
+                return None
+            case ast.Quantifier(kind="any", var=var, source=source, predicate=predicate):
+                if _raw(source, line_vars):
+                    return self.prefilter(predicate, line_vars | {var})
+                return None
+            case _:
+                return None
+
+    def _contains_any(self, needles: list[str]) -> Sql | None:
+        # Needles shorter than MIN_NEEDLE match most lines: scanning for them costs more than the
+        # JSON work they would save.
+        if not needles or len(needles) > MAX_NEEDLES or any(len(n) < MIN_NEEDLE for n in needles):
+            return None
+        tests = [self._line_contains(needle) for needle in needles]
+        return tests[0] if len(tests) == 1 else sql("({})", join(" OR ", tests))
 
     # -- hooks ----------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _line_contains(self, text: str) -> Sql:
+        """TRUE when the stored export line contains `text` (bound as a parameter)."""
 
     @abstractmethod
     def _property_json(self, pointer: list[str | int]) -> Sql:
@@ -96,12 +157,24 @@ class Printer(ABC):
         """The arm of a JSON value (NULL unless it has that type)."""
 
     @abstractmethod
+    def _json_type_in(self, json: Sql, kinds: tuple[str, ...]) -> Sql:
+        """Whether the JSON value has one of these types (NULL when the value is missing)."""
+
+    @abstractmethod
     def _json_absent(self, json: Sql) -> Sql:
         """TRUE when the JSON value is missing or null."""
 
     @abstractmethod
     def _list_quantify(self, kind: str, json_list: Sql, body: Callable[[Value], Sql]) -> Sql:
         """any/all of `body(element)` (a never-NULL boolean) over a JSON array; empty: FALSE/TRUE."""
+
+    @abstractmethod
+    def _list_has(self, values: list[Any], sql_type: str, needle: Sql) -> Sql:
+        """Whether `needle` equals one of `values` (bound as one list parameter); NULL needle: NULL."""
+
+    @abstractmethod
+    def _let(self, value: Sql, body: Callable[[Sql], Sql]) -> Sql:
+        """`body(v)` with `v` standing for `value` evaluated once per row."""
 
     @abstractmethod
     def _when_list(self, json: Sql, then: Callable[[Sql], Sql]) -> Sql:
@@ -144,7 +217,7 @@ class Printer(ABC):
     # -- compiling ------------------------------------------------------------------------------
 
     def compile(self, node: ast.Node, env: dict[str, Value]) -> Value:
-        if not isinstance(node, ast.ListLit) and ast.is_pure(node):
+        if not isinstance(node, ast.ListLit) and id(node) not in self._impure:
             folded = value_of(node, None, self.timezone)
             if not isinstance(folded, list):
                 return self._literal(folded)
@@ -162,9 +235,12 @@ class Printer(ABC):
                 return self.index(self.compile(target, env), key)
             case ast.Unary(op=op, operand=operand):
                 return self.unary(op, self.compile(operand, env))
-            case ast.Binary(op="and" | "or" as op):
-                parts = [self.truth(self.compile(operand, env)) for operand in flatten(node, op)]
-                return boolean_value(sql("({})", join(f" {op.upper()} ", parts)), total=True)
+            case ast.Binary(op="or"):
+                parts = [self.truth(value) for value in self.disjuncts(flatten(node, "or"), env)]
+                return boolean_value(sql("({})", join(" OR ", parts)), total=True)
+            case ast.Binary(op="and"):
+                parts = [self.truth(self.compile(operand, env)) for operand in flatten(node, "and")]
+                return boolean_value(sql("({})", join(" AND ", parts)), total=True)
             case ast.Binary(op=op, left=left, right=right):
                 return self.binary(op, self.compile(left, env), self.compile(right, env))
             case ast.Call(name=name, args=args):
@@ -174,10 +250,26 @@ class Printer(ABC):
             case _:
                 assert_never(node)
 
+    def disjuncts(self, operands: list[ast.Node], env: dict[str, Value]) -> list[Value]:
+        """The operands of an `or` chain, with `P == "a" or P == "b" or …` (Mixpanel's UI writes
+        one term per selected value) merged into one membership test per P. `or` of total
+        booleans is commutative, so regrouping changes nothing but the cost."""
+        groups: dict[ast.Node, list[ast.Node]] = {}
+        rest: list[ast.Node] = []
+        for operand in operands:
+            split = _equality_with_literal(operand, self._impure)
+            if split is None:
+                rest.append(operand)
+            else:
+                groups.setdefault(split[0], []).append(split[1])
+        values = [self.compile(operand, env) for operand in rest]
+        for subject, literals in groups.items():
+            items = tuple(self.compile(literal, env) for literal in literals)
+            values.append(boolean_value(self.member(self.compile(subject, env), items), total=True))
+        return values
+
     def json_value(self, json: Sql) -> Value:
-        return Value(
-            frozenset(JSON_TYPES), lambda kind: self._json_arm(json, kind), total=False, json=json
-        )
+        return Value(frozenset(JSON_TYPES), lambda kind: self._json_arm(json, kind), total=False, json=json)
 
     def access(self, node: ast.Access) -> Value:
         if node.scope == "user":
@@ -225,7 +317,9 @@ class Printer(ABC):
         expr = value.arm("boolean")
         if expr is None:
             return FALSE
-        return expr if value.total else sql("coalesce({}, FALSE)", expr)
+        if value.total and value.types == {"boolean"}:
+            return expr
+        return sql("coalesce({}, FALSE)", expr)
 
     def unary(self, op: str, value: Value) -> Value:
         if op == "defined":
@@ -299,8 +393,7 @@ class Printer(ABC):
 
     def contains(self, needle: Value, haystack: Value) -> Value:
         if haystack.items is not None:
-            terms = [self.equal(needle, item) for item in haystack.items]
-            return boolean_value(sql("({})", join(" OR ", terms)) if terms else FALSE, total=True)
+            return boolean_value(self.member(needle, haystack.items), total=True)
         terms = []
         text, pattern = haystack.arm("string"), needle.arm("string")
         if text is not None and pattern is not None:
@@ -318,8 +411,31 @@ class Printer(ABC):
         expr = terms[0] if len(terms) == 1 else sql("coalesce({})", join(", ", terms))
         return boolean_value(expr, total=False)
 
+    def member(self, needle: Value, items: tuple[Value, ...]) -> Sql:
+        """`needle == item` for some item (never NULL). Constant items of one type become one
+        bound list (`list_contains`), so `P in [300 values]` is one test, not 300."""
+        if needle.json is not None and not _IDENTIFIER.fullmatch(needle.json.text) and len(items) > 1:
+            return self._let(needle.json, lambda bound: self.member(self.json_value(bound), items))
+        terms: list[Sql] = []
+        constants: dict[str, list[Any]] = {}
+        for item in items:
+            if item.constant is not None and item.constant[0] in _LISTABLE:
+                constants.setdefault(item.constant[0], []).append(item.constant[1])
+            else:
+                terms.append(self.equal(needle, item))
+        for kind, values in constants.items():
+            arm = needle.arm(kind)
+            if arm is not None:
+                terms.append(self._list_has(values, _LISTABLE[kind], arm))
+        if not terms:
+            return FALSE
+        return sql("coalesce({}, FALSE)", join(" OR ", terms))
+
     def call(self, name: str, args: list[Value]) -> Value:
         value = args[0]
+        if value.json is not None and name != "list" and not _IDENTIFIER.fullmatch(value.json.text):
+            # Conversions read several arms of a property: extract it once per row.
+            return self.let_value(value.json, lambda item: self.call(name, [item, *args[1:]]))
         if name == "boolean":
             result = self.to_boolean(value)
             return result if len(args) == 1 else self.default_when_absent(value, result, args[1])
@@ -337,6 +453,15 @@ class Printer(ABC):
         if number is None:
             return UNDEFINED_VALUE
         return arms_value({"number": sql(f"{name}({{}})", number)})
+
+    def let_value(self, json: Sql, compute: Callable[[Value], Value]) -> Value:
+        """`compute` over a JSON value that is evaluated once per row (one let per result arm)."""
+        shape = compute(self.json_value(Sql("__shape")))
+        arms = {
+            kind: self._let(json, lambda bound, k=kind: self.arm(compute(self.json_value(bound)), k))  # type: ignore[misc]
+            for kind in shape.types
+        }
+        return arms_value(arms, total=shape.total)
 
     def default_when_absent(self, tested: Value, result: Value, default: Value) -> Value:
         """Two-argument casts: `default` when `tested` is undefined or null, else `result`."""
@@ -430,8 +555,21 @@ class Printer(ABC):
                 return self._literal(kind == "all")
             glue = " OR " if kind == "any" else " AND "
             return boolean_value(sql("({})", join(glue, terms)), total=True)
+        if source.json is not None:
+            json = source.json
+
+            def over(j: Sql) -> Sql:
+                return sql(
+                    "CASE WHEN {} THEN {} WHEN NOT {} THEN {} ELSE FALSE END",
+                    self._json_type_in(j, ("list",)),
+                    self._list_quantify(kind, j, body),
+                    self._json_type_in(j, ("null",)),
+                    body(self.json_value(j)),
+                )
+
+            return boolean_value(self._let(json, over), total=True)
         parts: list[Sql] = []
-        json_list = source.json if source.json is not None else source.arm("list")
+        json_list = source.arm("list")
         if json_list is not None:
             parts.append(self._when_list(json_list, lambda items: self._list_quantify(kind, items, body)))
         scalars = [k for k in source.types if k not in ("list", "null")]
@@ -441,6 +579,35 @@ class Printer(ABC):
         parts.append(FALSE)
         expr = parts[0] if len(parts) == 1 else sql("coalesce({})", join(", ", parts))
         return boolean_value(expr, total=True)
+
+
+def _equality_with_literal(node: ast.Node, impure: set[int]) -> tuple[ast.Node, ast.Node] | None:
+    """(subject, literal) of `subject == literal` / `literal == subject`, literal a constant."""
+    if not (isinstance(node, ast.Binary) and node.op == "=="):
+        return None
+    for literal, subject in ((node.right, node.left), (node.left, node.right)):
+        if isinstance(literal, ast.String | ast.Number | ast.Boolean) and id(subject) in impure:
+            return subject, literal
+    return None
+
+
+def _raw(node: ast.Node, line_vars: frozenset[str]) -> bool:
+    """A value read as is from the event (no conversion): its JSON text is in the line."""
+    while isinstance(node, ast.Index):
+        node = node.target
+    if isinstance(node, ast.Access):
+        return node.scope == "properties"  # event[...] reads columns, user[...] is undefined
+    return isinstance(node, ast.Var) and node.name in line_vars
+
+
+def _json_text(value: str) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _equal_needle(value: str) -> str:
+    # The JSON text of the value without its opening quote: lines are full of `"`, so a needle
+    # starting with one makes the substring search about twice as slow.
+    return _json_text(value)[1:]
 
 
 def literal_arms(value: Any) -> dict[str, tuple[Any, str]]:
@@ -462,5 +629,7 @@ def literal_arms(value: Any) -> dict[str, tuple[Any, str]]:
 
 
 def literal_value(value: Any) -> Value:
-    arms = {kind: param(v, sql_type) for kind, (v, sql_type) in literal_arms(value).items()}
-    return arms_value(arms, total=bool(arms))
+    found = literal_arms(value)
+    arms = {kind: param(v, sql_type) for kind, (v, sql_type) in found.items()}
+    constant = next(((kind, v) for kind, (v, _) in found.items()), None)
+    return Value(frozenset(arms), lambda kind: arms[kind], total=bool(arms), constant=constant)

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any, assert_never
 
 from rawevents.where import ast
-from rawevents.where.parser import flatten, parse
+from rawevents.where.ast import flatten
+from rawevents.where.parser import parse
 from rawevents.where.values import (
     UNDEFINED,
     DateTime,
@@ -88,10 +89,10 @@ class _Evaluator:
             case ast.Call(name=name, args=args):
                 return self.call(name, [self.eval(arg, env) for arg in args])
             case ast.Quantifier(kind=kind, var=var, source=source, predicate=predicate):
-                items = elements(self.eval(source, env))
-                if items is None:
+                members = elements(self.eval(source, env))
+                if members is None:
                     return False
-                results = (is_true(self.eval(predicate, {**env, var: item})) for item in items)
+                results = (is_true(self.eval(predicate, {**env, var: item})) for item in members)
                 return any(results) if kind == "any" else all(results)
             case _:
                 assert_never(node)

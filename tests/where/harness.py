@@ -1,0 +1,88 @@
+"""Runs `where` expressions both ways: the reference evaluator and the compiled SQL over a real
+DuckDBStore, with events stored exactly as ingest stores them (assemble_line)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rawevents.eventline import assemble_line
+from rawevents.storage.base import ExportPlan, StoredEvent, TimeSegment
+from rawevents.storage.duckdb_store import DuckDBStore, _export_query
+from rawevents.timeutil import local_seconds, zone
+from rawevents.where import compile_where, evaluate
+
+MIN_MS = -62_135_596_800_000
+MAX_MS = 253_402_300_799_999
+
+
+@dataclass(frozen=True)
+class Ev:
+    properties: Mapping[str, Any]
+    time_ms: int = 1_706_184_000_000
+    event: str = "e"
+
+
+class Harness:
+    def __init__(self, data_dir: Path) -> None:
+        self.store = DuckDBStore(data_dir, commit_interval_ms=0)
+        self._projects = itertools.count(1)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def load(self, events: Sequence[Ev], timezone: str) -> tuple[int, list[dict[str, Any]]]:
+        """Store events under a fresh project; returns it and the decoded events (by index)."""
+        project_id = next(self._projects)
+        tz = zone(timezone)
+        stored: list[StoredEvent] = []
+        decoded: list[dict[str, Any]] = []
+        for i, ev in enumerate(events):
+            props = {**ev.properties, "$insert_id": f"i{i}"}
+            props.pop("time", None)
+            local = local_seconds(tz, ev.time_ms)
+            time_pos, line = assemble_line(ev.event, props, local)
+            distinct = props.get("distinct_id")
+            stored.append(
+                StoredEvent(
+                    project_id,
+                    ev.time_ms,
+                    ev.event,
+                    distinct if isinstance(distinct, str) else None,
+                    f"i{i}",
+                    time_pos,
+                    line,
+                )
+            )
+            decoded.append(
+                {"event": ev.event, "properties": props, "time_ms": ev.time_ms, "local_time": local}
+            )
+        self.store.append_events(stored)
+        return project_id, decoded
+
+    def sql_selected(self, project_id: int, where: str, timezone: str) -> list[int]:
+        """Indexes of the events the export query with this `where` returns, in export order."""
+        plan = ExportPlan(
+            project_id, [TimeSegment(MIN_MS, MAX_MS, 0)], where=compile_where(where, timezone=timezone)
+        )
+        sql, params = _export_query(plan, MIN_MS, MAX_MS, 0, None)
+        rows = self.store.query(sql, params)
+        return [int(orjson.loads(line)["properties"]["$insert_id"][1:]) for (line,) in rows]
+
+    def export_selected(self, project_id: int, where: str, timezone: str, start: int, end: int) -> list[int]:
+        """The same through export_chunks (the store's real export path)."""
+        plan = ExportPlan(
+            project_id, [TimeSegment(start, end, 0)], where=compile_where(where, timezone=timezone)
+        )
+        body = b"".join(bytes(chunk) for chunk in self.store.export_chunks(plan))
+        return [int(orjson.loads(line)["properties"]["$insert_id"][1:]) for line in body.splitlines()]
+
+
+def reference_selected(decoded: Sequence[Mapping[str, Any]], where: str, timezone: str) -> list[int]:
+    selected = [i for i, event in enumerate(decoded) if evaluate(where, event, timezone)]
+    return sorted(selected, key=lambda i: (decoded[i]["time_ms"], i))
