@@ -33,6 +33,7 @@ from bench.baselines import (
     isal_raw,
 )
 from bench.dataset import OUT, Dataset, build
+from rawevents.settings import SETTINGS_BY_NAME
 
 
 @dataclass
@@ -109,7 +110,8 @@ def direct_export(ds: Dataset, reps: int, memory_limit: str | None = None) -> tu
     from rawevents.storage.base import ExportPlan, TimeSegment
     from rawevents.storage.duckdb_store import DuckDBStore
 
-    store = DuckDBStore(ds.data_dir, memory_limit=memory_limit or "1GB")
+    default_limit = SETTINGS_BY_NAME["engine_memory_limit"].default
+    store = DuckDBStore(ds.data_dir, memory_limit=memory_limit or default_limit)
     plan = ExportPlan(ds.project.project_id, [TimeSegment(ds.start_ms, ds.end_ms, 0)])
     try:
 

@@ -99,7 +99,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "engine_memory_limit",
-        "1GB",
+        "192MB",
         "RAWEVENTS_ENGINE_MEMORY_LIMIT",
         "Memory the embedded engine may use before it spills sorts to disk (DuckDB memory_limit).",
     ),

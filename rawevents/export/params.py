@@ -172,10 +172,16 @@ def narrow_to_data(plan: ExportPlan, store: BoundsQuery) -> ExportPlan:
         sql += " AND list_contains(?, event)"
         params.append(list(plan.events))
     buckets = sorted((int(b), int(n)) for b, n in store.query(sql + " GROUP BY bucket", params))
-    return replace(plan, segments=tuple(_pieces(plan.segments, buckets)))
+    # The histogram counts rows before `where`: cutting a filtered export at SCAN_TARGET_ROWS would
+    # turn one selective scan into many near-empty queries, so with `where` the range is only
+    # trimmed to the hours that hold rows and the store's own windows pace the scan.
+    target = SCAN_TARGET_ROWS if plan.where is None else None
+    return replace(plan, segments=tuple(_pieces(plan.segments, buckets, target)))
 
 
-def _pieces(segments: Sequence[TimeSegment], buckets: list[tuple[int, int]]) -> list[TimeSegment]:
+def _pieces(
+    segments: Sequence[TimeSegment], buckets: list[tuple[int, int]], target: int | None = SCAN_TARGET_ROWS
+) -> list[TimeSegment]:
     pieces: list[TimeSegment] = []
     for segment in segments:
         run_start: int | None = None
@@ -186,7 +192,7 @@ def _pieces(segments: Sequence[TimeSegment], buckets: list[tuple[int, int]]) -> 
             if low >= high:
                 continue
             # A piece spans gaps (an empty stretch costs a query nothing) until it holds enough.
-            if run_start is not None and run_rows >= SCAN_TARGET_ROWS:
+            if run_start is not None and target is not None and run_rows >= target:
                 pieces.append(TimeSegment(run_start, run_end, segment.offset_ms))
                 run_start = None
             if run_start is None:

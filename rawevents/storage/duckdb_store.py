@@ -99,7 +99,7 @@ _Job = Callable[[duckdb.DuckDBPyConnection], None]
 
 class DuckDBStore:
     def __init__(
-        self, data_dir: str | Path, *, memory_limit: str = "1GB", commit_interval_ms: int = 2
+        self, data_dir: str | Path, *, memory_limit: str = "192MB", commit_interval_ms: int = 2
     ) -> None:
         path = Path(data_dir)
         path.mkdir(parents=True, exist_ok=True)

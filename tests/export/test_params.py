@@ -141,3 +141,27 @@ def test_plan_compiles_where_in_the_project_time_zone() -> None:
     plan = build_plan(request, NY_PROJECT, compile_where=compile_where)
     assert plan.where == SqlFilter("event = ?", ("x",))
     assert calls == [('event == "x"', "America/New_York")]
+
+
+class _Histogram:
+    """A store whose histogram query answers fixed (bucket, rows) pairs."""
+
+    def __init__(self, buckets: list[tuple[int, int]]) -> None:
+        self.buckets = buckets
+
+    def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        return list(self.buckets)
+
+
+def test_narrow_to_data_cuts_unfiltered_exports_but_only_trims_filtered_ones() -> None:
+    from rawevents.export.params import BUCKET_MS, SCAN_TARGET_ROWS, narrow_to_data
+    from rawevents.storage.base import ExportPlan, TimeSegment
+
+    day = TimeSegment(0, 24 * BUCKET_MS, 0)
+    store = _Histogram([(hour, SCAN_TARGET_ROWS) for hour in range(3, 9)])
+    plain = narrow_to_data(ExportPlan(1, (day,)), store)
+    assert [(s.start_ms, s.end_ms) for s in plain.segments] == [
+        (hour * BUCKET_MS, (hour + 1) * BUCKET_MS) for hour in range(3, 9)
+    ]
+    filtered = narrow_to_data(ExportPlan(1, (day,), where=SqlFilter("true", ())), store)
+    assert [(s.start_ms, s.end_ms) for s in filtered.segments] == [(3 * BUCKET_MS, 9 * BUCKET_MS)]
