@@ -62,7 +62,7 @@ def _project_id_param(params: Mapping[str, str]) -> int | None:
     try:
         return int(str(raw).strip())
     except ValueError as exc:
-        raise Unauthorized(f"project_id must be an integer, got {raw!r}") from exc
+        raise BadRequest(f"project_id must be an integer, got {raw!r}") from exc
 
 
 def authenticate_query(

@@ -98,6 +98,14 @@ class Registry:
         self._local = threading.local()
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
+        # It holds project and service-account secrets: owner-only, like an SSH key.
+        for path in (
+            self.path,
+            self.path.with_name(self.path.name + "-wal"),
+            self.path.with_name(self.path.name + "-shm"),
+        ):
+            if path.exists():
+                path.chmod(0o600)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

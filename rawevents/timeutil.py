@@ -57,6 +57,19 @@ def day_range_ms(tz: ZoneInfo, from_date: dt.date, to_date: dt.date) -> tuple[in
     return day_start_ms(tz, from_date), day_start_ms(tz, to_date + dt.timedelta(days=1))
 
 
+def first_offset_change(tz: ZoneInfo, low: int, high: int) -> int:
+    """The first instant in (low, high] whose UTC offset differs from the one at `low`, found by
+    bisection; the offset at `high` must differ."""
+    offset = offset_ms_at(tz, low)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if offset_ms_at(tz, mid) == offset:
+            low = mid
+        else:
+            high = mid
+    return high
+
+
 def offset_segments(tz: ZoneInfo, start_ms: int, end_ms: int) -> list[TimeSegment]:
     """Split [start_ms, end_ms) where the UTC offset changes, to the millisecond."""
     segments: list[TimeSegment] = []
@@ -69,14 +82,7 @@ def offset_segments(tz: ZoneInfo, start_ms: int, end_ms: int) -> list[TimeSegmen
         if probe >= end_ms and offset_ms_at(tz, end_ms - 1) == offset:
             segments.append(TimeSegment(cursor, end_ms, offset))
             break
-        # Offset changes somewhere in (cursor, probe]: bisect for the first instant of the new one.
-        low, high = cursor, min(probe, end_ms - 1)
-        while high - low > 1:
-            mid = (low + high) // 2
-            if offset_ms_at(tz, mid) == offset:
-                low = mid
-            else:
-                high = mid
+        high = first_offset_change(tz, cursor, min(probe, end_ms - 1))
         segments.append(TimeSegment(cursor, high, offset))
         cursor = high
         offset = offset_ms_at(tz, cursor)

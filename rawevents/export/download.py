@@ -13,6 +13,7 @@ import argparse
 import base64
 import datetime as dt
 import gzip
+import http.client
 import json
 import os
 import shutil
@@ -111,7 +112,12 @@ def _export_day(source: Source, day: dt.date, path: Path, sleep: Callable[[float
             except (ValueError, KeyError, TypeError):
                 message = body
             raise RawEventsError(f"{day}: HTTP {error.code}: {message}") from error
-        except (OSError, EOFError, zlib.error) as error:  # cut short: the gzip check or the socket failed
+        except (
+            OSError,
+            EOFError,
+            zlib.error,
+            http.client.HTTPException,
+        ) as error:  # cut short: the gzip check or the socket failed
             if attempt == TRIES:
                 raise RawEventsError(f"{day}: transfer failed {TRIES} times: {error}") from error
             sleep(min(30.0, 2.0**attempt))

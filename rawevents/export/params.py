@@ -65,6 +65,9 @@ def parse_export_params(
     )
 
 
+_FIRST_DAY = dt.date(1970, 1, 1)
+
+
 def _date(params: Mapping[str, str], name: str) -> dt.date:
     raw = params.get(name)
     if raw is None or raw.strip() == "":
@@ -72,9 +75,14 @@ def _date(params: Mapping[str, str], name: str) -> dt.date:
     text = raw.strip()
     if _DATE.fullmatch(text):
         try:
-            return dt.date.fromisoformat(text)
+            day = dt.date.fromisoformat(text)
         except ValueError:
             pass
+        else:
+            # No event can be older than the epoch; earlier days would only cost a long empty scan.
+            if day < _FIRST_DAY:
+                raise BadRequest(f"{name} cannot be earlier than {_FIRST_DAY.isoformat()}, got {raw!r}")
+            return day
     raise BadRequest(f"{name} must be a date formatted YYYY-MM-DD, got {raw!r}")
 
 

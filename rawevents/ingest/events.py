@@ -153,6 +153,11 @@ def normalize_events(
         except Invalid as exc:
             batch.failed.append(FailedRecord(index, _insert_id_of(item), exc.path, exc.message))
             continue
+        except RecursionError:  # nesting deeper than the walks over values can follow
+            batch.failed.append(
+                FailedRecord(index, None, "properties", "'properties' is invalid: nested too deeply")
+            )
+            continue
         if target is None:
             batch.dropped += 1
             continue

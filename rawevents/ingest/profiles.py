@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from rawevents.projects import Project
 from rawevents.storage.base import ProfileUpdate
 
@@ -111,6 +113,10 @@ def _parse_one(item: Any, kind: str, now_ms: int) -> tuple[str, str, list[Profil
                 value = [value]
             if type(value) is not list or not all(type(v) is str for v in value):
                 raise ValueError("$unset must be a list of property names")
+        try:  # the writer stores values as JSON: refuse what cannot be stored before acknowledging
+            orjson.dumps(value)
+        except TypeError as exc:
+            raise ValueError(f"{key} value cannot be stored: {exc}") from exc
         ops.append(ProfileOp(profile_id, key, value, time_ms, ignore_time))
     if not ops:
         raise ValueError("no operation (one of " + ", ".join(OPERATIONS) + ")")
@@ -129,10 +135,17 @@ def _is_number(value: Any) -> bool:
     return (type(value) is int or type(value) is float) and math.isfinite(value)
 
 
+# `$time` outside [1971, 10000) cannot be a real update time (and would not fit a datetime).
+_MAX_TIME_MS = 253_402_300_800_000
+
+
 def _time_ms(value: Any, now_ms: int) -> int:
     if not _is_number(value) or value < 0:
         return now_ms
-    return int(value) if value >= _MS_THRESHOLD else int(value * 1000)
+    time_ms = int(value) if value >= _MS_THRESHOLD else int(value * 1000)
+    if time_ms >= _MAX_TIME_MS:
+        raise ValueError("$time is invalid: must be seconds or milliseconds since epoch")
+    return time_ms
 
 
 def last_seen(time_ms: int) -> str:
@@ -158,7 +171,12 @@ def apply_update(current: dict[str, Any] | None, update: ProfileUpdate) -> dict[
         for key, amount in value.items():
             existing = props.get(key, 0)
             if _is_number(existing) and _is_number(amount):
-                props[key] = existing + amount
+                total = existing + amount
+                # Beyond 64-bit integers or to infinity: keep the old value rather than fail the commit.
+                if (type(total) is int and -(2**63) <= total < 2**64) or (
+                    type(total) is float and math.isfinite(total)
+                ):
+                    props[key] = total
     elif op == "$append":
         for key, item in value.items():
             existing = props.get(key)

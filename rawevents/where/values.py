@@ -19,6 +19,8 @@ from functools import lru_cache
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from rawevents.timeutil import first_offset_change, offset_ms_at
+
 
 class _Undefined:
     __slots__ = ()
@@ -200,25 +202,19 @@ def naive_offsets(timezone: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     start = _utc_ms(dt.datetime(_TABLE_FIRST_YEAR, 1, 1, tzinfo=dt.UTC))
     end = _utc_ms(dt.datetime(_TABLE_END_YEAR, 1, 1, tzinfo=dt.UTC))
     candidates: set[int] = set()
-    cursor, offset = start, _offset_at(tz, start)
+    cursor, offset = start, offset_ms_at(tz, start)
     while cursor < end:
         probe = min(cursor + _WEEK_MS, end)
-        after = _offset_at(tz, probe)
+        after = offset_ms_at(tz, probe)
         if after == offset:
             cursor = probe
             continue
-        low, high = cursor, probe  # offset(low) == offset, offset(high) != offset
-        while high - low > 1:
-            mid = (low + high) // 2
-            if _offset_at(tz, mid) == offset:
-                low = mid
-            else:
-                high = mid
-        new = _offset_at(tz, high)
+        high = first_offset_change(tz, cursor, probe)
+        new = offset_ms_at(tz, high)
         candidates.update((high + offset, high + new))
         cursor, offset = high, new
     breaks: list[int] = []
-    offsets: list[int] = [_naive_offset_zoneinfo(tz, start + _offset_at(tz, start))]
+    offsets: list[int] = [_naive_offset_zoneinfo(tz, start + offset_ms_at(tz, start))]
     for wall in sorted(candidates):
         value = _naive_offset_zoneinfo(tz, wall)
         if value != offsets[-1]:
@@ -236,12 +232,6 @@ def naive_offset_ms(timezone: str, wall_ms: int) -> int:
 
 def _utc_ms(moment: dt.datetime) -> int:
     return int(moment.timestamp() * 1000)
-
-
-def _offset_at(tz: ZoneInfo, utc_ms: int) -> int:
-    offset = dt.datetime.fromtimestamp(utc_ms / 1000, dt.UTC).astimezone(tz).utcoffset()
-    assert offset is not None
-    return int(offset.total_seconds() * 1000)
 
 
 def _naive_offset_zoneinfo(tz: ZoneInfo, wall_ms: int) -> int:

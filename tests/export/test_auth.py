@@ -120,3 +120,14 @@ def test_legacy_signature_errors(client: TestClient, project: Project) -> None:
     assert get(client, tampered) == (401, "Invalid API signature")
     unknown = {**_signed(project, int(time.time()) + 600, sort_pairs=False), "api_key": "nope"}
     assert get(client, unknown) == (401, "Invalid API key")
+
+
+def test_non_integer_project_id_is_a_bad_parameter(client: TestClient, project: Project) -> None:
+    assert get(client, {**QUERY, "project_id": "abc"}, basic(project.api_secret)) == (
+        400,
+        "project_id must be an integer, got 'abc'",
+    )
+
+
+def test_registry_file_is_readable_by_its_owner_only(services: Services) -> None:
+    assert services.registry.path.stat().st_mode & 0o077 == 0

@@ -64,6 +64,7 @@ def test_valid_parameters(params: dict[str, str], expected: ExportRequest) -> No
         ({"to_date": "2024-06-16"}, "to_date cannot be later than today"),
         ({"limit": "0"}, "limit must be an integer from 1 to 100000, got '0'"),
         ({"limit": "100001"}, "limit must be an integer from 1 to 100000, got '100001'"),
+        ({"from_date": "0001-01-01"}, "from_date cannot be earlier than 1970-01-01, got '0001-01-01'"),
         ({"limit": "-5"}, "limit must be an integer from 1 to 100000, got '-5'"),
         ({"limit": "ten"}, "limit must be an integer from 1 to 100000, got 'ten'"),
         ({"limit": "1.5"}, "limit must be an integer from 1 to 100000, got '1.5'"),

@@ -451,6 +451,37 @@ def test_groups_and_last_seen(app: App, project: Project) -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("update", "error"),
+    [
+        (
+            {"$time": 1.7e15, "$set": {"a": 1}},
+            "update 0: $time is invalid: must be seconds or milliseconds since epoch",
+        ),
+        (
+            {"$set": {"a": json.loads("[" * 300 + "]" * 300)}},
+            "update 0: $set value cannot be stored: Recursion limit reached",
+        ),
+    ],
+)
+def test_engage_unstorable_update_is_rejected_not_retried(
+    app: App, project: Project, update: dict[str, Any], error: str
+) -> None:
+    body = [{"$token": project.token, "$distinct_id": "u-unstorable", **update}]
+    response = app.client.post("/engage?verbose=1", json=body)
+    assert response.status_code == 200
+    assert response.json() == {"error": error, "status": 0}
+
+
+def test_engage_add_past_64_bits_keeps_the_old_value(app: App, project: Project) -> None:
+    for amount in (2**63 - 1, 2**63 - 1, 10):
+        body = [
+            {"$token": project.token, "$distinct_id": "u-big", "$add": {"n": amount}, "$ignore_time": True}
+        ]
+        assert app.client.post("/engage", json=body).content == b"1"
+    assert app.profiles(project, "user")["u-big"] == {"n": 2**64 - 2}
+
+
 def test_engage_invalid_update(app: App, project: Project) -> None:
     body = [{"$token": project.token, "$distinct_id": "u1", "$add": {"n": "x"}}]
     assert app.client.post("/engage?verbose=1", json=body).content == (
@@ -474,6 +505,21 @@ BAD_BODIES: list[tuple[str, dict[str, Any]]] = [
     (
         "deep nesting",
         {"content": b"[" * 100_000 + b"]" * 100_000, "headers": {"Content-Type": "application/json"}},
+    ),
+    (
+        # Deep enough for the lenient parser (invalid UTF-8 forces it) but past the recursion limit
+        # of a naive walk over the values.
+        "deep nesting with invalid utf8",
+        {"content": b'[{"event":"e","properties":{"x":' + b"[" * 900 + b'"\xff"' + b"]" * 900 + b"}}]"},
+    ),
+    (
+        "deep nesting parsed by orjson",
+        {
+            "content": b'[{"event":"e","properties":{"time":1700000000,"x":'
+            + b"[" * 1000
+            + b"]" * 1000
+            + b"}}]"
+        },
     ),
     ("binary", {"content": bytes(range(256)) * 10, "headers": {"Content-Type": "application/octet-stream"}}),
     (
