@@ -15,6 +15,8 @@ from rawevents.settings import Config
 def serve(config: Config) -> None:
     services = Services.open(config)
     try:
+        if services.ingest_workers is not None:
+            services.ingest_workers.warm()
         if config.demo:
             project = ensure_demo_project(services.registry)
             print("rawevents demo project:", json.dumps(project.public_dict()), file=sys.stderr, flush=True)

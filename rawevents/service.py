@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from rawevents.ingest.workers import IngestWorkers
 from rawevents.projects import Project, Registry
 from rawevents.settings import Config
 from rawevents.storage.duckdb_store import DuckDBStore
@@ -16,6 +17,7 @@ class Services:
     config: Config
     registry: Registry
     store: DuckDBStore
+    ingest_workers: IngestWorkers | None = field(default=None)
 
     @classmethod
     def open(cls, config: Config) -> Services:
@@ -25,9 +27,12 @@ class Services:
             memory_limit=config.engine_memory_limit,
             commit_interval_ms=config.commit_interval_ms,
         )
-        return cls(config, registry, store)
+        workers = IngestWorkers(config.ingest_processes) if config.ingest_processes > 0 else None
+        return cls(config, registry, store, workers)
 
     def close(self) -> None:
+        if self.ingest_workers is not None:
+            self.ingest_workers.close()
         self.store.close()
 
 

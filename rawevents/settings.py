@@ -98,6 +98,13 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
     ),
     Setting(
+        "ingest_processes",
+        2,
+        "RAWEVENTS_INGEST_PROCESSES",
+        "Worker processes that parse and normalise large /import bodies off the server's GIL; 0: in process.",
+        int,
+    ),
+    Setting(
         "engine_memory_limit",
         "192MB",
         "RAWEVENTS_ENGINE_MEMORY_LIMIT",
@@ -132,6 +139,7 @@ class Config:
     export_rate_per_second: int = field(default=SETTINGS_BY_NAME["export_rate_per_second"].default)
     export_max_concurrent: int = field(default=SETTINGS_BY_NAME["export_max_concurrent"].default)
     legacy_signature_auth: bool = field(default=SETTINGS_BY_NAME["legacy_signature_auth"].default)
+    ingest_processes: int = field(default=SETTINGS_BY_NAME["ingest_processes"].default)
     engine_memory_limit: str = field(default=SETTINGS_BY_NAME["engine_memory_limit"].default)
     demo: bool = field(default=SETTINGS_BY_NAME["demo"].default)
     log_level: str = field(default=SETTINGS_BY_NAME["log_level"].default)

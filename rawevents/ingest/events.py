@@ -87,6 +87,10 @@ class EventBatch:
     dropped: int = 0  # valid but discarded: `$ignore`, or a token no project has
 
     @property
+    def stored(self) -> int:
+        return len(self.rows)
+
+    @property
     def accepted(self) -> int:
         return len(self.rows) + self.dropped
 

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rawevents import auth
 from rawevents.errors import (
@@ -22,7 +22,7 @@ from rawevents.errors import (
     StorageError,
     Unauthorized,
 )
-from rawevents.ingest import responses
+from rawevents.ingest import responses, workers
 from rawevents.ingest.decode import (
     decode_data_param,
     gunzip_capped,
@@ -36,7 +36,9 @@ from rawevents.ingest.events import EventBatch, EventContext, normalize_events
 from rawevents.ingest.profiles import apply_update, parse_updates
 from rawevents.ingest.responses import Reply
 from rawevents.projects import Project, Registry
-from rawevents.service import Services
+
+if TYPE_CHECKING:  # the service owns the ingest workers: import it for types only
+    from rawevents.service import Services
 
 ENDPOINTS = ("track", "import", "engage", "groups")
 _DAY_MS = 86_400_000
@@ -134,6 +136,33 @@ async def _ingest(services: Services, request: IngestRequest) -> tuple[Reply, _F
     if len(body) > limit:
         raise too_large(limit)
     encoding = request.content_encoding.strip().lower()
+    if (
+        services.ingest_workers is not None
+        and request.endpoint == "import"
+        and request.method != "HEAD"
+        and encoding in ("gzip", "x-gzip")
+        and len(body) >= workers.MIN_GZIP_BYTES
+        and request.content_type.split(";")[0].strip().lower() in workers.JSON_TYPES
+    ):
+        # A large gzip JSON /import (what batch importers send): everything after authentication,
+        # from gunzip to finished rows, runs in a worker process, off this process's GIL.
+        query = request.query
+        flags = _Flags(
+            _flag(query, "verbose"), _flag(query, "strict"), _flag(query, "img"), query.get("callback")
+        )
+        importer = _authenticate_import(services.registry, request, query)
+        packed = await services.ingest_workers.import_batch(
+            workers.ImportJob(
+                body,
+                limit,
+                "ndjson" in request.content_type.lower(),
+                config.max_batch_events,
+                _event_context(request, query, flags, received_ms),
+                importer,
+            )
+        )
+        await _write(services, packed)
+        return _events_reply("import", flags, packed), flags
     if encoding in ("gzip", "x-gzip", "deflate"):
         body = await _offload(len(body) * 4, gunzip_capped, body, limit, deflate=encoding == "deflate")
     elif encoding not in ("", "identity"):
@@ -171,17 +200,7 @@ async def _ingest(services: Services, request: IngestRequest) -> tuple[Reply, _F
         if endpoint in ("engage", "groups"):
             return await _profiles(services, endpoint, items, flags, resolve), flags
 
-        ip_param = params.get("ip", "").strip()
-        ctx = EventContext(
-            endpoint=endpoint,
-            strict=flags.strict,
-            received_ms=received_ms,
-            processed_ms=int(time.time() * 1000),
-            host=host_name(request.host),
-            ip_fallback=ip_param == "1" if endpoint == "track" else not flags.strict,
-            client_ip=request.client_ip if ip_param != "0" else None,
-            max_age_ms=config.track_max_age_days * _DAY_MS if endpoint == "track" else 0,
-        )
+        ctx = _event_context(request, params, flags, received_ms, config.track_max_age_days)
         batch = await _offload(
             len(raw),
             normalize_events,
@@ -197,21 +216,39 @@ async def _ingest(services: Services, request: IngestRequest) -> tuple[Reply, _F
     return _events_reply(endpoint, flags, batch), flags
 
 
-def _events_reply(endpoint: str, flags: _Flags, batch: EventBatch) -> Reply:
+def _event_context(
+    request: IngestRequest, params: Mapping[str, str], flags: _Flags, received_ms: int, max_age_days: int = 0
+) -> EventContext:
+    endpoint = request.endpoint
+    ip_param = params.get("ip", "").strip()
+    return EventContext(
+        endpoint=endpoint,
+        strict=flags.strict,
+        received_ms=received_ms,
+        processed_ms=int(time.time() * 1000),
+        host=host_name(request.host),
+        ip_fallback=ip_param == "1" if endpoint == "track" else not flags.strict,
+        client_ip=request.client_ip if ip_param != "0" else None,
+        max_age_ms=max_age_days * _DAY_MS if endpoint == "track" else 0,
+    )
+
+
+def _events_reply(endpoint: str, flags: _Flags, batch: EventBatch | workers.TableBatch) -> Reply:
     ok = batch.accepted > 0
     error = batch.failed[0].message if batch.failed and not ok else None
     if endpoint == "track":
         return responses.received(ok, verbose=flags.verbose, error=error)
     if flags.strict:
-        return responses.import_strict(len(batch.rows), batch.failed)
-    return responses.import_legacy(len(batch.rows), ok, verbose=flags.verbose)
+        return responses.import_strict(batch.stored, batch.failed)
+    return responses.import_legacy(batch.stored, ok, verbose=flags.verbose)
 
 
-async def _write(services: Services, batch: EventBatch) -> None:
-    if not batch.rows:
+async def _write(services: Services, batch: EventBatch | workers.TableBatch) -> None:
+    if not batch.stored:
         return
+    rows = batch.table if isinstance(batch, workers.TableBatch) else batch.rows
     try:
-        await asyncio.wrap_future(services.store.submit_events(batch.rows))
+        await asyncio.wrap_future(services.store.submit_events(rows))
     except StorageError:
         raise
     except Exception as exc:

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+import pyarrow as pa
+
 
 class StoredEvent(NamedTuple):
     """One normalised event, ready to store.
@@ -27,6 +29,31 @@ class StoredEvent(NamedTuple):
     insert_id: str
     time_pos: int
     line: str
+
+
+# Incoming events as Arrow columns; the writer adds `seq` (ingestion order) at commit.
+INCOMING_SCHEMA = pa.schema(
+    [
+        ("project_id", pa.int32()),
+        ("time_ms", pa.int64()),
+        ("event", pa.string()),
+        ("distinct_id", pa.string()),
+        ("insert_id", pa.string()),
+        ("time_pos", pa.int32()),
+        ("line", pa.string()),
+    ]
+)
+
+
+def events_table(rows: Sequence[StoredEvent]) -> pa.Table:
+    """StoredEvent rows as an Arrow table of INCOMING_SCHEMA (also built in ingest workers)."""
+    return pa.Table.from_arrays(
+        [
+            pa.array(column, type=field.type)
+            for column, field in zip(zip(*rows, strict=True), INCOMING_SCHEMA, strict=True)
+        ],
+        schema=INCOMING_SCHEMA,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,10 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from rawevents.errors import StorageError
-from rawevents.storage.base import ExportPlan, ProfileApplier, ProfileUpdate, StoredEvent
+from rawevents.storage.base import ExportPlan, ProfileApplier, ProfileUpdate, StoredEvent, events_table
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +48,6 @@ CREATE TABLE IF NOT EXISTS profiles (
     PRIMARY KEY (project_id, kind, group_key, profile_id)
 );
 """
-
-_EVENT_SCHEMA = pa.schema(
-    [
-        ("project_id", pa.int32()),
-        ("time_ms", pa.int64()),
-        ("seq", pa.int64()),
-        ("event", pa.string()),
-        ("distinct_id", pa.string()),
-        ("insert_id", pa.string()),
-        ("time_pos", pa.int32()),
-        ("line", pa.string()),
-    ]
-)
 
 # Keeps the first copy of each dedup key (event, distinct_id, time, $insert_id) per project, both
 # inside the incoming batch and against what is stored: SDK retries are idempotent.
@@ -122,13 +110,14 @@ class DuckDBStore:
     def append_events(self, events: Sequence[StoredEvent]) -> None:
         self.submit_events(events).result()
 
-    def submit_events(self, events: Sequence[StoredEvent]) -> Future[None]:
-        """Queue events for the next group commit; the future resolves once they are durable."""
+    def submit_events(self, events: Sequence[StoredEvent] | pa.Table) -> Future[None]:
+        """Queue events (rows, or an Arrow table of INCOMING_SCHEMA) for the next group commit;
+        the future resolves once they are durable."""
         future: Future[None] = Future()
-        if not events:
+        if len(events) == 0:
             future.set_result(None)
             return future
-        self._jobs.put((list(events), future))
+        self._jobs.put((events if isinstance(events, pa.Table) else list(events), future))
         return future
 
     def apply_profile_updates(
@@ -197,17 +186,18 @@ class DuckDBStore:
             future.set_result(None)
 
     def _run_transaction(self, con: duckdb.DuckDBPyConnection, jobs: list[Any]) -> None:
-        rows: list[StoredEvent] = []
+        tables: list[pa.Table] = []
         callables: list[_Job] = []
         for job in jobs:
             if callable(job):
                 callables.append(job)
             else:
-                rows.extend(job)
+                tables.append(job if isinstance(job, pa.Table) else events_table(job))
+        rows = pa.concat_tables(tables) if tables else None
         seq_start = self._next_seq
         con.execute("BEGIN TRANSACTION")
         try:
-            if rows:
+            if rows is not None:
                 self._insert_events(con, rows, seq_start)
             for fn in callables:
                 fn(con)
@@ -215,27 +205,17 @@ class DuckDBStore:
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        self._next_seq = seq_start + len(rows)
+        self._next_seq = seq_start + (rows.num_rows if rows is not None else 0)
 
     @staticmethod
-    def _insert_events(con: duckdb.DuckDBPyConnection, rows: list[StoredEvent], seq_start: int) -> None:
-        project_id, time_ms, event, distinct_id, insert_id, time_pos, line = zip(*rows, strict=True)
-        incoming = pa.Table.from_arrays(
-            [
-                pa.array(project_id, pa.int32()),
-                pa.array(time_ms, pa.int64()),
-                pa.array(range(seq_start, seq_start + len(rows)), pa.int64()),
-                pa.array(event, pa.string()),
-                pa.array(distinct_id, pa.string()),
-                pa.array(insert_id, pa.string()),
-                pa.array(time_pos, pa.int32()),
-                pa.array(line, pa.string()),
-            ],
-            schema=_EVENT_SCHEMA,
-        )
+    def _insert_events(con: duckdb.DuckDBPyConnection, rows: pa.Table, seq_start: int) -> None:
+        seq = pa.array(range(seq_start, seq_start + rows.num_rows), pa.int64())
+        incoming = rows.add_column(2, "seq", seq)
+        time_ms = rows.column("time_ms")
+        bounds = [pc.min(time_ms).as_py(), pc.max(time_ms).as_py()]
         con.register("incoming", incoming)
         try:
-            con.execute(_INSERT_DEDUPED, [min(time_ms), max(time_ms)])
+            con.execute(_INSERT_DEDUPED, bounds)
         finally:
             con.unregister("incoming")
 
