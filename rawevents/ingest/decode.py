@@ -109,6 +109,15 @@ class BadItem:
     message: str
 
 
+def batch_items(payload: Payload, max_events: int) -> list[Any]:
+    """The request's items, refusing an empty request (400) or one over `max_events` (413)."""
+    if not payload.items:
+        raise BadRequest("data, missing or empty")
+    if len(payload.items) > max_events:
+        raise PayloadTooLarge(f"request exceeds max limit of {max_events} events")
+    return payload.items
+
+
 def parse_payload(raw: bytes, *, ndjson: bool = False) -> Payload:
     """One JSON object, a JSON array of them, or NDJSON (one value per line)."""
     if not ndjson:

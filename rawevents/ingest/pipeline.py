@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rawevents import auth
 from rawevents.errors import (
     BadRequest,
-    PayloadTooLarge,
     RateLimited,
     RawEventsError,
     StorageError,
@@ -24,6 +23,7 @@ from rawevents.errors import (
 )
 from rawevents.ingest import responses, workers
 from rawevents.ingest.decode import (
+    batch_items,
     decode_data_param,
     gunzip_capped,
     looks_like_json,
@@ -91,15 +91,19 @@ def _flag(params: Mapping[str, str], name: str) -> bool:
     return params.get(name, "").strip().lower() in ("1", "true")
 
 
+def _flags(endpoint: str, params: Mapping[str, str]) -> _Flags:
+    return _Flags(
+        _flag(params, "verbose"),
+        endpoint == "import" and _flag(params, "strict"),
+        _flag(params, "img"),
+        params.get("callback"),
+    )
+
+
 async def ingest(services: Services, request: IngestRequest) -> Reply:
     """Handle one request; never raises for bad input (every failure becomes Mixpanel's body)."""
     query = request.query
-    flags = _Flags(
-        _flag(query, "verbose"),
-        request.endpoint == "import" and _flag(query, "strict"),
-        _flag(query, "img"),
-        query.get("callback"),
-    )
+    flags = _flags(request.endpoint, query)
     try:
         reply, flags = await _ingest(services, request)
     except RawEventsError as exc:
@@ -147,9 +151,7 @@ async def _ingest(services: Services, request: IngestRequest) -> tuple[Reply, _F
         # A large gzip JSON /import (what batch importers send): everything after authentication,
         # from gunzip to finished rows, runs in a worker process, off this process's GIL.
         query = request.query
-        flags = _Flags(
-            _flag(query, "verbose"), _flag(query, "strict"), _flag(query, "img"), query.get("callback")
-        )
+        flags = _flags("import", query)
         importer = _authenticate_import(services.registry, request, query)
         packed = await services.ingest_workers.import_batch(
             workers.ImportJob(
@@ -176,12 +178,7 @@ async def _ingest(services: Services, request: IngestRequest) -> tuple[Reply, _F
         form = parse_form(body)
     params = merge_params(request.query, form)
     endpoint = request.endpoint
-    flags = _Flags(
-        _flag(params, "verbose"),
-        endpoint == "import" and _flag(params, "strict"),
-        _flag(params, "img"),
-        params.get("callback"),
-    )
+    flags = _flags(endpoint, params)
 
     try:
         if request.method == "HEAD":
@@ -191,11 +188,7 @@ async def _ingest(services: Services, request: IngestRequest) -> tuple[Reply, _F
             raw = decode_data_param(params.get("data", ""))
         ndjson = raw is body and "ndjson" in request.content_type.lower()
         payload = await _offload(len(raw), parse_payload, raw, ndjson=ndjson)
-        items = payload.items
-        if not items:
-            raise BadRequest("data, missing or empty")
-        if len(items) > config.max_batch_events:
-            raise PayloadTooLarge(f"request exceeds max limit of {config.max_batch_events} events")
+        items = batch_items(payload, config.max_batch_events)
         resolve = _token_resolver(services.registry)
         if endpoint in ("engage", "groups"):
             return await _profiles(services, endpoint, items, flags, resolve), flags

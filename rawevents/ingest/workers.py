@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from rawevents.errors import BadRequest, PayloadTooLarge, StorageError
+from rawevents.errors import StorageError
 from rawevents.ingest.decode import (
+    batch_items,
     decode_data_param,
     gunzip_capped,
     looks_like_json,
@@ -77,11 +78,8 @@ def import_batch(job: ImportJob) -> TableBatch:
     if not looks_like_json(raw):  # a form body despite its JSON content type: its `data` parameter
         raw, ndjson = decode_data_param(parse_form(raw).get("data", "")), False
     payload = parse_payload(raw, ndjson=ndjson)
-    if not payload.items:
-        raise BadRequest("data, missing or empty")
-    if len(payload.items) > job.max_events:
-        raise PayloadTooLarge(f"request exceeds max limit of {job.max_events} events")
-    batch = normalize_events(payload.items, job.ctx, project=job.project, lenient=payload.lenient)
+    items = batch_items(payload, job.max_events)
+    batch = normalize_events(items, job.ctx, project=job.project, lenient=payload.lenient)
     return TableBatch(events_table(batch.rows), batch.failed, batch.dropped)
 
 
