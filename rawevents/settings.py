@@ -111,6 +111,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Memory the embedded engine may use before it spills sorts to disk (DuckDB memory_limit).",
     ),
     Setting(
+        "compact_rows",
+        50_000,
+        "RAWEVENTS_COMPACT_ROWS",
+        "Events gathered in the store's recent area before the background compactor sorts them into time-ordered runs.",
+        int,
+    ),
+    Setting(
         "demo",
         False,
         "RAWEVENTS_DEMO",
@@ -141,6 +148,7 @@ class Config:
     legacy_signature_auth: bool = field(default=SETTINGS_BY_NAME["legacy_signature_auth"].default)
     ingest_processes: int = field(default=SETTINGS_BY_NAME["ingest_processes"].default)
     engine_memory_limit: str = field(default=SETTINGS_BY_NAME["engine_memory_limit"].default)
+    compact_rows: int = field(default=SETTINGS_BY_NAME["compact_rows"].default)
     demo: bool = field(default=SETTINGS_BY_NAME["demo"].default)
     log_level: str = field(default=SETTINGS_BY_NAME["log_level"].default)
 

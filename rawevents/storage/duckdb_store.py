@@ -1,7 +1,10 @@
 """The embedded store: one DuckDB file, one writer thread doing group commits, MVCC readers.
 
 Writes from many concurrent requests are gathered into one transaction (group commit): DuckDB
-writes its WAL on COMMIT, so an acknowledged event survives `kill -9` of the server.
+writes its WAL on COMMIT, so an acknowledged event survives `kill -9` of the server. Events are
+kept time-clustered (storage/duckdb_layout.py): commits append to a small recent area, a
+background compactor sorts it into runs by (project, time, seq), and exports read those runs in
+storage order.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rawevents.errors import StorageError
+from rawevents.storage import duckdb_layout as layout
 from rawevents.storage.base import (
     ExportPlan,
     ProfileApplier,
@@ -30,7 +34,7 @@ from rawevents.storage.base import (
     StoredEvent,
     events_table,
 )
-from rawevents.storage.duckdb_plan import narrow_to_data
+from rawevents.timeutil import TimeSegment
 from rawevents.where.printer import Sql, compile_predicate
 from rawevents.where.printer.duckdb import DuckDBPrinter
 
@@ -39,16 +43,6 @@ log = logging.getLogger(__name__)
 EVENTS_FILE = "events.duckdb"
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    project_id INTEGER NOT NULL,
-    time_ms BIGINT NOT NULL,
-    seq BIGINT NOT NULL,
-    event VARCHAR NOT NULL,
-    distinct_id VARCHAR,
-    insert_id VARCHAR NOT NULL,
-    time_pos INTEGER NOT NULL,
-    line VARCHAR NOT NULL
-);
 CREATE TABLE IF NOT EXISTS profiles (
     project_id INTEGER NOT NULL,
     kind VARCHAR NOT NULL,
@@ -60,26 +54,11 @@ CREATE TABLE IF NOT EXISTS profiles (
 );
 """
 
-# Keeps the first copy of each dedup key (event, distinct_id, time, $insert_id) per project, both
-# inside the incoming batch and against what is stored: SDK retries are idempotent.
-_INSERT_DEDUPED = """
-INSERT INTO events
-SELECT project_id, time_ms, seq, event, distinct_id, insert_id, time_pos, line
-FROM incoming AS b
-WHERE NOT EXISTS (
-    SELECT 1 FROM events AS e
-    WHERE e.project_id = b.project_id AND e.time_ms = b.time_ms AND e.insert_id = b.insert_id
-      AND e.event = b.event AND e.distinct_id IS NOT DISTINCT FROM b.distinct_id
-      AND e.time_ms BETWEEN ? AND ?
-)
-QUALIFY row_number() OVER (PARTITION BY project_id, time_ms, insert_id, event, distinct_id ORDER BY seq) = 1
-"""
-
-# An export is a sequence of small ordered window queries. The first window is short so the first
-# byte leaves quickly; later windows are sized from the row density just seen to hold about
-# TARGET_ROWS rows (~9 MB of lines). Small windows sort faster per row (1M rows exported as
-# windows of ~8k rows: 0.8-1.0 s; as daily windows of ~33k rows: 1.9-2.1 s; docs/performance.md)
-# and the sort's memory stays the same whatever the store's size.
+# Where the layout does not give the order (runs overlapping in time, recent rows), an export reads
+# small ordered window queries. The first window is short so the first byte leaves quickly; later
+# windows are sized from the row density just seen to hold about TARGET_ROWS rows (~9 MB of
+# lines). Small windows sort faster per row (1M rows as windows of ~8k rows: 0.8-1.0 s; as daily
+# windows of ~33k rows: 1.9-2.1 s; docs/performance.md) and the sort's memory stays flat.
 FIRST_CHUNK_MS = 15 * 60 * 1000
 MIN_CHUNK_MS = 1000
 MAX_CHUNK_MS = 7 * 24 * 3600 * 1000
@@ -98,7 +77,13 @@ _Job = Callable[[duckdb.DuckDBPyConnection], None]
 
 class DuckDBStore:
     def __init__(
-        self, data_dir: str | Path, *, memory_limit: str = "192MB", commit_interval_ms: int = 2
+        self,
+        data_dir: str | Path,
+        *,
+        memory_limit: str = "192MB",
+        commit_interval_ms: int = 2,
+        compact_rows: int = 50_000,
+        background_compaction: bool = True,
     ) -> None:
         path = Path(data_dir)
         path.mkdir(parents=True, exist_ok=True)
@@ -107,10 +92,18 @@ class DuckDBStore:
         temp_dir = path / "tmp"
         temp_dir.mkdir(exist_ok=True)
         self._db.execute(f"SET temp_directory = '{_sql_string(str(temp_dir))}'")
-        self._db.execute("SET preserve_insertion_order = false")
+        # Sorted runs are written and read in storage order: plain scans must keep it.
+        self._db.execute("SET preserve_insertion_order = true")
         self._db.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         self._db.execute(_SCHEMA)
-        self._next_seq = int(self._db.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])  # type: ignore[index]
+        layout.ensure_schema(self._db)
+        self._next_seq = layout.next_seq(self._db)
+        self._maintenance = threading.Lock()
+        self._compactor = layout.Compactor(self._db, compact_rows, self._maintenance)
+        self._compact_rows = compact_rows
+        self._unflushed = 0
+        if background_compaction:
+            self._compactor.start()
         self._commit_interval = commit_interval_ms / 1000
         self._jobs: queue.SimpleQueue[tuple[Any, Future[None]] | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="rawevents-writer", daemon=True)
@@ -204,42 +197,75 @@ class DuckDBStore:
             con.execute("ROLLBACK")
             raise
         self._next_seq = seq_start + (rows.num_rows if rows is not None else 0)
+        if rows is not None:
+            self._unflushed += rows.num_rows
+            if self._unflushed >= self._compact_rows:
+                self._unflushed = 0
+                self._compactor.poke()
 
     @staticmethod
     def _insert_events(con: duckdb.DuckDBPyConnection, rows: pa.Table, seq_start: int) -> None:
         seq = pa.array(range(seq_start, seq_start + rows.num_rows), pa.int64())
         incoming = rows.add_column(2, "seq", seq)
         time_ms = rows.column("time_ms")
-        bounds = [pc.min(time_ms).as_py(), pc.max(time_ms).as_py()]
-        con.register("incoming", incoming)
-        try:
-            con.execute(_INSERT_DEDUPED, bounds)
-        finally:
-            con.unregister("incoming")
+        layout.insert_deduped(con, incoming, [pc.min(time_ms).as_py(), pc.max(time_ms).as_py()])
+
+    # -- maintenance ------------------------------------------------------------------------------
+
+    def compact(self) -> None:
+        """Sort every recent row into runs and merge overlapping runs now (tests, benchmarks,
+        bulk loads); the background compactor does the same over time."""
+        self._compactor.compact()
+
+    def delete_events(
+        self, project_id: int, *, distinct_ids: Sequence[str] | None = None, before_ms: int | None = None
+    ) -> int:
+        """Delete a project's events (of `distinct_ids`, and/or older than `before_ms`; all of
+        them when neither is given) from both areas in one transaction; rows deleted."""
+        conditions = ["project_id = ?"]
+        params: list[Any] = [project_id]
+        if distinct_ids is not None:
+            conditions.append("list_contains(?, distinct_id)")
+            params.append(list(distinct_ids))
+        if before_ms is not None:
+            conditions.append("time_ms < ?")
+            params.append(before_ms)
+        where = " AND ".join(conditions)
+        deleted = 0
+        with self._maintenance:
+            con = self._db.cursor()
+            try:
+                con.execute("BEGIN TRANSACTION")
+                for table in (layout.SORTED, layout.RECENT):
+                    found = con.execute(f"DELETE FROM {table} WHERE {where}", params).fetchone()
+                    deleted += int(found[0]) if found else 0
+                con.execute("COMMIT")
+            finally:
+                con.close()
+        return deleted
 
     # -- reads ----------------------------------------------------------------------------------
 
     def export_chunks(self, plan: ExportPlan) -> Iterator[bytes | memoryview]:
         where = None if plan.where is None else compile_predicate(DuckDBPrinter(plan.timezone), plan.where)
+        if not plan.segments:
+            return
         con = self._db.cursor()
         try:
-            plan = narrow_to_data(plan, con)
-            remaining = plan.limit
-            pace = _Pace()
-            for start, end, offset in _chunks(plan, pace):
-                if remaining is not None and remaining <= 0:
+            # One snapshot for every query of the export: a compaction committing meanwhile
+            # moves rows between areas, and must neither hide nor repeat them.
+            con.execute("BEGIN TRANSACTION")
+            start, end = plan.segments[0].start_ms, plan.segments[-1].end_ms
+            pieces = layout.plan_pieces(
+                plan.segments,
+                layout.project_runs(con, plan.project_id, start, end),
+                layout.recent_buckets(con, plan.project_id, start, end),
+            )
+            budget = _Budget(plan.limit)
+            for piece in pieces:
+                if budget.spent:
                     return
-                sql, params = _export_query(plan, where, start, end, offset, remaining)
-                reader = con.sql(sql, params=params).to_arrow_reader(ROWS_PER_BATCH)
-                rows = 0
-                for batch in reader:
-                    if batch.num_rows == 0:
-                        continue
-                    rows += batch.num_rows
-                    if remaining is not None:
-                        remaining -= batch.num_rows
-                    yield _string_column_bytes(batch.column(0))
-                pace.observe(end - start, rows)
+                yield from _read_piece(con, plan, where, piece, budget)
         finally:
             con.close()
 
@@ -308,6 +334,7 @@ class DuckDBStore:
             con.close()
 
     def close(self) -> None:
+        self._compactor.stop()
         if self._writer.is_alive():
             self._jobs.put(None)
             self._writer.join()
@@ -330,11 +357,56 @@ class _Pace:
         self.width = max(MIN_CHUNK_MS, min(MAX_CHUNK_MS, wanted))
 
 
-def _chunks(plan: ExportPlan, pace: _Pace | None = None) -> Iterator[tuple[int, int, int]]:
+class _Budget:
+    """Rows an export may still yield (None: no limit)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.remaining = limit
+        self.last_rows = 0  # rows the last query returned
+
+    @property
+    def spent(self) -> bool:
+        return self.remaining is not None and self.remaining <= 0
+
+    def take(self, rows: int) -> None:
+        if self.remaining is not None:
+            self.remaining -= rows
+
+
+def _read_piece(
+    con: duckdb.DuckDBPyConnection, plan: ExportPlan, where: Sql | None, piece: layout.Piece, budget: _Budget
+) -> Iterator[memoryview]:
+    """A run's stretch as one scan in storage order; any other stretch as sorted windows."""
+    if piece.run_batch is not None:
+        sql, params = _export_query(plan, where, piece, (piece.start_ms, piece.end_ms), budget.remaining)
+        yield from _stream(con, sql, params, budget)
+        return
+    pace = _Pace()
+    for window in _chunks([TimeSegment(piece.start_ms, piece.end_ms, piece.offset_ms)], pace):
+        if budget.spent:
+            return
+        sql, params = _export_query(plan, where, piece, window[:2], budget.remaining)
+        yield from _stream(con, sql, params, budget)
+        pace.observe(window[1] - window[0], budget.last_rows)
+
+
+def _stream(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], budget: _Budget
+) -> Iterator[memoryview]:
+    budget.last_rows = 0
+    for batch in con.sql(sql, params=params).to_arrow_reader(ROWS_PER_BATCH):
+        if batch.num_rows == 0:
+            continue
+        budget.take(batch.num_rows)
+        budget.last_rows += batch.num_rows
+        yield _string_column_bytes(batch.column(0))
+
+
+def _chunks(segments: Sequence[TimeSegment], pace: _Pace | None = None) -> Iterator[tuple[int, int, int]]:
     """Split each constant-offset segment into consecutive half-open time windows, each as wide as
     `pace` says when it is produced (the caller feeds `pace` what each window returned)."""
     pace = pace or _Pace()
-    for segment in plan.segments:
+    for segment in segments:
         start = segment.start_ms
         while start < segment.end_ms:
             end = min(segment.end_ms, start + pace.width)
@@ -343,7 +415,7 @@ def _chunks(plan: ExportPlan, pace: _Pace | None = None) -> Iterator[tuple[int, 
 
 
 def _export_query(
-    plan: ExportPlan, where: Sql | None, start: int, end: int, offset_ms: int, limit: int | None
+    plan: ExportPlan, where: Sql | None, piece: layout.Piece, window: tuple[int, int], limit: int | None
 ) -> tuple[str, list[Any]]:
     if plan.time_in_ms:
         # Splice local milliseconds over the stored local seconds (whose digits start at time_pos).
@@ -351,19 +423,26 @@ def _export_query(
             "line[:time_pos] || CAST(time_ms + ? AS VARCHAR)"
             " || line[time_pos + 1 + length(CAST((time_ms + ?) // 1000 AS VARCHAR)):]"
         )
-        params: list[Any] = [offset_ms, offset_ms]
+        params: list[Any] = [piece.offset_ms, piece.offset_ms]
     else:
         column = "line"
         params = []
     conditions = ["project_id = ?", "time_ms >= ?", "time_ms < ?"]
-    params += [plan.project_id, start, end]
+    params += [plan.project_id, *window]
+    if piece.run_batch is not None:
+        conditions.append("run_batch = ?")
+        params.append(piece.run_batch)
     if plan.events is not None:
         conditions.append("list_contains(?, event)")
         params.append(list(plan.events))
     if where is not None:
         conditions.append(f"({where.text})")
         params.extend(where.params)
-    sql = f"SELECT {column} AS line FROM events WHERE {' AND '.join(conditions)} ORDER BY time_ms, seq"
+    # A run is read in storage order; anything else (both areas) is sorted.
+    source, order = (
+        (layout.SORTED, "") if piece.run_batch is not None else ("events", " ORDER BY time_ms, seq")
+    )
+    sql = f"SELECT {column} AS line FROM {source} WHERE {' AND '.join(conditions)}{order}"
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)

@@ -13,4 +13,5 @@ def open_store(config: Config) -> EventStore:
         config.data_dir,
         memory_limit=config.engine_memory_limit,
         commit_interval_ms=config.commit_interval_ms,
+        compact_rows=config.compact_rows,
     )

@@ -27,7 +27,7 @@ def test_windows_tile_every_segment_in_order() -> None:
     pace = _Pace()
     windows = []
     rng = random.Random(1)
-    for start, end, offset in _chunks(ExportPlan(1, segments), pace):
+    for start, end, offset in _chunks(segments, pace):
         windows.append((start, end, offset))
         pace.observe(end - start, rng.choice([0, 1, 50, 12_000, 1_000_000]))
     for segment in segments:

@@ -13,6 +13,7 @@ import orjson
 
 from rawevents.eventline import assemble_line
 from rawevents.storage.base import ExportPlan, StoredEvent
+from rawevents.storage.duckdb_layout import Piece
 from rawevents.storage.duckdb_store import DuckDBStore, _export_query
 from rawevents.timeutil import TimeSegment, local_seconds, zone
 from rawevents.where import evaluate, parse
@@ -71,7 +72,7 @@ class Harness:
         """Indexes of the events the export query with this `where` returns, in export order."""
         plan = ExportPlan(project_id, [TimeSegment(MIN_MS, MAX_MS, 0)], where=parse(where), timezone=timezone)
         predicate = compile_predicate(DuckDBPrinter(timezone), parse(where))
-        sql, params = _export_query(plan, predicate, MIN_MS, MAX_MS, 0, None)
+        sql, params = _export_query(plan, predicate, Piece(MIN_MS, MAX_MS, 0, None), (MIN_MS, MAX_MS), None)
         rows = self.store.query(sql, params)
         return [int(orjson.loads(line)["properties"]["$insert_id"][1:]) for (line,) in rows]
 
