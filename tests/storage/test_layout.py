@@ -76,8 +76,8 @@ def test_exports_are_exact_at_every_stage_of_compaction(tmp_path: Path) -> None:
     """Random batches, flushes and merges in between; each export compared to the reference."""
     rng = random.Random(11)
     store = DuckDBStore(tmp_path, commit_interval_ms=0, compact_rows=1, background_compaction=False)
-    compactor = store._compactor  # noqa: SLF001 - drives single steps
-    con = store._db.cursor()  # noqa: SLF001
+    compactor = store._compactor
+    con = store._db.cursor()
     events: list[StoredEvent] = []
     try:
         for step in range(25):
@@ -94,9 +94,9 @@ def test_exports_are_exact_at_every_stage_of_compaction(tmp_path: Path) -> None:
             store.submit_events(batch).result()
             action = rng.choice(["none", "flush", "merge", "both"])
             if action in ("flush", "both"):
-                compactor._flush(con, 1)  # noqa: SLF001
+                compactor._flush(con, 1)
             if action in ("merge", "both"):
-                compactor._merge(con, idle=rng.random() < 0.5)  # noqa: SLF001
+                compactor._merge(con, idle=rng.random() < 0.5)
             mine = [e for e in events if e.project_id == 1]
             assert _ns(store, _full()) == _expected(mine), step
             start = T0 + rng.randrange(4 * DAY)
