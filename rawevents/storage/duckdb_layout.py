@@ -36,7 +36,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import groupby
+from itertools import groupby, pairwise
 from typing import Any
 
 import duckdb
@@ -53,7 +53,8 @@ COLUMNS = "project_id, time_ms, seq, event, distinct_id, insert_id, time_pos, li
 
 PARTITION_MS = 86_400_000  # a run never spans two UTC days: the unit a merge rewrites
 FLUSH_AGE_S = 2.0  # recent rows wait at most about this long before a flush
-SLICE_ROWS = 250_000  # rows one flush transaction moves (bounds its sort)
+SORT_ROWS = 50_000  # rows one sorting INSERT handles: ~40 MB of lines, sorted within memory_limit
+SLICE_ROWS = SORT_ROWS  # rows one flush transaction moves
 MERGE_FANIN = 4  # overlapping runs of a day merged at once even while ingest is busy
 MAX_RUNS = 16  # runs of a day (overlapping or not) beyond which they are merged
 RECENT_BUCKET_MS = 60_000  # resolution at which an export locates recent rows
@@ -367,11 +368,14 @@ class Compactor:
             params: list[Any] = [first.project_id, low, high, batches]
             con.execute("BEGIN TRANSACTION")
             try:
-                con.execute(
-                    f"INSERT INTO {SORTED} SELECT {COLUMNS}, ? FROM {SORTED} WHERE {where}"
-                    " ORDER BY time_ms, seq",
-                    [batch, *params],
-                )
+                # Consecutive time windows of about SORT_ROWS rows each, appended in order: one
+                # run, whose sorts stay within the engine's memory however big the day is.
+                for start, end in _windows(low, high, sum(r.rows for r in due)):
+                    con.execute(
+                        f"INSERT INTO {SORTED} SELECT {COLUMNS}, ? FROM {SORTED} WHERE {where}"
+                        " AND time_ms >= ? AND time_ms < ? ORDER BY time_ms, seq",
+                        [batch, *params, start, end],
+                    )
                 con.execute(f"DELETE FROM {SORTED} WHERE {where}", params)
                 con.execute(
                     f"DELETE FROM {RUNS} WHERE project_id = ? AND part = ? AND list_contains(?, run_batch)",
@@ -388,6 +392,13 @@ class Compactor:
                 raise
             self._last_batch = batch
             return True
+
+
+def _windows(low: int, high: int, rows: int) -> list[tuple[int, int]]:
+    """[low, high) cut into equal time windows of about SORT_ROWS rows (if spread evenly)."""
+    count = max(1, -(-rows // SORT_ROWS))
+    edges = [low + (high - low) * i // count for i in range(count + 1)]
+    return [(a, b) for a, b in pairwise(edges) if a < b]
 
 
 def _crowded_runs(con: duckdb.DuckDBPyConnection) -> list[Run]:

@@ -72,8 +72,13 @@ def test_shuffled_arrival_is_sorted_into_one_run_per_day(store: DuckDBStore) -> 
     assert [s for (s,) in seqs] == list(range(1, 3001))
 
 
-def test_exports_are_exact_at_every_stage_of_compaction(tmp_path: Path) -> None:
-    """Random batches, flushes and merges in between; each export compared to the reference."""
+def test_exports_are_exact_at_every_stage_of_compaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random batches, flushes and merges in between (in slices and windows of a few rows, so each
+    step is several statements); each export compared to the reference."""
+    monkeypatch.setattr(layout, "SORT_ROWS", 40)
+    monkeypatch.setattr(layout, "SLICE_ROWS", 150)
     rng = random.Random(11)
     store = DuckDBStore(tmp_path, commit_interval_ms=0, compact_rows=1, background_compaction=False)
     compactor = store._compactor
