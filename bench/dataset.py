@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from bench.gen import DAY_MS, DAYS, START_MS, Chunk, generate
 from rawevents.projects import Project, Registry
-from rawevents.storage.duckdb_layout import RECENT
+from rawevents.storage.duckdb_layout import KEY_HASH, RECENT
 from rawevents.storage.duckdb_store import DuckDBStore
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -157,7 +157,7 @@ def _stored(chunk: Chunk, project_id: int, seq: np.ndarray) -> pa.Table:
 def _insert(con: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
     """Into the recent area in arrival order, as commits would have written it."""
     con.register("chunk_rows", table)
-    con.execute(f"INSERT INTO {RECENT} SELECT * FROM chunk_rows ORDER BY seq")
+    con.execute(f"INSERT INTO {RECENT} SELECT *, {KEY_HASH} FROM chunk_rows ORDER BY seq")
     con.unregister("chunk_rows")
 
 

@@ -50,6 +50,13 @@ RECENT = "events_recent"
 SORTED = "events_sorted"
 RUNS = "event_runs"
 COLUMNS = "project_id, time_ms, seq, event, distinct_id, insert_id, time_pos, line"
+STORED = f"{COLUMNS}, key_hash"
+# A stable 63-bit hash of the rest of the dedup key (MD5: the same in every DuckDB version).
+# Equal hashes are only candidates: the exact key is compared before anything is dropped.
+KEY_HASH = (
+    "CAST(md5_number_lower(concat(event, chr(0), coalesce(distinct_id, ''), chr(0), insert_id)) >> 1"
+    " AS BIGINT)"
+)
 
 PARTITION_MS = 86_400_000  # a run never spans two UTC days: the unit a merge rewrites
 FLUSH_AGE_S = 2.0  # recent rows wait at most about this long before a flush
@@ -67,7 +74,8 @@ _COLUMN_TYPES = """
     distinct_id VARCHAR,
     insert_id VARCHAR NOT NULL,
     time_pos INTEGER NOT NULL,
-    line VARCHAR NOT NULL"""
+    line VARCHAR NOT NULL,
+    key_hash BIGINT NOT NULL"""
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {RECENT} ({_COLUMN_TYPES}
@@ -96,6 +104,8 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     ).fetchone()
     if old is not None and old[0] and not _table_exists(con, RECENT):
         con.execute(f"ALTER TABLE events RENAME TO {RECENT}")
+        con.execute(f"ALTER TABLE {RECENT} ADD COLUMN key_hash BIGINT")
+        con.execute(f"UPDATE {RECENT} SET key_hash = {KEY_HASH}")
     con.execute(_SCHEMA)
 
 
@@ -112,26 +122,32 @@ def next_seq(con: duckdb.DuckDBPyConnection) -> int:
 
 # -- dedup and insert ----------------------------------------------------------------------------
 
-# Step 1 reads only (project_id, time_ms) of the stored rows in the batch's span: sorted runs keep
-# that column compact and their zone maps prune other projects and times. A stored row can only
-# be a duplicate if its exact millisecond is in the batch, which is rare outside retries.
-_TIME_HITS = """
-SELECT DISTINCT e.project_id, e.time_ms FROM events AS e
-SEMI JOIN incoming AS b ON e.project_id = b.project_id AND e.time_ms = b.time_ms
-WHERE e.time_ms BETWEEN ? AND ?
+# Step 1 reads only (project_id, time_ms, key_hash) of the stored rows in the batch's span (zone
+# maps prune other times; sorted runs keep time_ms compact): the milliseconds where a stored row
+# has the same key hash as an incoming one, which outside retries is none.
+_HASH_HITS = f"""
+SELECT DISTINCT e.project_id, e.time_ms FROM (
+    SELECT project_id, time_ms, key_hash FROM {SORTED} WHERE time_ms BETWEEN $low AND $high
+    UNION ALL
+    SELECT project_id, time_ms, key_hash FROM {RECENT} WHERE time_ms BETWEEN $low AND $high
+) AS e
+SEMI JOIN incoming AS b ON e.project_id = b.project_id AND e.time_ms = b.time_ms AND e.key_hash = b.key_hash
 """
 
-# Step 2, only for those milliseconds: the full dedup keys stored there.
-_STORED_KEYS = """
-SELECT e.project_id, e.time_ms, e.event, e.distinct_id, e.insert_id FROM events AS e
-WHERE e.project_id = ? AND list_contains(?, e.time_ms)
-"""
+# Step 2, only for those milliseconds: the full dedup keys stored there. A constant IN list is
+# pushed into the scan (zone maps, then the other columns only where time_ms matched); a
+# list_contains(?) would read every column of every row.
+_STORED_KEYS = (
+    "SELECT project_id, time_ms, event, distinct_id, insert_id FROM events"
+    " WHERE project_id = ? AND time_ms IN ({})"
+)
+_IN_LIST = 256  # values per IN list
 
 # Keeps the first copy of each dedup key (event, distinct_id, time, $insert_id) per project, both
 # inside the incoming batch and against what is stored: SDK retries are idempotent.
 _INSERT_DEDUPED = f"""
 INSERT INTO {RECENT}
-SELECT {COLUMNS} FROM incoming AS b
+SELECT {STORED} FROM incoming AS b
 WHERE NOT EXISTS (
     SELECT 1 FROM stored_keys AS e
     WHERE e.project_id = b.project_id AND e.time_ms = b.time_ms AND e.insert_id = b.insert_id
@@ -155,7 +171,12 @@ def insert_deduped(con: duckdb.DuckDBPyConnection, incoming: pa.Table, bounds: S
     """Insert `incoming` (with `seq`) into the recent area minus duplicates; rows inserted."""
     con.register("incoming", incoming)
     try:
-        hits = con.execute(_TIME_HITS, list(bounds)).fetchall()
+        hashes = con.sql(f"SELECT {KEY_HASH} FROM incoming").to_arrow_table().column(0)
+    finally:
+        con.unregister("incoming")
+    con.register("incoming", incoming.append_column("key_hash", hashes))
+    try:
+        hits = con.execute(_HASH_HITS, {"low": bounds[0], "high": bounds[1]}).fetchall()
         keys = [_stored_keys(con, project, [t for _, t in times]) for project, times in _by_project(hits)]
         con.register("stored_keys", pa.concat_tables(keys) if keys else _KEYS_SCHEMA.empty_table())
         try:
@@ -173,8 +194,12 @@ def _by_project(hits: list[tuple[Any, ...]]) -> Iterator[tuple[int, list[tuple[A
 
 
 def _stored_keys(con: duckdb.DuckDBPyConnection, project_id: int, times: list[int]) -> pa.Table:
-    table = con.sql(_STORED_KEYS, params=[project_id, times]).to_arrow_table()
-    return table.cast(_KEYS_SCHEMA)
+    tables = []
+    for i in range(0, len(times), _IN_LIST):
+        part = times[i : i + _IN_LIST]
+        sql = _STORED_KEYS.format(", ".join("?" * len(part)))
+        tables.append(con.sql(sql, params=[project_id, *part]).to_arrow_table().cast(_KEYS_SCHEMA))
+    return pa.concat_tables(tables)
 
 
 # -- export planning -----------------------------------------------------------------------------
@@ -337,7 +362,7 @@ class Compactor:
                 assert upto is not None
                 params = [batch, upto[0]]
                 con.execute(
-                    f"INSERT INTO {SORTED} SELECT {COLUMNS}, ? FROM {RECENT} WHERE seq <= ?"
+                    f"INSERT INTO {SORTED} SELECT {STORED}, ? FROM {RECENT} WHERE seq <= ?"
                     " ORDER BY project_id, time_ms, seq",
                     params,
                 )
@@ -372,7 +397,7 @@ class Compactor:
                 # run, whose sorts stay within the engine's memory however big the day is.
                 for start, end in _windows(low, high, sum(r.rows for r in due)):
                     con.execute(
-                        f"INSERT INTO {SORTED} SELECT {COLUMNS}, ? FROM {SORTED} WHERE {where}"
+                        f"INSERT INTO {SORTED} SELECT {STORED}, ? FROM {SORTED} WHERE {where}"
                         " AND time_ms >= ? AND time_ms < ? ORDER BY time_ms, seq",
                         [batch, *params, start, end],
                     )
