@@ -90,7 +90,7 @@ def build(
     DuckDBStore(root / "data", background_compaction=False).close()  # the schema, as the server makes it
     n_small = int(n_events * small_share)
     order = _arrival(n_events + n_small, seed, arrival)
-    con = duckdb.connect(str(root / "data" / "events.duckdb"))
+    con = duckdb.connect(str(root / "data" / "events.duckdb"), config={"memory_limit": "1GB"})
     con.execute("SET enable_progress_bar = false")
     writer: pq.ParquetWriter | None = None
     total_bytes = 0
