@@ -19,6 +19,7 @@ from rawevents import timeutil
 from rawevents.errors import BadRequest
 from rawevents.projects import Project
 from rawevents.storage.base import ExportPlan, SqlFilter, TimeSegment
+from rawevents.storage.duckdb_store import position_conditions
 
 MAX_LIMIT = 100_000
 BUCKET_MS = 3_600_000  # histogram resolution of narrow_to_data
@@ -47,11 +48,13 @@ def parse_export_params(
     params: Mapping[str, str], project: Project, *, today: dt.date | None = None
 ) -> ExportRequest:
     """Validate export parameters; `today` defaults to today in the project's time zone."""
-    from_date = _date(params, "from_date")
-    to_date = _date(params, "to_date")
+    current = timeutil.today(project.zone) if today is None else today
+    # With a cursor (an extension) the days are optional: "everything stored after C".
+    incremental = any(params.get(name, "").strip() for name in _CURSOR_PARAMS)
+    from_date = _date(params, "from_date", _FIRST_DAY if incremental else None)
+    to_date = _date(params, "to_date", current if incremental else None)
     if from_date > to_date:
         raise BadRequest(f"from_date {from_date.isoformat()} is after to_date {to_date.isoformat()}")
-    current = timeutil.today(project.zone) if today is None else today
     if to_date > current:
         raise BadRequest("to_date cannot be later than today")
     where = params.get("where", "").strip() or None
@@ -68,9 +71,14 @@ def parse_export_params(
 _FIRST_DAY = dt.date(1970, 1, 1)
 
 
-def _date(params: Mapping[str, str], name: str) -> dt.date:
+_CURSOR_PARAMS = ("after_cursor", "upto_cursor", "cursor")
+
+
+def _date(params: Mapping[str, str], name: str, default: dt.date | None = None) -> dt.date:
     raw = params.get(name)
     if raw is None or raw.strip() == "":
+        if default is not None:
+            return default
         raise BadRequest(f"'{name}' is a required parameter")
     text = raw.strip()
     if _DATE.fullmatch(text):
@@ -179,6 +187,8 @@ def narrow_to_data(plan: ExportPlan, store: BoundsQuery) -> ExportPlan:
     if plan.events is not None:
         sql += " AND list_contains(?, event)"
         params.append(list(plan.events))
+    for condition in position_conditions(plan, params):  # incremental: count only the new rows
+        sql += f" AND {condition}"
     buckets = sorted((int(b), int(n)) for b, n in store.query(sql + " GROUP BY bucket", params))
     # The histogram counts rows before `where`: cutting a filtered export at SCAN_TARGET_ROWS would
     # turn one selective scan into many near-empty queries, so with `where` the range is only

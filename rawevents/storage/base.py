@@ -81,6 +81,10 @@ class ExportPlan:
     where: SqlFilter | None = None
     limit: int | None = None
     time_in_ms: bool = False
+    # Incremental export (rawevents.export.cursor): only events whose store-defined ingestion
+    # position is in (after_position, upto_position]; None: no bound.
+    after_position: int | None = None
+    upto_position: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,13 @@ ProfileApplier = Callable[[dict[str, Any] | None, ProfileUpdate], dict[str, Any]
 
 
 class EventStore(Protocol):
+    # The kind of ingestion position this store's cursors carry (rawevents.export.cursor).
+    cursor_kind: str
+
+    def ingest_position(self) -> int:
+        """The position of the newest committed event: every event at or below it is committed and
+        visible to reads that start now; events committed later get higher positions."""
+
     def append_events(self, events: Sequence[StoredEvent]) -> None:
         """Durably store `events` (idempotent on the dedup key); returns only once on disk."""
 

@@ -86,6 +86,9 @@ _Job = Callable[[duckdb.DuckDBPyConnection], None]
 
 
 class DuckDBStore:
+    # Cursors carry `seq`: assigned in commit order by the single writer, kept by compaction.
+    cursor_kind = "seq"
+
     def __init__(
         self, data_dir: str | Path, *, memory_limit: str = "192MB", commit_interval_ms: int = 2
     ) -> None:
@@ -221,6 +224,11 @@ class DuckDBStore:
 
     # -- reads ----------------------------------------------------------------------------------
 
+    def ingest_position(self) -> int:
+        # `_next_seq` moves only after COMMIT returned, so every seq below it is committed
+        # (dedup may leave holes in the sequence; it never reorders it).
+        return self._next_seq - 1
+
     def export_chunks(self, plan: ExportPlan) -> Iterator[bytes | memoryview]:
         con = self._db.cursor()
         try:
@@ -323,11 +331,24 @@ def _export_query(
     if plan.where is not None:
         conditions.append(f"({plan.where.sql})")
         params.extend(plan.where.params)
+    conditions += position_conditions(plan, params)
     sql = f"SELECT {column} AS line FROM events WHERE {' AND '.join(conditions)} ORDER BY time_ms, seq"
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
     return sql, params
+
+
+def position_conditions(plan: ExportPlan, params: list[Any]) -> list[str]:
+    """The incremental-export bounds on `seq` as SQL conditions, their values appended to params."""
+    conditions = []
+    if plan.after_position is not None:
+        conditions.append("seq > ?")
+        params.append(plan.after_position)
+    if plan.upto_position is not None:
+        conditions.append("seq <= ?")
+        params.append(plan.upto_position)
+    return conditions
 
 
 def _string_column_bytes(column: pa.Array) -> memoryview:
