@@ -185,12 +185,13 @@ class Exporter:
         for piece in pieces:
             path = self._path(piece, int(pending["run"]))
             if path.exists():  # written just before the previous invocation stopped
-                self._done(FileResult(piece.label, path, 0, skipped=True))
+                result = FileResult(piece.label, path, 0, skipped=True)
             else:
                 events, _ = self._fetch(piece, path, params, keep_empty=False)
-                self._done(FileResult(piece.label, path if events else None, events))
+                result = FileResult(piece.label, path if events else None, events)
             pending["next"] = (piece.last + dt.timedelta(days=1)).isoformat()
             state.save(state_path)
+            self._done(result)
         if state.mode == "cursor":
             state.cursor = pending["upto"]
         state.last_to = pending["to"]
