@@ -132,8 +132,17 @@ _DAY = click.DateTime(formats=["%Y-%m-%d"])
 
 @cli.command("export")
 @_client_options
-@click.option("--from", "from_date", type=_DAY, required=True, help="First day, YYYY-MM-DD (project-local).")
-@click.option("--to", "to_date", type=_DAY, required=True, help="Last day, YYYY-MM-DD, inclusive.")
+@click.option(
+    "--from",
+    "from_date",
+    type=_DAY,
+    required=True,
+    metavar="DAY",
+    help="First day, YYYY-MM-DD (project-local).",
+)
+@click.option(
+    "--to", "to_date", type=_DAY, required=True, metavar="DAY", help="Last day, YYYY-MM-DD, inclusive."
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path),

@@ -231,3 +231,24 @@ def test_csv_flattens_properties_into_columns(server: LiveServer, typed: Project
     assert table.schema.field("price").type == pa.float64()
     assert table.schema.field("trial").type == pa.bool_()
     assert table.column("note").to_pylist()[0] == 'comma, "quote"\nnewline'
+
+
+def test_terminal_progress_shows_days_events_bytes_and_rate(server: LiveServer, tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from rawevents.client import TerminalProgress
+
+    project = _days(server, "progress", 2)
+    screen = io.StringIO()
+    progress = TerminalProgress(Console(file=screen, force_terminal=True, width=160))
+    with connect(server, project) as client:
+        export(client, ExportOptions(dt.date(2024, 4, 1), dt.date(2024, 4, 2), tmp_path), progress)
+    shown = screen.getvalue()
+    assert "2/2" in shown and "days" in shown and "48 events" in shown and "/s" in shown and "ETA" in shown
+    piped = io.StringIO()
+    quiet = TerminalProgress(Console(file=piped))  # not a terminal: nothing drawn
+    with connect(server, project) as client:
+        export(client, ExportOptions(dt.date(2024, 4, 1), dt.date(2024, 4, 2), tmp_path / "again"), quiet)
+    assert piped.getvalue() == ""
