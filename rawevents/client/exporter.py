@@ -35,6 +35,7 @@ from rawevents.client.transport import ClientError, Connection, HttpError
 EXPORT_PATH = "/api/2.0/export"
 PROJECT_PATH = "/api/rawevents/project"
 CURSOR_HEADER = "x-rawevents-cursor"
+TIME_HEADER = "x-rawevents-time"
 STATE_VERSION = 1
 _COPY = 1 << 20
 Split = Literal["day", "none"]
@@ -122,7 +123,7 @@ class Exporter:
         self.options = options
         self.progress = progress or SilentProgress()
         self.result = ExportResult()
-        self._transform: Transform | None = None
+        self._local_to_utc: Transform | None = None  # built on first need (servers without time_utc)
 
     def run(self) -> ExportResult:
         started = time.monotonic()
@@ -131,8 +132,6 @@ class Exporter:
             options.out.mkdir(parents=True, exist_ok=True)
         else:
             options.out.parent.mkdir(parents=True, exist_ok=True)
-        if options.utc:
-            self._transform = _utc_transform(options.timezone or self.project_timezone())
         if options.incremental is None:
             self._full()
         else:
@@ -140,6 +139,16 @@ class Exporter:
         self.progress.end()
         self.result.seconds = time.monotonic() - started
         return self.result
+
+    def _transform(self, reply: httpx.Response) -> Transform | None:
+        """None when the body's `time` is already what was asked for: always without `utc`, and
+        with it when the server rendered UTC itself (rawevents' `time_utc`, exact). Otherwise
+        the local times are converted here, with the project's zone."""
+        if not self.options.utc or reply.headers.get(TIME_HEADER) == "utc":
+            return None
+        if self._local_to_utc is None:
+            self._local_to_utc = _utc_transform(self.options.timezone or self.project_timezone())
+        return self._local_to_utc
 
     def project_timezone(self) -> str:
         try:
@@ -263,6 +272,8 @@ class Exporter:
             params["event"] = orjson.dumps(list(self.options.events)).decode()
         if self.options.where:
             params["where"] = self.options.where
+        if self.options.utc:
+            params["time_utc"] = "1"  # rawevents renders UTC itself; others ignore it
         return params
 
     def _fetch(
@@ -280,11 +291,12 @@ class Exporter:
                     sink.write(chunk)
                     self.result.bytes += len(chunk)
                     self.progress.transferred(len(chunk))
-            if self.options.format == "jsonl.gz" and gzipped and self._transform is None:
+            transform = self._transform(reply)
+            if self.options.format == "jsonl.gz" and gzipped and transform is None:
                 events = sum(1 for _ in read_lines(part, True))  # reading it through is the check
                 os.replace(part, tmp)
             else:
-                events = writer(lambda: read_lines(part, gzipped), tmp, self._transform)
+                events = writer(lambda: read_lines(part, gzipped), tmp, transform)
                 part.unlink()
             return events, reply.headers.get(CURSOR_HEADER)
 

@@ -86,6 +86,10 @@ def expand(paths: Sequence[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir():
             files += sorted(p for p in path.iterdir() if p.is_file() and _importable(p.name))
+        elif path.name.endswith(".csv"):
+            raise ClientError(
+                f"{path}: CSV cannot be imported (it does not keep types): use JSONL or Parquet"
+            )
         elif path.is_file():
             files.append(path)
         else:

@@ -21,6 +21,7 @@ from rawevents.storage.base import ExportPlan
 from rawevents.where import parse
 
 MAX_LIMIT = 100_000
+TIME_HEADER = "x-rawevents-time"  # response header: "utc" when the `time_utc` extension was honoured
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TRUE = {"true", "1"}
 _FALSE = {"false", "0", ""}
@@ -36,6 +37,7 @@ class ExportRequest:
     where: str | None = None
     limit: int | None = None
     time_in_ms: bool = False
+    time_utc: bool = False  # extension: render `time` as the UTC epoch
 
 
 def parse_export_params(
@@ -59,6 +61,7 @@ def parse_export_params(
         where=where,
         limit=_limit(params.get("limit")),
         time_in_ms=_bool(params, "time_in_ms"),
+        time_utc=_bool(params, "time_utc"),
     )
 
 
@@ -143,4 +146,5 @@ def build_plan(request: ExportRequest, project: Project) -> ExportPlan:
         timezone=project.timezone,
         limit=request.limit,
         time_in_ms=request.time_in_ms,
+        time_utc=request.time_utc,
     )

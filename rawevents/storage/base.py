@@ -77,6 +77,8 @@ class ExportPlan:
     timezone: str = "UTC"
     limit: int | None = None
     time_in_ms: bool = False
+    # `time` rendered as the UTC epoch instead of project-local time (the `time_utc` extension).
+    time_utc: bool = False
     # Incremental export (rawevents.export.cursor): only events whose store-defined ingestion
     # position is in (after_position, upto_position]; None: no bound.
     after_position: int | None = None

@@ -353,13 +353,15 @@ def _chunks(plan: ExportPlan, pace: _Pace | None = None) -> Iterator[tuple[int, 
 def _export_query(
     plan: ExportPlan, where: Sql | None, start: int, end: int, offset_ms: int, limit: int | None
 ) -> tuple[str, list[Any]]:
-    if plan.time_in_ms:
-        # Splice local milliseconds over the stored local seconds (whose digits start at time_pos).
+    if plan.time_in_ms or plan.time_utc:
+        # Splice the rendered time (local or UTC; ms or s) over the stored local seconds, whose
+        # digits start at time_pos and are as long as the local seconds are.
+        value = "time_ms + ?" if plan.time_in_ms else "(time_ms + ?) // 1000"
         column = (
-            "line[:time_pos] || CAST(time_ms + ? AS VARCHAR)"
+            f"line[:time_pos] || CAST({value} AS VARCHAR)"
             " || line[time_pos + 1 + length(CAST((time_ms + ?) // 1000 AS VARCHAR)):]"
         )
-        params: list[Any] = [offset_ms, offset_ms]
+        params: list[Any] = [0 if plan.time_utc else offset_ms, offset_ms]
     else:
         column = "line"
         params = []

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -23,7 +25,12 @@ from rawevents.client import ExportOptions, export, read_parquet_records
 from rawevents.client.formats import csv_cell
 from rawevents.projects import Project
 from tests.client.helpers import connect, event, ingest, jsonl, leftovers, utc_s
+from tests.export.helpers import basic
 from tests.live_server import LiveServer
+
+
+def jsonl_rows(body: bytes) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in body.split(b"\n") if line]
 
 
 @pytest.fixture(scope="module")
@@ -125,24 +132,58 @@ DST_CASES = {
 }
 
 
+class _WithoutRaweventsTime(httpx.BaseTransport):
+    """The live server as a Mixpanel-like one: `time_utc` is not passed on, so `time` stays local."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        plain = httpx.Request(
+            request.method,
+            request.url.copy_remove_param("time_utc"),
+            headers=request.headers,
+            stream=request.stream,
+        )
+        return self.inner.handle_request(plain)
+
+
 @pytest.mark.parametrize("zone", sorted(DST_CASES))
-@pytest.mark.parametrize("zone_from", ["server", "flag"])
-def test_utc_is_exact_across_dst(server: LiveServer, tmp_path: Path, zone: str, zone_from: str) -> None:
+@pytest.mark.parametrize(
+    "how", ["server renders utc", "client converts, zone from server", "client converts, --timezone"]
+)
+def test_utc_is_exact_across_dst(server: LiveServer, tmp_path: Path, zone: str, how: str) -> None:
     project = server.create_project(f"dst-{zone}", zone)
     instants = DST_CASES[zone]
     ingest(server, project, [event("e", t, f"t{t}") for t in instants])
     first = dt.datetime.fromtimestamp(instants[0] - 86400, dt.UTC).date()
     last = dt.datetime.fromtimestamp(instants[-1] + 86400, dt.UTC).date()
-    timezone = zone if zone_from == "flag" else None
-    with connect(server, project) as client:
+    timezone = zone if how.endswith("--timezone") else None
+    transport = None if how.startswith("server") else _WithoutRaweventsTime()
+    with connect(server, project, transport=transport) as client:
         utc = ExportOptions(
             first, last, tmp_path / "utc.jsonl", utc=True, timezone=timezone, format="jsonl", split="none"
         )
         export(client, utc)
         export(client, ExportOptions(first, last, tmp_path / "local.jsonl", format="jsonl", split="none"))
     assert [row["properties"]["time"] for row in jsonl(tmp_path / "utc.jsonl")] == instants
-    local_times = [row["properties"]["time"] for row in jsonl(tmp_path / "local.jsonl")]
-    assert local_times != instants  # the export itself is local: the conversion did the work
+    local = jsonl(tmp_path / "local.jsonl")
+    assert [row["properties"]["time"] for row in local] != instants  # the export itself is local
+
+
+def test_time_utc_extension(server: LiveServer) -> None:
+    project = server.create_project("time-utc", "Asia/Kathmandu")  # +05:45
+    ingest(server, project, [event("e", utc_s(2024, 6, 1, 12), "k1")])
+    auth = basic(project.api_secret)
+    query = "/api/2.0/export?from_date=2024-06-01&to_date=2024-06-01"
+    local = server.get(query, headers=auth)
+    assert "x-rawevents-time" not in local.headers
+    assert jsonl_rows(local.content)[0]["properties"]["time"] == utc_s(2024, 6, 1, 17, 45)
+    utc = server.get(query + "&time_utc=1", headers=auth)
+    assert utc.headers["x-rawevents-time"] == "utc"
+    assert utc.content == local.content.replace(b'"time":1717263900', b'"time":1717243200')
+    ms = server.get(query + "&time_utc=1&time_in_ms=true", headers=auth)
+    assert jsonl_rows(ms.content)[0]["properties"]["time"] == utc_s(2024, 6, 1, 12) * 1000
 
 
 # -- CSV and Parquet -------------------------------------------------------------------------------
