@@ -171,7 +171,7 @@ class Exporter:
             if path.exists():
                 self._done(FileResult(piece.label, path, 0, skipped=True))
                 continue
-            events, _ = self._fetch(piece, path, {}, keep_empty=True)
+            events = self._fetch(piece, path, {}, keep_empty=True)
             self._done(FileResult(piece.label, path, events))
 
     # -- incremental export -----------------------------------------------------------------
@@ -196,7 +196,7 @@ class Exporter:
             if path.exists():  # written just before the previous invocation stopped
                 result = FileResult(piece.label, path, 0, skipped=True)
             else:
-                events, _ = self._fetch(piece, path, params, keep_empty=False)
+                events = self._fetch(piece, path, params, keep_empty=False)
                 result = FileResult(piece.label, path if events else None, events)
             pending["next"] = (piece.last + dt.timedelta(days=1)).isoformat()
             state.save(state_path)
@@ -276,15 +276,13 @@ class Exporter:
             params["time_utc"] = "1"  # rawevents renders UTC itself; others ignore it
         return params
 
-    def _fetch(
-        self, piece: _Piece, path: Path, extra: dict[str, str], *, keep_empty: bool
-    ) -> tuple[int, str | None]:
-        """Download, verify, convert and rename one piece; (events, cursor header)."""
+    def _fetch(self, piece: _Piece, path: Path, extra: dict[str, str], *, keep_empty: bool) -> int:
+        """Download, verify, convert and rename one piece; returns its events."""
         part = path.with_name(path.name + ".part")
         tmp = path.with_name(path.name + ".tmp")
         writer = WRITERS[self.options.format]
 
-        def handle(reply: httpx.Response) -> tuple[int, str | None]:
+        def handle(reply: httpx.Response) -> int:
             gzipped = reply.headers.get("content-encoding", "").lower() in ("gzip", "x-gzip")
             with part.open("wb") as sink:
                 for chunk in reply.iter_raw(_COPY):
@@ -298,10 +296,10 @@ class Exporter:
             else:
                 events = writer(lambda: read_lines(part, gzipped), tmp, transform)
                 part.unlink()
-            return events, reply.headers.get(CURSOR_HEADER)
+            return events
 
         params = {**self._range_params(piece.first, piece.last), **extra}
-        events, cursor = self.connection.call(
+        events = self.connection.call(
             "GET", EXPORT_PATH, handle, params=params, headers={"Accept-Encoding": "gzip"}
         )
         if events == 0 and not keep_empty:
@@ -310,7 +308,7 @@ class Exporter:
             _sync(tmp)
             os.replace(tmp, path)
             _sync_dir(path.parent)
-        return events, cursor
+        return events
 
     def _done(self, result: FileResult) -> None:
         self.result.files.append(result)
