@@ -299,9 +299,14 @@ class Exporter:
             return events
 
         params = {**self._range_params(piece.first, piece.last), **extra}
-        events = self.connection.call(
-            "GET", EXPORT_PATH, handle, params=params, headers={"Accept-Encoding": "gzip"}
-        )
+        try:
+            events = self.connection.call(
+                "GET", EXPORT_PATH, handle, params=params, headers={"Accept-Encoding": "gzip"}
+            )
+        except BaseException:  # failed or interrupted (Ctrl-C): leave no partial file behind
+            part.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
+            raise
         if events == 0 and not keep_empty:
             tmp.unlink()
         else:
