@@ -126,3 +126,28 @@ def test_batches_adapt_to_a_server_with_lower_limits(tmp_path: Path) -> None:
         assert (result.imported, result.failures) == (300, [])
     finally:
         live.stop()
+
+
+def test_parquet_export_imports_back_to_the_same_rows(server: LiveServer, tmp_path: Path) -> None:
+    source = server.create_project("parquet-source", "UTC")
+    target = server.create_project("parquet-target", "UTC")
+    rows = [
+        event(
+            "e",
+            utc_s(2024, 10, 26, h),
+            f"q{h}",
+            n=h,
+            ok=h % 2 == 0,
+            tags=["a", h],
+            label=f"ü{h}",
+            ratio=h + 0.5,
+        )
+        for h in range(10)
+    ]
+    ingest(server, source, rows)
+    first = _dump(server, source, tmp_path / "first")
+    with connect(server, source) as client:
+        export(client, ExportOptions(FIRST, LAST, tmp_path / "all.parquet", format="parquet", split="none"))
+    with connect(server, target) as client:
+        assert import_files(client, [tmp_path / "all.parquet"]).imported == 10
+    assert _dump(server, target, tmp_path / "second") == first
