@@ -94,6 +94,7 @@ class _State:
     last_to: str | None = None
     run: int = 0
     pending: dict[str, Any] | None = None
+    filters: dict[str, Any] | None = None  # --event/--where the runs were made with
     version: int = STATE_VERSION
 
     @classmethod
@@ -178,6 +179,13 @@ class Exporter:
 
     def _incremental(self, state_path: Path) -> None:
         state = _State.load(state_path, self.connection.url)
+        filters = {"events": list(self.options.events), "where": self.options.where}
+        if state.filters is not None and state.filters != filters:
+            # Events the old filters left out are behind the cursor: they would never come.
+            raise ClientError(
+                f"{state_path} was made with other --event/--where filters: use a new state file"
+            )
+        state.filters = filters
         if state.pending is None:
             state.pending = self._plan_run(state)
             state.save(state_path)

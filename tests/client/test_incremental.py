@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rawevents.client import ExportOptions, export
+from rawevents.client import ClientError, Connection, Credentials, ExportOptions, export
 from rawevents.client.progress import SilentProgress
 from tests.client.helpers import connect, event, ingest, insert_ids, utc_s
 from tests.export.helpers import basic
@@ -164,3 +164,17 @@ def test_without_cursors_each_run_refetches_the_lookback_window(
     # are caught, l3 comes again (a duplicate to drop on $insert_id).
     assert [f.label for f in second.files] == ["2024-03-03", "2024-03-04"]
     assert insert_ids([f.path for f in second.files if f.path]) == ["l3", "late3", "new4"]
+
+
+def test_a_state_file_belongs_to_one_server_and_one_filter(store_server: LiveServer, tmp_path: Path) -> None:
+    project = store_server.create_project("state-file", "UTC")
+    out, state = tmp_path / "out", tmp_path / "state.json"
+    with connect(store_server, project) as server:
+        export(server, _options(out, state, events=("a",)))
+        with pytest.raises(ClientError, match="other --event/--where filters"):
+            export(server, _options(out, state, events=("b",)))
+    with (
+        Connection("http://127.0.0.1:1", Credentials("s")) as elsewhere,
+        pytest.raises(ClientError, match="belongs to"),
+    ):
+        export(elsewhere, _options(out, state, events=("a",)))
