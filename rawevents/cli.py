@@ -7,17 +7,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 from rawevents.errors import RawEventsError
 from rawevents.export import download
 from rawevents.projects import Registry
-from rawevents.settings import SETTINGS_BY_NAME, load_config
+from rawevents.settings import CONFIG_ENV, PRIVATE_UMASK, SETTINGS, SETTINGS_BY_NAME, Setting, load_config
 
 
 def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help=SETTINGS_BY_NAME["data_dir"].help)
+
+
+def _setting_flag(parser: argparse.ArgumentParser, setting: Setting) -> None:
+    """`--name-with-dashes VALUE` (text, parsed and checked by the setting); booleans are
+    `--name` / `--no-name`."""
+    flag = "--" + setting.name.replace("_", "-")
+    if isinstance(setting.default, bool):
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=setting.help)
+    else:
+        parser.add_argument(flag, default=None, metavar="VALUE", help=setting.help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,10 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="Run the HTTP server.")
-    _data_dir_arg(serve)
-    serve.add_argument("--host", default=None, help=SETTINGS_BY_NAME["host"].help)
-    serve.add_argument("--port", type=int, default=None, help=SETTINGS_BY_NAME["port"].help)
-    serve.add_argument("--demo", action="store_true", default=None, help=SETTINGS_BY_NAME["demo"].help)
+    serve.add_argument(
+        "--config", default=None, help=f"TOML file of settings (default: ${CONFIG_ENV}); see README."
+    )
+    for setting in SETTINGS:
+        _setting_flag(serve, setting)
 
     project = commands.add_parser("project", help="Manage projects.")
     project_commands = project.add_subparsers(dest="project_command", required=True)
@@ -57,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    os.umask(PRIVATE_UMASK)  # every file and directory this process creates is its user's only
     if args.command == "export":  # a client of a running server: no data directory involved
         try:
             download.run(args, sys.stdout)
@@ -64,13 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"rawevents: {exc.message}", file=sys.stderr)
             return 2
         return 0
-    config = load_config(data_dir=args.data_dir)
     try:
         if args.command == "serve":
             from rawevents.server import serve
 
-            serve(config.with_overrides(host=args.host, port=args.port, demo=args.demo))
+            flags = {s.name: getattr(args, s.name) for s in SETTINGS}
+            serve(load_config(config_file=args.config, flags=flags))
             return 0
+        config = load_config(flags={"data_dir": args.data_dir})
         registry = Registry(config.data_dir)
         if args.command == "project" and args.project_command == "create":
             _print(registry.create_project(args.name, args.timezone).public_dict())

@@ -27,7 +27,11 @@ class Services:
             memory_limit=config.engine_memory_limit,
             commit_interval_ms=config.commit_interval_ms,
         )
-        workers = IngestWorkers(config.ingest_processes) if config.ingest_processes > 0 else None
+        workers = (
+            IngestWorkers(config.ingest_processes, job_timeout=config.ingest_job_timeout_s)
+            if config.ingest_processes > 0
+            else None
+        )
         return cls(config, registry, store, workers)
 
     def close(self) -> None:

