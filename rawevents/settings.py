@@ -180,7 +180,7 @@ SETTINGS: tuple[Setting, ...] = (
         "log_level",
         "info",
         "RAWEVENTS_LOG_LEVEL",
-        "Server log level (debug, info, warning, error).",
+        "Server log level (debug, info, warning, error, critical).",
         _choice("debug", "info", "warning", "error", "critical"),
     ),
     Setting(
