@@ -27,6 +27,7 @@ import uvicorn
 
 from rawevents.errors import StartupError
 from rawevents.http.app import create_app
+from rawevents.http.protocol import MixpanelErrorsProtocol
 from rawevents.service import Services, ensure_demo_project
 from rawevents.settings import PRIVATE_UMASK, Config
 
@@ -124,7 +125,7 @@ def serve(config: Config) -> None:
                     host=config.host,
                     port=config.port,
                     loop="uvloop",
-                    http="httptools",
+                    http=MixpanelErrorsProtocol,
                     access_log=False,
                     log_level=config.log_level,
                     timeout_keep_alive=75,

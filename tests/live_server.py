@@ -86,12 +86,18 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.process = None
+        self._forget()
 
     def kill9(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop the exited process, closing its stderr pipe (left open, it is a ResourceWarning)."""
+        if self.process is not None and self.process.stderr is not None:
+            self.process.stderr.close()
         self.process = None
 
     def restart(self) -> LiveServer:
