@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -186,6 +187,7 @@ class IngestWorkers:
         self._jobs: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._workers: dict[int, _Worker | None] = {}
         self._started = [threading.Event() for _ in range(processes)]
+        self._closing = threading.Event()  # no replacement workers once set
         self._lanes = [
             threading.Thread(target=self._lane, args=(i,), name=f"rawevents-ingest-lane-{i}", daemon=True)
             for i in range(processes)
@@ -207,12 +209,22 @@ class IngestWorkers:
         self._jobs.put((job, future))
         return await asyncio.wrap_future(future)
 
-    def close(self) -> None:
-        """Stop taking jobs, let each lane finish its current one, stop every worker."""
+    def close(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop taking jobs, give each lane `grace` seconds to finish its current one (at close
+        the server has answered its requests: a job still running belongs to a request that was
+        cut off), then kill what is left, so that stopping the server stays bounded."""
+        self._closing.set()
         for _ in self._lanes:
             self._jobs.put(None)
+        deadline = time.monotonic() + grace
         for lane in self._lanes:
-            lane.join(self._job_timeout + STOP_GRACE_SECONDS)
+            lane.join(max(0.0, deadline - time.monotonic()))
+        for index, lane in enumerate(self._lanes):
+            if lane.is_alive():
+                worker = self._workers.get(index)
+                if worker is not None:
+                    worker.kill()  # its job fails at once; the lane then reads its stop marker
+                lane.join(grace)
         while True:  # jobs queued after the stop markers never ran: fail them rather than hang
             try:
                 item = self._jobs.get_nowait()
@@ -242,10 +254,11 @@ class IngestWorkers:
                 try:
                     future.set_result(worker.run(job, self._job_timeout))
                 except WorkerLost as exc:
-                    log.error("%s; starting a new one", exc)
                     worker.stop(0)
                     future.set_exception(StorageError(WORKER_GONE))
-                    self._start(index)
+                    if not self._closing.is_set():
+                        log.error("%s; starting a new one", exc)
+                        self._start(index)
                 except BaseException as exc:
                     future.set_exception(exc)
         finally:
@@ -261,7 +274,7 @@ class IngestWorkers:
                 return self._jobs.get(timeout=IDLE_CHECK_SECONDS)
             except queue.Empty:
                 worker = self._workers.get(index)
-                if worker is not None and not worker.alive():
+                if worker is not None and not worker.alive() and not self._closing.is_set():
                     log.error("ingest worker %d exited while idle; starting a new one", worker.pid)
                     worker.stop(0)
                     self._start(index)
