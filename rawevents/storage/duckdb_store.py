@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +24,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rawevents.errors import StorageError
+from rawevents.errors import StartupError, StorageError
 from rawevents.storage import duckdb_layout as layout
 from rawevents.storage.base import (
     ExportPlan,
@@ -76,6 +77,9 @@ _Job = Callable[[duckdb.DuckDBPyConnection], None]
 
 
 class DuckDBStore:
+    # Cursors carry `seq`: assigned in commit order by the single writer, kept by compaction.
+    cursor_kind = "seq"
+
     def __init__(
         self,
         data_dir: str | Path,
@@ -86,15 +90,9 @@ class DuckDBStore:
         background_compaction: bool = True,
     ) -> None:
         path = Path(data_dir)
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path / EVENTS_FILE
-        self._db = duckdb.connect(str(self.path), config={"memory_limit": memory_limit})
-        temp_dir = path / "tmp"
-        temp_dir.mkdir(exist_ok=True)
-        self._db.execute(f"SET temp_directory = '{_sql_string(str(temp_dir))}'")
-        # Sorted runs are written and read in storage order: plain scans must keep it.
-        self._db.execute("SET preserve_insertion_order = true")
-        self._db.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+        self._db = _connect(self.path, memory_limit)
         self._db.execute(_SCHEMA)
         layout.ensure_schema(self._db)
         self._next_seq = layout.next_seq(self._db)
@@ -246,6 +244,11 @@ class DuckDBStore:
 
     # -- reads ----------------------------------------------------------------------------------
 
+    def ingest_position(self) -> int:
+        # `_next_seq` moves only after COMMIT returned, so every seq below it is committed
+        # (dedup may leave holes in the sequence; it never reorders it).
+        return self._next_seq - 1
+
     def export_chunks(self, plan: ExportPlan) -> Iterator[bytes | memoryview]:
         where = None if plan.where is None else compile_predicate(DuckDBPrinter(plan.timezone), plan.where)
         if not plan.segments:
@@ -341,6 +344,32 @@ class DuckDBStore:
         self._db.close()
 
 
+def _connect(path: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    """Open the database with every setting in the connect config: opening replays the WAL left
+    by a crash, and that replay may already spill to the temp directory, so a temp_directory SET
+    afterwards fails ("Cannot switch temporary directory after the current one has been used")."""
+    temp_dir = path.parent / "tmp"
+    temp_dir.mkdir(mode=0o700, exist_ok=True)
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": memory_limit,
+        "temp_directory": str(temp_dir),
+        # Sorted runs are written and read in storage order: plain scans must keep it.
+        "preserve_insertion_order": True,
+        "checkpoint_threshold": CHECKPOINT_THRESHOLD,
+    }
+    try:
+        return duckdb.connect(str(path), config=config)
+    except duckdb.IOException as exc:
+        if "Could not set lock" in str(exc):
+            holder = re.search(r"\(PID (\d+)\)", str(exc))
+            who = f" (PID {holder.group(1)})" if holder else ""
+            raise StartupError(
+                f"data directory {path.parent} is in use by another process{who}, probably another"
+                " rawevents server: stop it, or give this one its own --data-dir"
+            ) from None
+        raise
+
+
 class _Pace:
     """The width of the next export window, steered towards TARGET_ROWS rows per window."""
 
@@ -417,13 +446,15 @@ def _chunks(segments: Sequence[TimeSegment], pace: _Pace | None = None) -> Itera
 def _export_query(
     plan: ExportPlan, where: Sql | None, piece: layout.Piece, window: tuple[int, int], limit: int | None
 ) -> tuple[str, list[Any]]:
-    if plan.time_in_ms:
-        # Splice local milliseconds over the stored local seconds (whose digits start at time_pos).
+    if plan.time_in_ms or plan.time_utc:
+        # Splice the rendered time (local or UTC; ms or s) over the stored local seconds, whose
+        # digits start at time_pos and are as long as the local seconds are.
+        value = "time_ms + ?" if plan.time_in_ms else "(time_ms + ?) // 1000"
         column = (
-            "line[:time_pos] || CAST(time_ms + ? AS VARCHAR)"
+            f"line[:time_pos] || CAST({value} AS VARCHAR)"
             " || line[time_pos + 1 + length(CAST((time_ms + ?) // 1000 AS VARCHAR)):]"
         )
-        params: list[Any] = [piece.offset_ms, piece.offset_ms]
+        params: list[Any] = [0 if plan.time_utc else piece.offset_ms, piece.offset_ms]
     else:
         column = "line"
         params = []
@@ -438,6 +469,7 @@ def _export_query(
     if where is not None:
         conditions.append(f"({where.text})")
         params.extend(where.params)
+    conditions += position_conditions(plan, params)
     # A run is read in storage order; anything else (both areas) is sorted.
     source, order = (
         (layout.SORTED, "") if piece.run_batch is not None else ("events", " ORDER BY time_ms, seq")
@@ -447,6 +479,18 @@ def _export_query(
         sql += " LIMIT ?"
         params.append(limit)
     return sql, params
+
+
+def position_conditions(plan: ExportPlan, params: list[Any]) -> list[str]:
+    """The incremental-export bounds on `seq` as SQL conditions, their values appended to params."""
+    conditions = []
+    if plan.after_position is not None:
+        conditions.append("seq > ?")
+        params.append(plan.after_position)
+    if plan.upto_position is not None:
+        conditions.append("seq <= ?")
+        params.append(plan.upto_position)
+    return conditions
 
 
 def _string_column_bytes(column: pa.Array) -> memoryview:
@@ -492,7 +536,3 @@ def _apply_profiles(
                 "INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?)",
                 [project_id, kind, group_key, profile_id, orjson.dumps(props).decode(), updated_ms],
             )
-
-
-def _sql_string(text: str) -> str:
-    return text.replace("'", "''")
