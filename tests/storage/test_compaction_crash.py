@@ -79,6 +79,7 @@ def test_kill_9_during_compaction_loses_and_repeats_nothing(tmp_path: Path) -> N
         child.kill()
         child.wait()
         outcomes.append(child.stdout.read().strip())
+        child.stdout.close()
         store = DuckDBStore(tmp_path, commit_interval_ms=0, background_compaction=False)
         try:
             ns = _exported(store)
@@ -106,8 +107,11 @@ def _import_until_killed(live: LiveServer, project: Project, extra_s: float, pre
     stop = threading.Event()
 
     def client(worker: int) -> None:
+        with requests.Session() as session:
+            _post_until_stopped(worker, session)
+
+    def _post_until_stopped(worker: int, session: requests.Session) -> None:
         rng = random.Random(worker)
-        session = requests.Session()
         batch_no = 0
         while not stop.is_set():
             ids = [f"{prefix}-w{worker}-b{batch_no}-{i}" for i in range(300)]
