@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from rawevents.errors import RawEventsError
 from rawevents.export import download
 from rawevents.projects import Registry
-from rawevents.settings import SETTINGS_BY_NAME, load_config
+from rawevents.settings import LOG_FORMATS, SETTINGS_BY_NAME, load_config
 
 
 def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help=SETTINGS_BY_NAME["host"].help)
     serve.add_argument("--port", type=int, default=None, help=SETTINGS_BY_NAME["port"].help)
     serve.add_argument("--demo", action="store_true", default=None, help=SETTINGS_BY_NAME["demo"].help)
+    for name in ("ssl_certfile", "ssl_keyfile", "forwarded_allow_ips"):
+        serve.add_argument("--" + name.replace("_", "-"), default=None, help=SETTINGS_BY_NAME[name].help)
+    serve.add_argument(
+        "--log-format", choices=LOG_FORMATS, default=None, help=SETTINGS_BY_NAME["log_format"].help
+    )
 
     project = commands.add_parser("project", help="Manage projects.")
     project_commands = project.add_subparsers(dest="project_command", required=True)
@@ -69,7 +74,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from rawevents.server import serve
 
-            serve(config.with_overrides(host=args.host, port=args.port, demo=args.demo))
+            serve(
+                config.with_overrides(
+                    host=args.host,
+                    port=args.port,
+                    demo=args.demo,
+                    ssl_certfile=args.ssl_certfile,
+                    ssl_keyfile=args.ssl_keyfile,
+                    forwarded_allow_ips=args.forwarded_allow_ips,
+                    log_format=args.log_format,
+                )
+            )
             return 0
         registry = Registry(config.data_dir)
         if args.command == "project" and args.project_command == "create":

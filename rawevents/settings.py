@@ -25,6 +25,16 @@ def _bool(text: str) -> bool:
     return text.strip().lower() in {"1", "true", "yes", "on"}
 
 
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format(text: str) -> str:
+    value = text.strip().lower()
+    if value not in LOG_FORMATS:
+        raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {text!r}")
+    return value
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "data_dir",
@@ -118,6 +128,33 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
     ),
     Setting("log_level", "info", "RAWEVENTS_LOG_LEVEL", "Server log level (debug, info, warning, error)."),
+    Setting(
+        "log_format",
+        "text",
+        "RAWEVENTS_LOG_FORMAT",
+        "Server log lines as `text` or `json` (one JSON object per line).",
+        _log_format,
+    ),
+    Setting(
+        "access_log",
+        True,
+        "RAWEVENTS_ACCESS_LOG",
+        "Log one line per HTTP request (query-string credentials and `data` redacted).",
+        _bool,
+    ),
+    Setting(
+        "ssl_certfile",
+        "",
+        "RAWEVENTS_SSL_CERTFILE",
+        "PEM certificate (chain) file: serve HTTPS instead of HTTP. Needs `ssl_keyfile`.",
+    ),
+    Setting("ssl_keyfile", "", "RAWEVENTS_SSL_KEYFILE", "PEM private key file of `ssl_certfile`."),
+    Setting(
+        "forwarded_allow_ips",
+        "127.0.0.1",
+        "RAWEVENTS_FORWARDED_ALLOW_IPS",
+        "Comma-separated proxy addresses/networks whose X-Forwarded-For gives the client IP; `*` trusts any.",
+    ),
 )
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
@@ -143,6 +180,11 @@ class Config:
     engine_memory_limit: str = field(default=SETTINGS_BY_NAME["engine_memory_limit"].default)
     demo: bool = field(default=SETTINGS_BY_NAME["demo"].default)
     log_level: str = field(default=SETTINGS_BY_NAME["log_level"].default)
+    log_format: str = field(default=SETTINGS_BY_NAME["log_format"].default)
+    access_log: bool = field(default=SETTINGS_BY_NAME["access_log"].default)
+    ssl_certfile: str = field(default=SETTINGS_BY_NAME["ssl_certfile"].default)
+    ssl_keyfile: str = field(default=SETTINGS_BY_NAME["ssl_keyfile"].default)
+    forwarded_allow_ips: str = field(default=SETTINGS_BY_NAME["forwarded_allow_ips"].default)
 
     def with_overrides(self, **overrides: Any) -> Config:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})

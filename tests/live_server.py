@@ -29,6 +29,16 @@ class LiveServer:
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    args: list[str] = field(default_factory=list)  # extra `serve` flags
+
+    @property
+    def log_path(self) -> Path:
+        """The server's stderr (its log), kept in a file: a pipe nobody reads would fill and block
+        the server once access logging writes a line per request."""
+        return self.data_dir.with_name(self.data_dir.name + ".server.log")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     @property
     def base_url(self) -> str:
@@ -44,27 +54,14 @@ class LiveServer:
     def start(self) -> LiveServer:
         self.port = self.port or free_port()
         env = {**os.environ, **self.env}
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rawevents.cli",
-                "serve",
-                "--data-dir",
-                str(self.data_dir),
-                "--port",
-                str(self.port),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        command = [sys.executable, "-m", "rawevents.cli", "serve", "--data-dir", str(self.data_dir)]
+        command += ["--port", str(self.port), *self.args]
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"server exited: {self.process.stderr.read().decode() if self.process.stderr else ''}"
-                )
+                raise RuntimeError(f"server exited: {self.logs()}")
             try:
                 requests.get(self.base_url + "/", timeout=0.5)
                 return self

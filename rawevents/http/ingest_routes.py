@@ -39,16 +39,9 @@ def cors_headers(request: Request) -> dict[str, str]:
 
 
 def client_ip(request: Request) -> str | None:
-    """The client address, honouring X-Forwarded-For / X-Real-IP (set by Mixpanel's tracking proxy
-    and most TLS terminators)."""
-    forwarded = request.headers.get("x-forwarded-for")
-    if forwarded:
-        first = forwarded.split(",", 1)[0].strip()
-        if first:
-            return first
-    real = request.headers.get("x-real-ip")
-    if real and real.strip():
-        return real.strip()
+    """The client address. Behind a proxy listed in `forwarded_allow_ips`, uvicorn has already
+    taken it from X-Forwarded-For (Mixpanel's tracking proxy and most TLS terminators set it); from
+    anyone else that header is ignored, so a client cannot choose its own address."""
     return request.client.host if request.client else None
 
 

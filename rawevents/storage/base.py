@@ -97,6 +97,46 @@ class ProfileUpdate:
 ProfileApplier = Callable[[dict[str, Any] | None, ProfileUpdate], dict[str, Any] | None]
 
 
+class StoreObserver(Protocol):
+    """What a store reports about its own work (the server's metrics implement it), so every engine
+    feeds the same dashboards. Called from the store's threads: implementations must be thread-safe
+    and cheap."""
+
+    def queue_depth(self, jobs: int) -> None:
+        """Write jobs waiting for the writer, after one was queued or a commit took some."""
+
+    def committed(self, jobs: int, events: int, seconds: float) -> None:
+        """One group commit: requests (jobs) and event rows it held, and how long it took."""
+
+    def commit_failed(self) -> None:
+        """A write transaction failed (its requests get a 503, nothing of it was acknowledged)."""
+
+    def rows_exported(self, rows: int) -> None:
+        """An export scan produced `rows` more rows."""
+
+    def compacted(self, seconds: float) -> None:
+        """A background compaction (part merge, retention rewrite) finished."""
+
+
+class NullObserver:
+    """The observer of a store nobody watches."""
+
+    def queue_depth(self, jobs: int) -> None:
+        pass
+
+    def committed(self, jobs: int, events: int, seconds: float) -> None:
+        pass
+
+    def commit_failed(self) -> None:
+        pass
+
+    def rows_exported(self, rows: int) -> None:
+        pass
+
+    def compacted(self, seconds: float) -> None:
+        pass
+
+
 class EventStore(Protocol):
     def append_events(self, events: Sequence[StoredEvent]) -> None:
         """Durably store `events` (idempotent on the dedup key); returns only once on disk."""
@@ -118,5 +158,9 @@ class EventStore(Protocol):
         self, project_id: int, kind: str, group_key: str = ""
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every stored profile of a kind as (id, properties), ordered by id."""
+
+    def check(self, timeout: float) -> None:
+        """Raise StorageError unless the store answers a read and its write path takes a job
+        within `timeout` seconds (the readiness probe)."""
 
     def close(self) -> None: ...

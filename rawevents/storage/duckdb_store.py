@@ -6,12 +6,14 @@ writes its WAL on COMMIT, so an acknowledged event survives `kill -9` of the ser
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rawevents.errors import StorageError
-from rawevents.storage.base import ExportPlan, ProfileApplier, ProfileUpdate, StoredEvent, events_table
+from rawevents.storage.base import (
+    ExportPlan,
+    NullObserver,
+    ProfileApplier,
+    ProfileUpdate,
+    StoredEvent,
+    StoreObserver,
+    events_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +58,9 @@ CREATE TABLE IF NOT EXISTS profiles (
     PRIMARY KEY (project_id, kind, group_key, profile_id)
 );
 """
+
+# One row the readiness probe rewrites and reads back: proves a durable write and a read both work.
+_PROBE_SCHEMA = "CREATE TABLE IF NOT EXISTS readiness_probe (id INTEGER PRIMARY KEY, value BIGINT NOT NULL)"
 
 # Keeps the first copy of each dedup key (event, distinct_id, time, $insert_id) per project, both
 # inside the incoming batch and against what is stored: SDK retries are idempotent.
@@ -87,7 +100,12 @@ _Job = Callable[[duckdb.DuckDBPyConnection], None]
 
 class DuckDBStore:
     def __init__(
-        self, data_dir: str | Path, *, memory_limit: str = "192MB", commit_interval_ms: int = 2
+        self,
+        data_dir: str | Path,
+        *,
+        memory_limit: str = "192MB",
+        commit_interval_ms: int = 2,
+        observer: StoreObserver | None = None,
     ) -> None:
         path = Path(data_dir)
         path.mkdir(parents=True, exist_ok=True)
@@ -99,6 +117,9 @@ class DuckDBStore:
         self._db.execute("SET preserve_insertion_order = false")
         self._db.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         self._db.execute(_SCHEMA)
+        self._db.execute(_PROBE_SCHEMA)
+        self._observer: StoreObserver = observer or NullObserver()
+        self._probe_values = itertools.count(1)
         self._next_seq = int(self._db.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])  # type: ignore[index]
         self._commit_interval = commit_interval_ms / 1000
         self._jobs: queue.SimpleQueue[tuple[Any, Future[None]] | None] = queue.SimpleQueue()
@@ -117,7 +138,7 @@ class DuckDBStore:
         if len(events) == 0:
             future.set_result(None)
             return future
-        self._jobs.put((events if isinstance(events, pa.Table) else list(events), future))
+        self._enqueue(events if isinstance(events, pa.Table) else list(events), future)
         return future
 
     def apply_profile_updates(
@@ -143,8 +164,12 @@ class DuckDBStore:
         def job(con: duckdb.DuckDBPyConnection) -> None:
             _apply_profiles(con, project_id, kind, group_key, list(updates), apply)
 
-        self._jobs.put((job, future))
+        self._enqueue(job, future)
         return future
+
+    def _enqueue(self, job: Any, future: Future[None]) -> None:
+        self._jobs.put((job, future))
+        self._observer.queue_depth(self._jobs.qsize())
 
     def _write_loop(self) -> None:
         con = self._db.cursor()
@@ -165,7 +190,11 @@ class DuckDBStore:
                     stop = True
                     break
                 pending.append(item)
+            self._observer.queue_depth(self._jobs.qsize())
+            started = time.perf_counter()
             self._commit(con, pending)
+            events = sum(len(job) for job, _ in pending if not callable(job))
+            self._observer.committed(len(pending), events, time.perf_counter() - started)
             if stop:
                 break
         con.close()
@@ -180,6 +209,7 @@ class DuckDBStore:
                     self._commit(con, [item])
                 return
             log.exception("storage write failed")
+            self._observer.commit_failed()
             pending[0][1].set_exception(StorageError("the event store could not write this batch; retry"))
             return
         for _, future in pending:
@@ -238,6 +268,7 @@ class DuckDBStore:
                     rows += batch.num_rows
                     if remaining is not None:
                         remaining -= batch.num_rows
+                    self._observer.rows_exported(batch.num_rows)
                     yield _string_column_bytes(batch.column(0))
                 pace.observe(end - start, rows)
         finally:
@@ -266,6 +297,26 @@ class DuckDBStore:
             return con.execute(sql, list(params)).fetchall()
         finally:
             con.close()
+
+    def check(self, timeout: float) -> None:
+        """Write a new value into the probe row through the writer (a real durable commit), then
+        read it back on a reader cursor; StorageError when either fails or takes over `timeout`."""
+        if not self._writer.is_alive():
+            raise StorageError("the writer thread has stopped")
+        value = next(self._probe_values)
+
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute("INSERT OR REPLACE INTO readiness_probe VALUES (1, ?)", [value])
+
+        future: Future[None] = Future()
+        self._enqueue(write, future)
+        try:
+            future.result(timeout)
+        except FutureTimeout as exc:
+            raise StorageError(f"the writer did not commit within {timeout:g} s") from exc
+        rows = self.query("SELECT value FROM readiness_probe WHERE id = 1")
+        if rows != [(value,)]:
+            raise StorageError("the probe row read back differs from the one written")
 
     def close(self) -> None:
         if self._writer.is_alive():
