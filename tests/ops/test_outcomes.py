@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,6 @@ class MisbehavingStore:
             raise self.error
         finally:
             self.closed.set()
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        bucket_ms, _, start_ms, _ = params[:4]  # the export's rows-per-hour histogram: one busy hour
-        return [(start_ms // bucket_ms, 1)]
 
     def check(self, timeout: float) -> None:
         if self.not_ready is not None:
