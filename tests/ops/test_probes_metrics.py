@@ -149,3 +149,12 @@ def test_two_apps_in_one_process_keep_their_own_registries(tmp_path: Path) -> No
     finally:
         first.close()
         second.close()
+
+
+def test_every_metric_is_documented() -> None:
+    from rawevents.metrics import Metrics
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    names = [family.name for family in Metrics().registry.collect()]
+    assert len(names) >= 20
+    assert [name for name in names if f"`{name}`" not in docs] == []

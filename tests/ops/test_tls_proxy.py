@@ -112,6 +112,10 @@ def test_forwarded_for_from_a_trusted_proxy_gives_the_client_ip(fresh_server: Li
     assert f"{PROXIED_CLIENT}:0 - " in fresh_server.logs()  # the access line shows the client too
 
 
+def test_real_ip_alone_from_a_trusted_proxy_gives_the_client_ip(fresh_server: LiveServer) -> None:
+    assert stored_distinct_id(fresh_server, {"X-Real-IP": PROXIED_CLIENT}) == ip_distinct_id(PROXIED_CLIENT)
+
+
 def test_forwarded_for_from_anyone_else_is_ignored(tls: tuple[HttpsServer, Path]) -> None:
     server, _ = tls  # trusts only 192.0.2.1
     spoofed = {"X-Forwarded-For": PROXIED_CLIENT, "X-Real-IP": PROXIED_CLIENT}
