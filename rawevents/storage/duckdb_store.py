@@ -128,6 +128,7 @@ class DuckDBStore:
         self._db.execute(_PROBE_SCHEMA)
         self._observer: StoreObserver = observer or NullObserver()
         self._probe_values = itertools.count(1)
+        self._probe_lock = threading.Lock()  # one probe at a time: each reads back its own value
         self._next_seq = int(self._db.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])  # type: ignore[index]
         self._commit_interval = commit_interval_ms / 1000
         self._jobs: queue.SimpleQueue[tuple[Any, Future[None]] | None] = queue.SimpleQueue()
@@ -345,8 +346,14 @@ class DuckDBStore:
         read it back on a reader cursor; StorageError when either fails or takes over `timeout`."""
         if not self._writer.is_alive():
             raise StorageError("the writer thread has stopped")
-        value = next(self._probe_values)
+        if not self._probe_lock.acquire(timeout=timeout):
+            raise StorageError(f"the previous readiness probe did not finish within {timeout:g} s")
+        try:
+            self._probe(next(self._probe_values), timeout)
+        finally:
+            self._probe_lock.release()
 
+    def _probe(self, value: int, timeout: float) -> None:
         def write(con: duckdb.DuckDBPyConnection) -> None:
             con.execute("INSERT OR REPLACE INTO readiness_probe VALUES (1, ?)", [value])
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,9 @@ def test_readiness_fails_once_the_real_store_is_closed(tmp_path: Path) -> None:
     config = load_config({}, data_dir=str(tmp_path), ingest_processes=0)
     services = Services.open(config)
     services.store.check(5.0)  # healthy: a durable write read back
+    # Probes at the same time (an orchestrator and a person) each read back their own write.
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(lambda _: services.store.check(5.0), range(32))) == [None] * 32
     services.store.close()
     with pytest.raises(StorageError, match="writer thread has stopped"):
         services.store.check(5.0)
