@@ -7,5 +7,7 @@ SRC=${1:?usage: install.sh SRC PREFIX}
 PREFIX=${2:?usage: install.sh SRC PREFIX}
 python3 -m venv "$PREFIX"
 "$PREFIX/bin/python" -m pip install --disable-pip-version-check --quiet "$SRC"
-# Keep the compiled bytecode (faster start), drop what only building needed.
-"$PREFIX/bin/python" -m pip uninstall --quiet --yes pip setuptools 2>/dev/null || true
+# A smaller image: drop what only installing needed (pip, setuptools) and pyarrow's test suite and
+# C++ headers (never imported at run time); keep the compiled bytecode (faster start).
+"$PREFIX/bin/python" -m pip uninstall --disable-pip-version-check --quiet --yes pip setuptools
+rm -rf "$PREFIX"/lib/python3*/site-packages/pyarrow/tests "$PREFIX"/lib/python3*/site-packages/pyarrow/include
