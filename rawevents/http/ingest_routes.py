@@ -7,7 +7,6 @@ allowed (mixpanel-js sends `withCredentials`), never `*` when an Origin is prese
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 
@@ -16,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rawevents.errors import PayloadTooLarge
+from rawevents.http.proxies import client_ip, trusted_proxies
 from rawevents.ingest import IngestRequest, Reply, ingest
 from rawevents.ingest.decode import too_large
 from rawevents.ingest.pipeline import ENDPOINTS
@@ -37,44 +37,6 @@ def cors_headers(request: Request) -> dict[str, str]:
     else:
         headers["Access-Control-Allow-Origin"] = "*"
     return headers
-
-
-class TrustedProxies:
-    """`forwarded_allow_ips` read as uvicorn reads it: addresses, CIDR networks, `*` for any."""
-
-    def __init__(self, spec: str) -> None:
-        items = [item.strip() for item in spec.split(",") if item.strip()]
-        self.any = "*" in items
-        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        self.literals: set[str] = set()
-        for item in items:
-            try:
-                self.networks.append(ipaddress.ip_network(item, strict=False))
-            except ValueError:
-                self.literals.add(item)
-
-    def __contains__(self, host: str | None) -> bool:
-        if host is None:
-            return False
-        if self.any:
-            return True
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return host in self.literals
-        return any(address in network for network in self.networks)
-
-
-def client_ip(request: Request, trusted: TrustedProxies) -> str | None:
-    """The client address. From a proxy in `forwarded_allow_ips`, uvicorn has already taken it from
-    X-Forwarded-For; such a proxy that sends only X-Real-IP is believed too (Mixpanel's tracking
-    proxy sets both). From anyone else both headers are ignored: a client cannot pick its address."""
-    peer = request.client.host if request.client else None
-    if "x-forwarded-for" not in request.headers and peer in trusted:
-        real = request.headers.get("x-real-ip", "").strip()
-        if real:
-            return real
-    return peer
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -123,13 +85,6 @@ def _gate(request: Request, services: Services) -> Gate:
     return gate
 
 
-def _trusted(request: Request, services: Services) -> TrustedProxies:
-    trusted: TrustedProxies | None = getattr(request.app.state, "trusted_proxies", None)
-    if trusted is None:
-        trusted = request.app.state.trusted_proxies = TrustedProxies(services.config.forwarded_allow_ips)
-    return trusted
-
-
 def _handler(endpoint: str) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
         if request.method == "OPTIONS":
@@ -164,7 +119,7 @@ async def _handle(endpoint: str, request: Request, services: Services) -> Respon
             content_type=headers.get("content-type", ""),
             content_encoding=headers.get("content-encoding", ""),
             authorization=headers.get("authorization"),
-            client_ip=client_ip(request, _trusted(request, services)),
+            client_ip=client_ip(request, trusted_proxies(request)),
             host=headers.get("host", ""),
             received_ms=received_ms,
         ),
