@@ -35,7 +35,7 @@ def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return value(after, name, **labels) - value(before, name, **labels)
 
 
-def wait_for(check: Any, timeout: float = 10.0) -> None:
+def wait_for(check: Any, timeout: float = 30.0) -> None:
     """Poll `check()` until it is truthy (for effects that land just after a response)."""
     deadline = time.monotonic() + timeout
     while not check():

@@ -190,7 +190,7 @@ def test_image_installs_starts_and_is_ready(root: Path) -> None:
 
 
 def _wait_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> requests.Response:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # a ceiling for a loaded machine; it is ready in seconds
     while time.monotonic() < deadline:
         assert server.poll() is None, log.read_text()
         try:
@@ -200,4 +200,4 @@ def _wait_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> request
         except requests.ConnectionError:
             pass
         time.sleep(0.1)
-    pytest.fail(f"not ready in 60 s: {log.read_text()}")
+    pytest.fail(f"not ready in 120 s: {log.read_text()}")

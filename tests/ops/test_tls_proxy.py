@@ -140,6 +140,6 @@ def test_forwarded_for_from_anyone_else_is_ignored(tls: tuple[HttpsServer, Path]
 def test_a_bad_tls_setup_fails_at_start_in_one_line(tmp_path: Path, flags: list[str], message: str) -> None:
     command = [sys.executable, "-m", "rawevents.cli", "serve", "--data-dir", str(tmp_path / "data")]
     command += ["--port", str(free_port()), *flags]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert result.stderr.strip() == message
