@@ -26,7 +26,11 @@ class Services:
         registry = Registry(config.data_dir)
         metrics = Metrics(config.data_dir)
         store = open_store(config, observer=metrics)
-        workers = IngestWorkers(config.ingest_processes) if config.ingest_processes > 0 else None
+        workers = (
+            IngestWorkers(config.ingest_processes, job_timeout=config.ingest_job_timeout_s)
+            if config.ingest_processes > 0
+            else None
+        )
         return cls(config, registry, store, workers, metrics)
 
     def close(self) -> None:

@@ -29,16 +29,14 @@ class LiveServer:
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None  # where the server's stderr (its log) goes; default: beside data_dir
     args: list[str] = field(default_factory=list)  # extra `serve` flags
 
     @property
     def log_path(self) -> Path:
-        """The server's stderr (its log), kept in a file: a pipe nobody reads would fill and block
-        the server once access logging writes a line per request."""
-        return self.data_dir.with_name(self.data_dir.name + ".server.log")
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """A file, never a pipe: a pipe nobody reads fills up and blocks the server once access
+        logging writes a line per request."""
+        return self.log or self.data_dir.with_name(self.data_dir.name + ".server.log")
 
     @property
     def base_url(self) -> str:
@@ -61,13 +59,16 @@ class LiveServer:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.logs()}")
+                raise RuntimeError(f"server exited: {self.log_text()}")
             try:
                 requests.get(self.base_url + "/", timeout=0.5)
                 return self
             except requests.ConnectionError:
                 time.sleep(0.05)
         raise RuntimeError("server did not start in 30 s")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

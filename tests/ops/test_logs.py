@@ -84,8 +84,8 @@ def use_every_auth_style(live: LiveServer) -> list[str]:
 
 def test_no_secret_reaches_the_log_whatever_the_auth_style(live: LiveServer) -> None:
     secrets = use_every_auth_style(live)
-    wait_for(lambda: live.logs().count("/api/2.0/export") >= 5)
-    logs = live.logs()
+    wait_for(lambda: live.log_text().count("/api/2.0/export") >= 5)
+    logs = live.log_text()
     assert [secret for secret in secrets if secret in logs] == []
     # The requests were logged (access log on by default), with credentials redacted.
     assert logs.count("/import") >= 5
@@ -95,8 +95,8 @@ def test_no_secret_reaches_the_log_whatever_the_auth_style(live: LiveServer) -> 
 
 def test_access_lines_in_the_chosen_format(live: LiveServer) -> None:
     assert live.get("/healthz").status_code == 200
-    wait_for(lambda: "/healthz" in live.logs())
-    line = next(line for line in live.logs().splitlines() if "/healthz" in line)
+    wait_for(lambda: "/healthz" in live.log_text())
+    line = next(line for line in live.log_text().splitlines() if "/healthz" in line)
     if "--log-format" in live.args and live.args[-1] == "json":
         entry = orjson.loads(line)
         assert entry["logger"] == "uvicorn.access" and entry["level"] == "INFO"
@@ -109,8 +109,8 @@ def test_access_lines_in_the_chosen_format(live: LiveServer) -> None:
 def test_every_dropped_batch_is_logged_with_reason_and_count(live: LiveServer) -> None:
     payload = orjson.dumps([event(f"Lost{i}", token="no-such-token") for i in range(3)])
     assert live.post("/track", data=payload).text == "1"  # answered 1, as Mixpanel does
-    wait_for(lambda: "/track: 3 of 3 events not stored (unknown_token=3)" in live.logs())
-    line = next(line for line in live.logs().splitlines() if "unknown_token=3" in line)
+    wait_for(lambda: "/track: 3 of 3 events not stored (unknown_token=3)" in live.log_text())
+    line = next(line for line in live.log_text().splitlines() if "unknown_token=3" in line)
     assert "WARNING" in line
     assert "no-such-token" not in line
 
@@ -121,8 +121,8 @@ def test_access_log_can_be_turned_off(tmp_path_factory: pytest.TempPathFactory) 
     try:
         payload = orjson.dumps([event("Lost", token="no-such-token")])
         assert server.post("/track", data=payload).text == "1"
-        wait_for(lambda: "unknown_token=1" in server.logs())  # drops are still logged
-        assert "uvicorn.access" not in server.logs() and "POST /track" not in server.logs()
+        wait_for(lambda: "unknown_token=1" in server.log_text())  # drops are still logged
+        assert "uvicorn.access" not in server.log_text() and "POST /track" not in server.log_text()
     finally:
         server.stop()
 

@@ -99,9 +99,9 @@ def test_ingestion_counters_by_endpoint_and_reason(live: LiveServer) -> None:
     assert value(after, "rawevents_store_compactions_total") == 0
 
     # Every dropped batch has its log line, with reason and count.
-    wait_for(lambda: "/track: 1 of 1 events not stored (unknown_token=1)" in live.logs())
-    assert "/track: 2 of 4 events not stored (invalid=1, too_old=1)" in live.logs()
-    assert "/engage: 1 of 2 updates not stored (unknown_token=1)" in live.logs()
+    wait_for(lambda: "/track: 1 of 1 events not stored (unknown_token=1)" in live.log_text())
+    assert "/track: 2 of 4 events not stored (invalid=1, too_old=1)" in live.log_text()
+    assert "/engage: 1 of 2 updates not stored (unknown_token=1)" in live.log_text()
 
 
 def test_export_counters_and_rate_limit_rejections(live: LiveServer) -> None:

@@ -91,7 +91,7 @@ def test_https_with_a_self_signed_certificate(tls: tuple[HttpsServer, Path]) -> 
         untrusting.get(server.base_url + "/healthz", timeout=30)
     with pytest.raises(requests.exceptions.ConnectionError):  # no plain HTTP on that port
         requests.get(f"http://127.0.0.1:{server.port}/healthz", timeout=30)
-    assert f"listening on https://127.0.0.1:{server.port}" in server.logs()
+    assert f"listening on https://127.0.0.1:{server.port}" in server.log_text()
 
 
 def stored_distinct_id(live: LiveServer, headers: dict[str, str]) -> str:
@@ -109,7 +109,7 @@ def test_forwarded_for_from_a_trusted_proxy_gives_the_client_ip(fresh_server: Li
     # Default forwarded_allow_ips: 127.0.0.1, which is where this test connects from.
     forwarded = {"X-Forwarded-For": f"{PROXIED_CLIENT}, 127.0.0.1"}
     assert stored_distinct_id(fresh_server, forwarded) == ip_distinct_id(PROXIED_CLIENT)
-    assert f"{PROXIED_CLIENT}:0 - " in fresh_server.logs()  # the access line shows the client too
+    assert f"{PROXIED_CLIENT}:0 - " in fresh_server.log_text()  # the access line shows the client too
 
 
 def test_real_ip_alone_from_a_trusted_proxy_gives_the_client_ip(fresh_server: LiveServer) -> None:
@@ -120,7 +120,7 @@ def test_forwarded_for_from_anyone_else_is_ignored(tls: tuple[HttpsServer, Path]
     server, _ = tls  # trusts only 192.0.2.1
     spoofed = {"X-Forwarded-For": PROXIED_CLIENT, "X-Real-IP": PROXIED_CLIENT}
     assert stored_distinct_id(server, spoofed) == ip_distinct_id("127.0.0.1")
-    assert PROXIED_CLIENT not in server.logs()
+    assert PROXIED_CLIENT not in server.log_text()
 
 
 @pytest.mark.parametrize(
