@@ -25,6 +25,19 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
         ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, arenas)
 
 
+def announce_demo_project(services: Services, config: Config) -> None:
+    """Print the demo project; its secret only when just created (later it exists as a digest)."""
+    project, created = ensure_demo_project(services.registry)
+    print("rawevents demo project:", json.dumps(project.public_dict()), file=sys.stderr, flush=True)
+    if not created:
+        print(
+            "rawevents: the demo project's secret was printed when it was created; for a new one run"
+            f" `rawevents project rotate-secret --project {project.project_id} --data-dir {config.data_dir}`",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def serve(config: Config) -> None:
     limit_malloc_arenas()
     services = Services.open(config)
@@ -32,8 +45,7 @@ def serve(config: Config) -> None:
         if services.ingest_workers is not None:
             services.ingest_workers.warm()
         if config.demo:
-            project = ensure_demo_project(services.registry)
-            print("rawevents demo project:", json.dumps(project.public_dict()), file=sys.stderr, flush=True)
+            announce_demo_project(services, config)
         print(f"rawevents listening on http://{config.host}:{config.port}", file=sys.stderr, flush=True)
         uvicorn.run(
             create_app(config, services),

@@ -117,6 +117,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Create a demo project on start when none exists and print it.",
         _bool,
     ),
+    Setting(
+        "retention_interval_seconds",
+        3600,
+        "RAWEVENTS_RETENTION_INTERVAL_SECONDS",
+        "How often the server drops events older than each project's retention; 0: only on start.",
+        int,
+    ),
+    Setting(
+        "gdpr_deletion_delay_seconds",
+        0,
+        "RAWEVENTS_GDPR_DELETION_DELAY_SECONDS",
+        "How long a GDPR deletion waits (PENDING, cancellable) before it runs.",
+        int,
+    ),
     Setting("log_level", "info", "RAWEVENTS_LOG_LEVEL", "Server log level (debug, info, warning, error)."),
 )
 
@@ -142,6 +156,8 @@ class Config:
     ingest_processes: int = field(default=SETTINGS_BY_NAME["ingest_processes"].default)
     engine_memory_limit: str = field(default=SETTINGS_BY_NAME["engine_memory_limit"].default)
     demo: bool = field(default=SETTINGS_BY_NAME["demo"].default)
+    retention_interval_seconds: int = field(default=SETTINGS_BY_NAME["retention_interval_seconds"].default)
+    gdpr_deletion_delay_seconds: int = field(default=SETTINGS_BY_NAME["gdpr_deletion_delay_seconds"].default)
     log_level: str = field(default=SETTINGS_BY_NAME["log_level"].default)
 
     def with_overrides(self, **overrides: Any) -> Config:

@@ -13,15 +13,23 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rawevents.errors import StorageError
-from rawevents.storage.base import ExportPlan, ProfileApplier, ProfileUpdate, StoredEvent, events_table
+from rawevents.errors import BadRequest, StorageError, StoreBusy
+from rawevents.storage.base import (
+    BackupInfo,
+    DeletedRows,
+    ExportPlan,
+    ProfileApplier,
+    ProfileUpdate,
+    StoredEvent,
+    events_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +91,7 @@ ROWS_PER_BATCH = 16384
 CHECKPOINT_THRESHOLD = "256MB"
 
 _Job = Callable[[duckdb.DuckDBPyConnection], None]
+T = TypeVar("T")
 
 
 class DuckDBStore:
@@ -92,7 +101,12 @@ class DuckDBStore:
         path = Path(data_dir)
         path.mkdir(parents=True, exist_ok=True)
         self.path = path / EVENTS_FILE
-        self._db = duckdb.connect(str(self.path), config={"memory_limit": memory_limit})
+        try:
+            self._db = duckdb.connect(str(self.path), config={"memory_limit": memory_limit})
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreBusy(f"the event store in {path} is in use by another process") from exc
+            raise
         temp_dir = path / "tmp"
         temp_dir.mkdir(exist_ok=True)
         self._db.execute(f"SET temp_directory = '{_sql_string(str(temp_dir))}'")
@@ -267,6 +281,124 @@ class DuckDBStore:
         finally:
             con.close()
 
+    # -- data lifecycle -------------------------------------------------------------------------
+
+    def _write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run `fn` in the writer's next transaction (serialised with ingestion commits), wait
+        until it is durable, and return its result."""
+        results: list[T] = []  # a group that fails is retried job by job: keep the last run's
+
+        def job(con: duckdb.DuckDBPyConnection) -> None:
+            results.append(fn(con))
+
+        future: Future[None] = Future()
+        self._jobs.put((job, future))
+        future.result()
+        return results[-1]
+
+    def _checkpoint(self) -> None:
+        """Fold the WAL into the database file, so deleted rows leave the WAL now rather than at
+        the next size-triggered checkpoint. Best effort: a busy engine checkpoints later."""
+        con = self._db.cursor()
+        try:
+            con.execute("CHECKPOINT")
+        except duckdb.Error:
+            log.info("checkpoint after a deletion deferred", exc_info=True)
+        finally:
+            con.close()
+
+    def delete_users(self, project_id: int, distinct_ids: Sequence[str]) -> DeletedRows:
+        ids = list(distinct_ids)
+
+        def delete(con: duckdb.DuckDBPyConnection) -> DeletedRows:
+            events = _count(
+                con.execute(
+                    "DELETE FROM events WHERE project_id = ? AND list_contains(?, distinct_id)",
+                    [project_id, ids],
+                )
+            )
+            profiles = _count(
+                con.execute(
+                    "DELETE FROM profiles WHERE project_id = ? AND kind = 'user'"
+                    " AND list_contains(?, profile_id)",
+                    [project_id, ids],
+                )
+            )
+            return DeletedRows(events, profiles)
+
+        deleted = self._write(delete)
+        self._checkpoint()
+        return deleted
+
+    def drop_events_before(self, project_id: int, cutoff_ms: int) -> int:
+        dropped = self._write(
+            lambda con: _count(
+                con.execute(
+                    "DELETE FROM events WHERE project_id = ? AND time_ms < ?", [project_id, cutoff_ms]
+                )
+            )
+        )
+        if dropped:
+            self._checkpoint()
+        return dropped
+
+    def delete_project(self, project_id: int) -> DeletedRows:
+        def delete(con: duckdb.DuckDBPyConnection) -> DeletedRows:
+            events = _count(con.execute("DELETE FROM events WHERE project_id = ?", [project_id]))
+            profiles = _count(con.execute("DELETE FROM profiles WHERE project_id = ?", [project_id]))
+            return DeletedRows(events, profiles)
+
+        deleted = self._write(delete)
+        self._checkpoint()
+        return deleted
+
+    def user_events(self, project_id: int, distinct_ids: Sequence[str]) -> Iterator[bytes | memoryview]:
+        con = self._db.cursor()
+        try:
+            reader = con.sql(
+                "SELECT line FROM events WHERE project_id = ? AND list_contains(?, distinct_id)"
+                " ORDER BY time_ms, seq",
+                params=[project_id, list(distinct_ids)],
+            ).to_arrow_reader(ROWS_PER_BATCH)
+            for batch in reader:
+                if batch.num_rows:
+                    yield _string_column_bytes(batch.column(0))
+        finally:
+            con.close()
+
+    def user_profiles(
+        self, project_id: int, distinct_ids: Sequence[str]
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        con = self._db.cursor()
+        try:
+            result = con.execute(
+                "SELECT profile_id, properties FROM profiles WHERE project_id = ? AND kind = 'user'"
+                " AND list_contains(?, profile_id) ORDER BY profile_id",
+                [project_id, list(distinct_ids)],
+            )
+            while batch := result.fetchmany(1000):
+                for profile_id, properties in batch:
+                    yield profile_id, orjson.loads(properties)
+        finally:
+            con.close()
+
+    def backup(self, target: Path) -> BackupInfo:
+        """EXPORT DATABASE inside one read transaction: MVCC gives it a snapshot of every table
+        at the transaction's start, while the writer keeps committing."""
+        if target.exists():
+            raise BadRequest(f"backup target {target} already exists")
+        con = self._db.cursor()
+        try:
+            con.execute("BEGIN TRANSACTION")
+            events, last_seq = con.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone()  # type: ignore[misc]
+            profiles = con.execute("SELECT count(*) FROM profiles").fetchone()[0]  # type: ignore[index]
+            con.execute(f"EXPORT DATABASE '{_sql_string(str(target))}' (FORMAT parquet)")
+            con.execute("COMMIT")
+        finally:
+            con.close()
+        _private(target)
+        return BackupInfo(int(events), int(profiles), int(last_seq))
+
     def close(self) -> None:
         if self._writer.is_alive():
             self._jobs.put(None)
@@ -373,6 +505,32 @@ def _apply_profiles(
                 "INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?)",
                 [project_id, kind, group_key, profile_id, orjson.dumps(props).decode(), updated_ms],
             )
+
+
+def restore(source: Path, data_dir: Path) -> None:
+    """Load a `backup` directory into a new store file in `data_dir` (which must hold none)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / EVENTS_FILE
+    if path.exists():
+        raise BadRequest(f"{data_dir} already holds an event store: restore into an empty directory")
+    con = duckdb.connect(str(path))
+    try:
+        con.execute(f"IMPORT DATABASE '{_sql_string(str(source))}'")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    path.chmod(0o600)
+
+
+def _private(directory: Path) -> None:
+    directory.chmod(0o700)
+    for child in directory.iterdir():
+        child.chmod(0o600)
+
+
+def _count(result: duckdb.DuckDBPyConnection) -> int:
+    row = result.fetchone()
+    return int(row[0]) if row else 0
 
 
 def _sql_string(text: str) -> str:
