@@ -98,14 +98,14 @@ def authenticate_query(
             "missing credentials: send the project secret or a service account with HTTP Basic auth"
         )
     try:
-        return _resolve_secret_or_account(registry, credentials, project_id)
+        return _resolve_secret_or_account(registry, credentials, project_id, now)
     except Unauthorized as refused:
         # A plain-text secret can happen to be valid base64 too: try the text as sent.
         plain = _plain_basic(authorization)
         if plain is None or plain == credentials:
             raise
         try:
-            return _resolve_secret_or_account(registry, plain, project_id)
+            return _resolve_secret_or_account(registry, plain, project_id, now)
         except Unauthorized:
             raise refused from None  # the decoded reading's reason is the one to report
 
@@ -138,12 +138,12 @@ def authenticate_import(
 
 
 def _resolve_secret_or_account(
-    registry: Registry, credentials: BasicCredentials, project_id: int | None
+    registry: Registry, credentials: BasicCredentials, project_id: int | None, now: float | None = None
 ) -> Project:
     if project_id is not None and credentials.password:
         # `user:secret` with a project_id can only be a service account (a project secret has no
         # password): say so when it is refused, without telling whether the username exists.
-        account = check_service_account(registry, credentials.username, credentials.password)
+        account = check_service_account(registry, credentials.username, credentials.password, now)
         if project_id not in account.projects:
             raise Forbidden(f"service account has no access to project {project_id}")
         project = registry.project_by_id(project_id)
