@@ -50,7 +50,7 @@ def test_delete_while_serving_and_while_stopped(tmp_path: Path) -> None:
         doomed, kept, later = (server.create_project(name) for name in ("doomed", "kept", "later"))
         for project in (doomed, kept, later):
             _seed(server, project)
-        account = server.registry.create_service_account(doomed.project_id, "etl")
+        server.registry.create_service_account(doomed.project_id, "etl")
         assert doomed.api_secret is not None and kept.api_secret is not None
         kept_export = export(server, kept.api_secret, DAY, DAY)
 
