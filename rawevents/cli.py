@@ -11,23 +11,20 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from rawevents.errors import RawEventsError
 from rawevents.export import download
-from rawevents.lifecycle import backup, handoff, tasks
-from rawevents.projects import SUCCESS, Registry
+from rawevents.lifecycle import commands
 from rawevents.settings import SETTINGS_BY_NAME, Config, load_config
-from rawevents.storage.base import EventStore
 
 
 def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help=SETTINGS_BY_NAME["data_dir"].help)
 
 
-def _command(commands: Any, name: str, help_text: str, *, data_dir: bool = True) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text, description=help_text)
+def _command(parent: Any, name: str, help_text: str, *, data_dir: bool = True) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
     if data_dir:
         _data_dir_arg(parser)
     return parser
@@ -47,14 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rawevents", description="Self-hosted Mixpanel-compatible event store."
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    top = parser.add_subparsers(dest="command", required=True)
 
-    serve = _command(commands, "serve", "Run the HTTP server.")
+    serve = _command(top, "serve", "Run the HTTP server.")
     serve.add_argument("--host", default=None, help=SETTINGS_BY_NAME["host"].help)
     serve.add_argument("--port", type=int, default=None, help=SETTINGS_BY_NAME["port"].help)
     serve.add_argument("--demo", action="store_true", default=None, help=SETTINGS_BY_NAME["demo"].help)
 
-    project = commands.add_parser("project", help="Manage projects.")
+    project = top.add_parser("project", help="Manage projects.")
     project_commands = project.add_subparsers(dest="subcommand", required=True)
     create = _command(project_commands, "create", "Create a project and print its credentials as JSON.")
     create.add_argument("--name", required=True)
@@ -81,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     retention.add_argument("--project", type=int, required=True)
     retention.add_argument("--days", type=int, required=True)
 
-    account = commands.add_parser("service-account", help="Manage service accounts.")
+    account = top.add_parser("service-account", help="Manage service accounts.")
     account_commands = account.add_subparsers(dest="subcommand", required=True)
     sa_create = _command(account_commands, "create", "Create a service account with access to a project.")
     sa_create.add_argument("--project", type=int, required=True)
@@ -94,120 +91,41 @@ def build_parser() -> argparse.ArgumentParser:
     sa_revoke = _command(account_commands, "revoke", "Revoke a service account at once.")
     sa_revoke.add_argument("--username", required=True)
 
-    retention_cmd = commands.add_parser("retention", help="Apply project retention.")
+    retention_cmd = top.add_parser("retention", help="Apply project retention.")
     retention_commands = retention_cmd.add_subparsers(dest="subcommand", required=True)
     apply = _command(retention_commands, "apply", "Drop every project's events older than its retention now.")
     apply.add_argument("--project", type=int, default=None, help="Only this project.")
 
-    backup_cmd = _command(commands, "backup", "Write a consistent snapshot of the store and registry.")
+    backup_cmd = _command(top, "backup", "Write a consistent snapshot of the store and registry.")
     backup_cmd.add_argument("--out", required=True, help="New (or empty) directory for the backup.")
-    restore = _command(commands, "restore", "Rebuild an empty data directory from a backup.")
+    restore = _command(top, "restore", "Rebuild an empty data directory from a backup.")
     restore.add_argument("--from", dest="source", required=True, help="A directory written by backup.")
 
-    export = commands.add_parser("export", help="Export a running server's events, one gzip JSONL per day.")
+    export = top.add_parser("export", help="Export a running server's events, one gzip JSONL per day.")
     download.add_arguments(export)
     return parser
 
 
-# -- handlers: each gets the parsed args and the resolved config, and returns what to print ------
+# -- each command's arguments handed to its function in rawevents.lifecycle.commands -------------
 
 Handler = Callable[[argparse.Namespace, Config], object]
 
-
-def _registry(config: Config) -> Registry:
-    return Registry(config.data_dir)
-
-
-def _project_create(args: argparse.Namespace, config: Config) -> object:
-    project = _registry(config).create_project(
-        args.name, args.timezone, legacy_signature=args.legacy_signature
-    )
-    return project.public_dict()
-
-
-def _project_list(args: argparse.Namespace, config: Config) -> object:
-    return [p.listing_dict(show_secrets=args.show_secrets) for p in _registry(config).list_projects()]
-
-
-def _project_rotate(args: argparse.Namespace, config: Config) -> object:
-    return _registry(config).rotate_secret(args.project, legacy_signature=args.legacy_signature).public_dict()
-
-
-def _project_delete(args: argparse.Namespace, config: Config) -> object:
-    registry = _registry(config)
-    project = registry.delete_project(args.project)  # credentials stop working now
-    result = _run(registry, config, tasks.PURGE_PROJECT, project.project_id, {})
-    return {"project_id": project.project_id, "name": project.name, "deleted": result}
-
-
-def _project_set_retention(args: argparse.Namespace, config: Config) -> object:
-    return _registry(config).set_retention(args.project, args.days).listing_dict(show_secrets=False)
-
-
-def _account_create(args: argparse.Namespace, config: Config) -> object:
-    account = _registry(config).create_service_account(args.project, args.name, expires_days=args.expires)
-    return {**account.public_dict(), "secret": account.secret}
-
-
-def _account_list(args: argparse.Namespace, config: Config) -> object:
-    return [a.public_dict() for a in _registry(config).list_service_accounts(args.project)]
-
-
-def _account_revoke(args: argparse.Namespace, config: Config) -> object:
-    return _registry(config).revoke_service_account(args.username).public_dict()
-
-
-def _retention_apply(args: argparse.Namespace, config: Config) -> object:
-    registry = _registry(config)
-    if args.project is not None:
-        registry.require_project(args.project)
-    return _run(registry, config, tasks.RETENTION, args.project, {})
-
-
-def _backup(args: argparse.Namespace, config: Config) -> object:
-    out = Path(args.out).resolve()
-    return {"out": str(out), **_run(_registry(config), config, tasks.BACKUP, None, {"out": str(out)})}
-
-
-def _restore(args: argparse.Namespace, config: Config) -> object:
-    return backup.restore_backup(Path(args.source).resolve(), Path(config.data_dir))
-
-
-def _run(
-    registry: Registry, config: Config, kind: str, project_id: int | None, payload: dict[str, Any]
-) -> Any:
-    """Create a task, get it done (by the running server or here), return its JSON result."""
-    task = registry.create_task(kind, project_id, payload, requested_by="cli")
-
-    def open_store() -> EventStore:
-        from rawevents.storage.duckdb_store import DuckDBStore
-
-        return DuckDBStore(config.data_dir, memory_limit=config.engine_memory_limit, commit_interval_ms=0)
-
-    done = handoff.run_task(
-        registry,
-        Path(config.data_dir),
-        task,
-        open_store,
-        on_wait=lambda message: print(f"rawevents: {message}", file=sys.stderr, flush=True),
-    )
-    if done.status != SUCCESS:
-        raise RawEventsError(f"{kind} {done.status.lower()}: {done.result}")
-    return json.loads(done.result)
-
-
 HANDLERS: dict[tuple[str, str | None], Handler] = {
-    ("project", "create"): _project_create,
-    ("project", "list"): _project_list,
-    ("project", "rotate-secret"): _project_rotate,
-    ("project", "delete"): _project_delete,
-    ("project", "set-retention"): _project_set_retention,
-    ("service-account", "create"): _account_create,
-    ("service-account", "list"): _account_list,
-    ("service-account", "revoke"): _account_revoke,
-    ("retention", "apply"): _retention_apply,
-    ("backup", None): _backup,
-    ("restore", None): _restore,
+    ("project", "create"): lambda a, c: commands.project_create(c, a.name, a.timezone, a.legacy_signature),
+    ("project", "list"): lambda a, c: commands.project_list(c, a.show_secrets),
+    ("project", "rotate-secret"): lambda a, c: commands.project_rotate_secret(
+        c, a.project, a.legacy_signature
+    ),
+    ("project", "delete"): lambda a, c: commands.project_delete(c, a.project),
+    ("project", "set-retention"): lambda a, c: commands.project_set_retention(c, a.project, a.days),
+    ("service-account", "create"): lambda a, c: commands.service_account_create(
+        c, a.project, a.name, a.expires
+    ),
+    ("service-account", "list"): lambda a, c: commands.service_account_list(c, a.project),
+    ("service-account", "revoke"): lambda a, c: commands.service_account_revoke(c, a.username),
+    ("retention", "apply"): lambda a, c: commands.retention_apply(c, a.project),
+    ("backup", None): lambda a, c: commands.backup_write(c, a.out),
+    ("restore", None): lambda a, c: commands.backup_restore(c, a.source),
 }
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
 from rawevents.errors import BadRequest
 from rawevents.projects import Project
+from rawevents.storage.base import EventStore, ProfileQuery
 
 PEOPLE_KIND = "user"  # the profile kind /engage writes (rawevents.ingest)
 DEFAULT_PAGE_SIZE = 1000  # Mixpanel's page size for /engage
@@ -22,14 +23,6 @@ MAX_PAGE_SIZE = 100_000
 PROPERTY_SAMPLE_ROWS = 100_000  # most recent events scanned for property names
 PROFILE_SAMPLE = 100_000  # profiles scanned for property types
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z?")
-
-
-class MetadataStore(Protocol):
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
-
-    def profiles(
-        self, project_id: int, kind: str, group_key: str = ""
-    ) -> Iterable[tuple[str, dict[str, Any]]]: ...
 
 
 def _int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -58,7 +51,7 @@ def _string_list(params: Mapping[str, str], name: str) -> list[str] | None:
     return value
 
 
-def engage_page(store: MetadataStore, project: Project, params: Mapping[str, str]) -> dict[str, Any]:
+def engage_page(store: EventStore, project: Project, params: Mapping[str, str]) -> dict[str, Any]:
     """One page of people profiles, ordered by distinct_id, so pages are stable and complete
     (the result never depends on the page size). `session_id` is echoed for clients that send
     it back; it carries no state."""
@@ -68,20 +61,17 @@ def engage_page(store: MetadataStore, project: Project, params: Mapping[str, str
     if params.get("distinct_id"):
         ids = [*(ids or []), params["distinct_id"]]
     output = _string_list(params, "output_properties")
-    conditions = "project_id = ? AND kind = ? AND group_key = ''"
-    args: list[Any] = [project.project_id, PEOPLE_KIND]
-    if ids is not None:
-        conditions += " AND list_contains(?, profile_id)"
-        args.append(ids)
-    total = int(store.query(f"SELECT count(*) FROM profiles WHERE {conditions}", args)[0][0])
-    rows = store.query(
-        f"SELECT profile_id, properties FROM profiles WHERE {conditions}"
-        " ORDER BY profile_id LIMIT ? OFFSET ?",
-        [*args, page_size, page * page_size],
+    found = store.profile_page(
+        ProfileQuery(
+            project.project_id,
+            PEOPLE_KIND,
+            ids=None if ids is None else tuple(ids),
+            offset=page * page_size,
+            limit=page_size,
+        )
     )
     results = []
-    for profile_id, raw in rows:
-        properties = orjson.loads(raw)
+    for profile_id, properties in found.rows:
         if output is not None:
             properties = {k: v for k, v in properties.items() if k in output}
         results.append({"$distinct_id": profile_id, "$properties": properties})
@@ -91,7 +81,7 @@ def engage_page(store: MetadataStore, project: Project, params: Mapping[str, str
         "page_size": page_size,
         "session_id": session,
         "status": "ok",
-        "total": total,
+        "total": found.total,
         "results": results,
     }
 
@@ -101,33 +91,18 @@ def _session_id(project_id: int, params: Mapping[str, str]) -> str:
     return hashlib.sha1(basis.encode()).hexdigest()[:20]
 
 
-def event_property_counts(
-    store: MetadataStore, project: Project, params: Mapping[str, str]
-) -> dict[str, Any]:
+def event_property_counts(store: EventStore, project: Project, params: Mapping[str, str]) -> dict[str, Any]:
     """`{"<property>": {"count": N}}` over the most recent events (of `event`, when given),
     most frequent first. No `limit` means every property seen (Mixpanel's default is 10, which
     would hide columns from the connectors that use this for schema discovery)."""
     limit = _int_param(params, "limit", 0, 1, 1_000_000) or None
-    conditions = "project_id = ?"
-    args: list[Any] = [project.project_id]
-    event = params.get("event")
-    if event:
-        conditions += " AND event = ?"
-        args.append(event)
-    sql = (
-        f"WITH sample AS (SELECT line FROM events WHERE {conditions}"
-        " ORDER BY time_ms DESC, seq DESC LIMIT ?),"
-        " keys AS (SELECT unnest(json_keys(json_extract(line, '$.properties'))) AS k FROM sample)"
-        " SELECT k, count(*) AS n FROM keys WHERE k <> 'time' GROUP BY k ORDER BY n DESC, k"
+    counts = store.event_property_counts(
+        project.project_id, params.get("event") or None, PROPERTY_SAMPLE_ROWS, limit
     )
-    args.append(PROPERTY_SAMPLE_ROWS)
-    if limit is not None:
-        sql += " LIMIT ?"
-        args.append(limit)
-    return {name: {"count": int(count)} for name, count in store.query(sql, args)}
+    return {name: {"count": count} for name, count in counts}
 
 
-def profile_property_types(store: MetadataStore, project: Project) -> dict[str, Any]:
+def profile_property_types(store: EventStore, project: Project) -> dict[str, Any]:
     """`{"results": {"<property>": {"count": N, "type": "string"|"number"|…}}, "status": "ok"}`,
     each property's most common type over the profiles."""
     types: dict[str, Counter[str]] = {}

@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rawevents.errors import BadRequest
 from rawevents.projects import REGISTRY_FILE, Registry
-from rawevents.storage import duckdb_store
 from rawevents.storage.base import EventStore
 
 FORMAT = 1
@@ -50,8 +50,9 @@ def write_backup(registry: Registry, store: EventStore, out: Path) -> dict[str, 
     return manifest
 
 
-def restore_backup(source: Path, data_dir: Path) -> dict[str, Any]:
-    """Rebuild a data directory from a backup; refuses a directory that already holds data."""
+def restore_backup(source: Path, data_dir: Path, restore_store: Callable[[Path], None]) -> dict[str, Any]:
+    """Rebuild a data directory from a backup; refuses a directory that already holds data.
+    `restore_store` loads the `events/` snapshot into the configured engine."""
     try:
         manifest: dict[str, Any] = json.loads((source / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
@@ -61,7 +62,7 @@ def restore_backup(source: Path, data_dir: Path) -> dict[str, Any]:
     registry_path = data_dir / REGISTRY_FILE
     if registry_path.exists():
         raise BadRequest(f"{data_dir} already holds a registry: restore into an empty directory")
-    duckdb_store.restore(source / EVENTS_DIR, data_dir)
+    restore_store(source / EVENTS_DIR)
     shutil.copyfile(source / REGISTRY_FILE, registry_path)
     registry_path.chmod(0o600)
     Registry(data_dir)  # migrates a backup taken by an older version

@@ -26,10 +26,15 @@ from rawevents.storage.base import (
     DeletedRows,
     ExportPlan,
     ProfileApplier,
+    ProfilePage,
+    ProfileQuery,
     ProfileUpdate,
     StoredEvent,
     events_table,
 )
+from rawevents.storage.duckdb_plan import narrow_to_data
+from rawevents.where.printer import Sql, compile_predicate
+from rawevents.where.printer.duckdb import DuckDBPrinter
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +126,6 @@ class DuckDBStore:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def append_events(self, events: Sequence[StoredEvent]) -> None:
-        self.submit_events(events).result()
-
     def submit_events(self, events: Sequence[StoredEvent] | pa.Table) -> Future[None]:
         """Queue events (rows, or an Arrow table of INCOMING_SCHEMA) for the next group commit;
         the future resolves once they are durable."""
@@ -133,16 +135,6 @@ class DuckDBStore:
             return future
         self._jobs.put((events if isinstance(events, pa.Table) else list(events), future))
         return future
-
-    def apply_profile_updates(
-        self,
-        project_id: int,
-        kind: str,
-        group_key: str,
-        updates: Sequence[ProfileUpdate],
-        apply: ProfileApplier,
-    ) -> None:
-        self.submit_profile_updates(project_id, kind, group_key, updates, apply).result()
 
     def submit_profile_updates(
         self,
@@ -236,14 +228,16 @@ class DuckDBStore:
     # -- reads ----------------------------------------------------------------------------------
 
     def export_chunks(self, plan: ExportPlan) -> Iterator[bytes | memoryview]:
+        where = None if plan.where is None else compile_predicate(DuckDBPrinter(plan.timezone), plan.where)
         con = self._db.cursor()
         try:
+            plan = narrow_to_data(plan, con)
             remaining = plan.limit
             pace = _Pace()
             for start, end, offset in _chunks(plan, pace):
                 if remaining is not None and remaining <= 0:
                     return
-                sql, params = _export_query(plan, start, end, offset, remaining)
+                sql, params = _export_query(plan, where, start, end, offset, remaining)
                 reader = con.sql(sql, params=params).to_arrow_reader(ROWS_PER_BATCH)
                 rows = 0
                 for batch in reader:
@@ -273,8 +267,48 @@ class DuckDBStore:
         finally:
             con.close()
 
+    def profile_page(self, query: ProfileQuery) -> ProfilePage:
+        conditions = "project_id = ? AND kind = ? AND group_key = ?"
+        args: list[Any] = [query.project_id, query.kind, query.group_key]
+        if query.ids is not None:
+            conditions += " AND list_contains(?, profile_id)"
+            args.append(list(query.ids))
+        con = self._db.cursor()
+        try:
+            total = con.execute(f"SELECT count(*) FROM profiles WHERE {conditions}", args).fetchone()
+            rows = con.execute(
+                f"SELECT profile_id, properties FROM profiles WHERE {conditions}"
+                " ORDER BY profile_id LIMIT ? OFFSET ?",
+                [*args, query.limit, query.offset],
+            ).fetchall()
+        finally:
+            con.close()
+        assert total is not None
+        return ProfilePage(int(total[0]), [(pid, orjson.loads(props)) for pid, props in rows])
+
+    def event_property_counts(
+        self, project_id: int, event: str | None, sample_rows: int, limit: int | None
+    ) -> list[tuple[str, int]]:
+        conditions = "project_id = ?"
+        args: list[Any] = [project_id]
+        if event is not None:
+            conditions += " AND event = ?"
+            args.append(event)
+        sql = (
+            f"WITH sample AS (SELECT line FROM events WHERE {conditions}"
+            " ORDER BY time_ms DESC, seq DESC LIMIT ?),"
+            " keys AS (SELECT unnest(json_keys(json_extract(line, '$.properties'))) AS k FROM sample)"
+            " SELECT k, count(*) AS n FROM keys WHERE k <> 'time' GROUP BY k ORDER BY n DESC, k"
+        )
+        args.append(sample_rows)
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [(name, int(count)) for name, count in self.query(sql, args)]
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run a read-only query on a fresh cursor (used by metadata endpoints and tests)."""
+        """Run a read-only query on a fresh cursor (the store's own reads, and tests inspecting
+        the stored rows; not part of the contract)."""
         con = self._db.cursor()
         try:
             return con.execute(sql, list(params)).fetchall()
@@ -435,7 +469,7 @@ def _chunks(plan: ExportPlan, pace: _Pace | None = None) -> Iterator[tuple[int, 
 
 
 def _export_query(
-    plan: ExportPlan, start: int, end: int, offset_ms: int, limit: int | None
+    plan: ExportPlan, where: Sql | None, start: int, end: int, offset_ms: int, limit: int | None
 ) -> tuple[str, list[Any]]:
     if plan.time_in_ms:
         # Splice local milliseconds over the stored local seconds (whose digits start at time_pos).
@@ -452,9 +486,9 @@ def _export_query(
     if plan.events is not None:
         conditions.append("list_contains(?, event)")
         params.append(list(plan.events))
-    if plan.where is not None:
-        conditions.append(f"({plan.where.sql})")
-        params.extend(plan.where.params)
+    if where is not None:
+        conditions.append(f"({where.text})")
+        params.extend(where.params)
     sql = f"SELECT {column} AS line FROM events WHERE {' AND '.join(conditions)} ORDER BY time_ms, seq"
     if limit is not None:
         sql += " LIMIT ?"

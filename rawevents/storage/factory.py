@@ -1,0 +1,25 @@
+"""The one place that turns the `store` setting into an engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rawevents.settings import Config
+from rawevents.storage.base import EventStore
+
+
+def open_store(config: Config) -> EventStore:
+    from rawevents.storage.duckdb_store import DuckDBStore
+
+    return DuckDBStore(
+        config.data_dir,
+        memory_limit=config.engine_memory_limit,
+        commit_interval_ms=config.commit_interval_ms,
+    )
+
+
+def restore_store(config: Config, source: Path) -> None:
+    """Rebuild the configured engine's store in `config.data_dir` from a `backup` directory."""
+    from rawevents.storage.duckdb_store import restore
+
+    restore(source, Path(config.data_dir))
