@@ -2,7 +2,7 @@
 
 Flags default to the settings table (and so to the RAWEVENTS_* environment variables). Commands
 that touch stored events hand their work to a running server through the registry, or do it
-themselves when none runs (see `rawevents.lifecycle.handoff`).
+themselves when none runs (see `rawevents.admin.handoff`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rawevents.admin import commands
 from rawevents.errors import RawEventsError
 from rawevents.export import download
-from rawevents.lifecycle import commands
 from rawevents.settings import SETTINGS_BY_NAME, Config, load_config
 
 
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# -- each command's arguments handed to its function in rawevents.lifecycle.commands -------------
+# -- each command's arguments handed to its function in rawevents.admin.commands -------------
 
 Handler = Callable[[argparse.Namespace, Config], object]
 

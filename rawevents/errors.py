@@ -56,10 +56,3 @@ class StorageError(RawEventsError):
 
     code = "storage_error"
     status = 503
-
-
-class StoreBusy(RawEventsError):
-    """Another process (a running server) holds the event store's write lock."""
-
-    code = "store_busy"
-    status = 503

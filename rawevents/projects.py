@@ -3,7 +3,7 @@
 SQLite (WAL mode) lets the CLI write while `rawevents serve` is running: the server reads the
 registry on every lookup, so a new project, a rotated secret or a revoked service account takes
 effect at once. The registry is also how the CLI hands store work (project deletion, retention,
-backup) to a running server, which alone may open the event store: see `rawevents.lifecycle`.
+backup) to a running server, which alone may open the event store: see `rawevents.admin`.
 
 Secrets are stored as SHA-256 digests of 128-bit (or longer) random values: a digest of a
 high-entropy secret cannot be reversed, so no slow hash is needed, and lookups stay an index probe.

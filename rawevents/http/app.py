@@ -11,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from rawevents.admin.runner import TaskRunner
 from rawevents.errors import BadRequest
 from rawevents.http import export_routes, gdpr_routes, ingest_routes, query_routes
 from rawevents.http.responses import json_response, query_api_error
-from rawevents.lifecycle.runner import TaskRunner
 from rawevents.service import Services
 from rawevents.settings import Config
 

@@ -20,10 +20,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from rawevents.admin import tasks
 from rawevents.auth import GdprCaller, authenticate_gdpr
 from rawevents.errors import BadRequest, NotFound, PayloadTooLarge, RawEventsError
 from rawevents.http.responses import json_response
-from rawevents.lifecycle import tasks
 from rawevents.projects import PENDING, SUCCESS, Task
 from rawevents.service import Services
 

@@ -20,7 +20,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rawevents.errors import BadRequest, StorageError, StoreBusy
+from rawevents.errors import StorageError
+from rawevents.storage import duckdb_backup
 from rawevents.storage.base import (
     BackupInfo,
     DeletedRows,
@@ -32,6 +33,7 @@ from rawevents.storage.base import (
     StoredEvent,
     events_table,
 )
+from rawevents.storage.duckdb_backup import affected_rows
 from rawevents.storage.duckdb_plan import narrow_to_data
 from rawevents.where.printer import Sql, compile_predicate
 from rawevents.where.printer.duckdb import DuckDBPrinter
@@ -106,12 +108,7 @@ class DuckDBStore:
         path = Path(data_dir)
         path.mkdir(parents=True, exist_ok=True)
         self.path = path / EVENTS_FILE
-        try:
-            self._db = duckdb.connect(str(self.path), config={"memory_limit": memory_limit})
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                raise StoreBusy(f"the event store in {path} is in use by another process") from exc
-            raise
+        self._db = duckdb.connect(str(self.path), config={"memory_limit": memory_limit})
         temp_dir = path / "tmp"
         temp_dir.mkdir(exist_ok=True)
         self._db.execute(f"SET temp_directory = '{_sql_string(str(temp_dir))}'")
@@ -345,13 +342,13 @@ class DuckDBStore:
         ids = list(distinct_ids)
 
         def delete(con: duckdb.DuckDBPyConnection) -> DeletedRows:
-            events = _count(
+            events = affected_rows(
                 con.execute(
                     "DELETE FROM events WHERE project_id = ? AND list_contains(?, distinct_id)",
                     [project_id, ids],
                 )
             )
-            profiles = _count(
+            profiles = affected_rows(
                 con.execute(
                     "DELETE FROM profiles WHERE project_id = ? AND kind = 'user'"
                     " AND list_contains(?, profile_id)",
@@ -366,7 +363,7 @@ class DuckDBStore:
 
     def drop_events_before(self, project_id: int, cutoff_ms: int) -> int:
         dropped = self._write(
-            lambda con: _count(
+            lambda con: affected_rows(
                 con.execute(
                     "DELETE FROM events WHERE project_id = ? AND time_ms < ?", [project_id, cutoff_ms]
                 )
@@ -378,8 +375,8 @@ class DuckDBStore:
 
     def delete_project(self, project_id: int) -> DeletedRows:
         def delete(con: duckdb.DuckDBPyConnection) -> DeletedRows:
-            events = _count(con.execute("DELETE FROM events WHERE project_id = ?", [project_id]))
-            profiles = _count(con.execute("DELETE FROM profiles WHERE project_id = ?", [project_id]))
+            events = affected_rows(con.execute("DELETE FROM events WHERE project_id = ?", [project_id]))
+            profiles = affected_rows(con.execute("DELETE FROM profiles WHERE project_id = ?", [project_id]))
             return DeletedRows(events, profiles)
 
         deleted = self._write(delete)
@@ -419,19 +416,11 @@ class DuckDBStore:
     def backup(self, target: Path) -> BackupInfo:
         """EXPORT DATABASE inside one read transaction: MVCC gives it a snapshot of every table
         at the transaction's start, while the writer keeps committing."""
-        if target.exists():
-            raise BadRequest(f"backup target {target} already exists")
         con = self._db.cursor()
         try:
-            con.execute("BEGIN TRANSACTION")
-            events, last_seq = con.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone()  # type: ignore[misc]
-            profiles = con.execute("SELECT count(*) FROM profiles").fetchone()[0]  # type: ignore[index]
-            con.execute(f"EXPORT DATABASE '{_sql_string(str(target))}' (FORMAT parquet)")
-            con.execute("COMMIT")
+            return duckdb_backup.export_snapshot(con, target)
         finally:
             con.close()
-        _private(target)
-        return BackupInfo(int(events), int(profiles), int(last_seq))
 
     def close(self) -> None:
         if self._writer.is_alive():
@@ -539,32 +528,6 @@ def _apply_profiles(
                 "INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?)",
                 [project_id, kind, group_key, profile_id, orjson.dumps(props).decode(), updated_ms],
             )
-
-
-def restore(source: Path, data_dir: Path) -> None:
-    """Load a `backup` directory into a new store file in `data_dir` (which must hold none)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / EVENTS_FILE
-    if path.exists():
-        raise BadRequest(f"{data_dir} already holds an event store: restore into an empty directory")
-    con = duckdb.connect(str(path))
-    try:
-        con.execute(f"IMPORT DATABASE '{_sql_string(str(source))}'")
-        con.execute("CHECKPOINT")
-    finally:
-        con.close()
-    path.chmod(0o600)
-
-
-def _private(directory: Path) -> None:
-    directory.chmod(0o700)
-    for child in directory.iterdir():
-        child.chmod(0o600)
-
-
-def _count(result: duckdb.DuckDBPyConnection) -> int:
-    row = result.fetchone()
-    return int(row[0]) if row else 0
 
 
 def _sql_string(text: str) -> str:

@@ -18,8 +18,20 @@ def open_store(config: Config) -> EventStore:
     )
 
 
+def open_store_unless_busy(config: Config) -> EventStore | None:
+    """The store, or None while another process (a running server) holds its write lock."""
+    import duckdb
+
+    try:
+        return open_store(config)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            return None
+        raise
+
+
 def restore_store(config: Config, source: Path) -> None:
     """Rebuild the configured engine's store in `config.data_dir` from a `backup` directory."""
-    from rawevents.storage.duckdb_store import restore
+    from rawevents.storage.duckdb_backup import restore
 
     restore(source, Path(config.data_dir))

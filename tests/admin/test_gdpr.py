@@ -13,8 +13,7 @@ import pytest
 
 from rawevents.auth import INVALID_SERVICE_ACCOUNT, MISSING_BEARER
 from rawevents.projects import Project
-from tests.export.helpers import basic
-from tests.lifecycle.helpers import (
+from tests.admin.helpers import (
     bearer,
     event,
     export,
@@ -25,6 +24,7 @@ from tests.lifecycle.helpers import (
     set_profiles,
     wait_for,
 )
+from tests.export.helpers import basic
 from tests.live_server import LiveServer
 
 DAY = "2024-05-01"

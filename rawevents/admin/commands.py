@@ -1,4 +1,4 @@
-"""What the registry and lifecycle CLI commands do, apart from parsing: each takes the resolved
+"""What the registry and data-lifecycle CLI commands do, apart from parsing: each takes the resolved
 Config and plain arguments and returns the JSON-able answer the CLI prints (so the CLI stays a
 thin layer whatever parses its flags)."""
 
@@ -9,12 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rawevents.admin import backup, handoff, tasks
 from rawevents.errors import RawEventsError
-from rawevents.lifecycle import backup, handoff, tasks
 from rawevents.projects import SUCCESS, Registry
 from rawevents.settings import Config
-from rawevents.storage import EventStore, open_store
-from rawevents.storage.factory import restore_store
+from rawevents.storage.factory import open_store_unless_busy, restore_store
 
 
 def _registry(config: Config) -> Registry:
@@ -82,14 +81,11 @@ def run_store_task(
     """Create a task, get it done (by the running server, or here), return its JSON result."""
     task = registry.create_task(kind, project_id, payload, requested_by="cli")
 
-    def open_here() -> EventStore:
-        return open_store(config)
-
     done = handoff.run_task(
         registry,
         Path(config.data_dir),
         task,
-        open_here,
+        lambda: open_store_unless_busy(config),
         on_wait=lambda message: print(f"rawevents: {message}", file=sys.stderr, flush=True),
     )
     if done.status != SUCCESS:

@@ -11,9 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rawevents.errors import StoreBusy
-from rawevents.lifecycle import tasks
-from rawevents.lifecycle.runner import HEARTBEAT_FRESH_MS
+from rawevents.admin import tasks
+from rawevents.admin.runner import HEARTBEAT_FRESH_MS
 from rawevents.projects import FINAL_STATES, Registry, Task
 from rawevents.storage.base import EventStore
 
@@ -24,11 +23,12 @@ def run_task(
     registry: Registry,
     data_dir: Path,
     task: Task,
-    open_store: Callable[[], EventStore],
+    open_store: Callable[[], EventStore | None],
     *,
     on_wait: Callable[[str], None] = lambda _: None,
 ) -> Task:
-    """Wait until `task` ended, running it here when no server will; returns its final row."""
+    """Wait until `task` ended, running it here when no server will; returns its final row.
+    `open_store` answers None while another process holds the store."""
     told = False
     while True:
         current = registry.task(task.task_id)
@@ -41,9 +41,8 @@ def run_task(
                 told = True
             time.sleep(WAIT_STEP_SECONDS)
             continue
-        try:
-            store = open_store()
-        except StoreBusy:
+        store = open_store()
+        if store is None:  # locked: a server is starting; its runner will take the task
             time.sleep(WAIT_STEP_SECONDS)
             continue
         try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 
 from rawevents import timeutil
-from rawevents.lifecycle import backup
+from rawevents.admin import backup
 from rawevents.projects import FAILURE, SUCCESS, Project, Registry, Task
 from rawevents.storage.base import EventStore
 

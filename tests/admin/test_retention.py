@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from rawevents import timeutil
-from rawevents.lifecycle.tasks import retention_cutoff_ms
+from rawevents.admin.tasks import retention_cutoff_ms
 from rawevents.projects import Project
-from tests.lifecycle.helpers import cli_json, event, export, import_events, live, wait_for
+from tests.admin.helpers import cli_json, event, export, import_events, live, wait_for
 from tests.live_server import LiveServer
 
 BERLIN = "Europe/Berlin"

@@ -7,8 +7,7 @@ from pathlib import Path
 from rawevents.auth import INVALID_SECRET
 from rawevents.projects import Project
 from rawevents.storage.duckdb_store import DuckDBStore
-from tests.export.helpers import basic
-from tests.lifecycle.helpers import (
+from tests.admin.helpers import (
     cli,
     cli_json,
     event,
@@ -18,6 +17,7 @@ from tests.lifecycle.helpers import (
     profile_ids,
     set_profiles,
 )
+from tests.export.helpers import basic
 from tests.live_server import LiveServer
 
 DAY = "2024-05-01"

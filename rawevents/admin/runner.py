@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rawevents.lifecycle import tasks
+from rawevents.admin import tasks
 from rawevents.projects import Registry
 from rawevents.storage.base import EventStore
 
@@ -40,12 +40,15 @@ class TaskRunner:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rawevents-tasks", daemon=True)
+        # Its own thread, so the heartbeat stays fresh while a long task (a backup) runs.
+        self._heart = threading.Thread(target=self._beat, name="rawevents-heartbeat", daemon=True)
 
     def start(self) -> TaskRunner:
         requeued = self._ctx.registry.requeue_started_tasks()
         if requeued:
             log.info("re-running %d task(s) interrupted by the last stop", requeued)
         self._ctx.registry.beat()
+        self._heart.start()
         self._thread.start()
         return self
 
@@ -58,13 +61,21 @@ class TaskRunner:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(STOP_WAIT_SECONDS)
+        if self._heart.is_alive():
+            self._heart.join(STOP_WAIT_SECONDS)
         self._ctx.registry.stop_beating()
+
+    def _beat(self) -> None:
+        while not self._stopping.wait(POLL_SECONDS):
+            try:
+                self._ctx.registry.beat()
+            except Exception:
+                log.exception("task runner heartbeat failed")
 
     def _loop(self) -> None:
         next_retention = self._clock()
         while not self._stopping.is_set():
             try:
-                self._ctx.registry.beat()
                 if self._retention_interval > 0 and self._clock() >= next_retention:
                     tasks.apply_retention(self._ctx, int(self._clock() * 1000))
                     next_retention = self._clock() + self._retention_interval

@@ -22,8 +22,8 @@ from rawevents.auth import (
     authenticate_query,
 )
 from rawevents.projects import Registry
+from tests.admin.helpers import cli, cli_json, event, live
 from tests.export.helpers import basic
-from tests.lifecycle.helpers import cli, cli_json, event, live
 from tests.live_server import LiveServer, free_port
 
 EXPORT = "/api/2.0/export?from_date=2024-05-01&to_date=2024-05-01"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import orjson
 
+from tests.admin.helpers import cli, cli_json, event, export, import_events, live, set_profiles
 from tests.export.helpers import basic
-from tests.lifecycle.helpers import cli, cli_json, event, export, import_events, live, set_profiles
 
 DAY = "2024-05-01"
 T0 = 1714521600
