@@ -1,155 +1,400 @@
-"""`rawevents` command line: serve, projects, service accounts, retention, backup/restore, export.
+"""`rawevents` command line: one click group; each subcommand is registered here.
 
-Flags default to the settings table (and so to the RAWEVENTS_* environment variables). Commands
-that touch stored events hand their work to a running server through the registry, or do it
-themselves when none runs (see `rawevents.admin.handoff`).
+Server-side commands (serve, project, service-account, retention, backup, restore; their logic
+is in rawevents.admin.commands) take their defaults from the settings
+table (and so from the RAWEVENTS_* environment variables). `export` and `import` are clients of
+a running server and thin layers over rawevents.client. Every failure is one line on stderr
+(`rawevents: …`) and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
 
-import argparse
+import datetime as dt
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
+import click
+
+from rawevents import __version__
 from rawevents.admin import commands
 from rawevents.errors import RawEventsError
-from rawevents.export import download
 from rawevents.settings import SETTINGS_BY_NAME, Config, load_config
 
-
-def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", default=None, help=SETTINGS_BY_NAME["data_dir"].help)
-
-
-def _command(parent: Any, name: str, help_text: str, *, data_dir: bool = True) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
-    if data_dir:
-        _data_dir_arg(parser)
-    return parser
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-def _legacy_flag(parser: argparse.ArgumentParser, default: bool | None) -> None:
-    parser.add_argument(
-        "--legacy-signature",
-        action=argparse.BooleanOptionalAction,
-        default=default,
-        help="Keep the plaintext secret so the retired api_key + expire + sig signature works "
-        "(otherwise only its SHA-256 digest is stored).",
-    )
+def _data_dir_option(command: F) -> F:
+    return click.option("--data-dir", default=None, help=SETTINGS_BY_NAME["data_dir"].help)(command)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rawevents", description="Self-hosted Mixpanel-compatible event store."
-    )
-    top = parser.add_subparsers(dest="command", required=True)
-
-    serve = _command(top, "serve", "Run the HTTP server.")
-    serve.add_argument("--host", default=None, help=SETTINGS_BY_NAME["host"].help)
-    serve.add_argument("--port", type=int, default=None, help=SETTINGS_BY_NAME["port"].help)
-    serve.add_argument("--demo", action="store_true", default=None, help=SETTINGS_BY_NAME["demo"].help)
-
-    project = top.add_parser("project", help="Manage projects.")
-    project_commands = project.add_subparsers(dest="subcommand", required=True)
-    create = _command(project_commands, "create", "Create a project and print its credentials as JSON.")
-    create.add_argument("--name", required=True)
-    create.add_argument("--timezone", default="UTC", help="IANA time zone of the project (default UTC).")
-    _legacy_flag(create, False)
-    listing = _command(project_commands, "list", "Print every project as a JSON array (no secrets).")
-    listing.add_argument(
-        "--show-secrets",
-        action="store_true",
-        help="Include api_secret: the plaintext where kept for legacy signatures, else null.",
-    )
-    rotate = _command(
-        project_commands, "rotate-secret", "Replace a project's secret (the old one stops at once)."
-    )
-    rotate.add_argument("--project", type=int, required=True)
-    _legacy_flag(rotate, None)
-    delete = _command(
-        project_commands, "delete", "Delete a project, its credentials and all its events and profiles."
-    )
-    delete.add_argument("--project", type=int, required=True)
-    retention = _command(
-        project_commands, "set-retention", "Keep a project's events for N days (0: keep forever)."
-    )
-    retention.add_argument("--project", type=int, required=True)
-    retention.add_argument("--days", type=int, required=True)
-
-    account = top.add_parser("service-account", help="Manage service accounts.")
-    account_commands = account.add_subparsers(dest="subcommand", required=True)
-    sa_create = _command(account_commands, "create", "Create a service account with access to a project.")
-    sa_create.add_argument("--project", type=int, required=True)
-    sa_create.add_argument("--name", default="service-account")
-    sa_create.add_argument(
-        "--expires", type=int, default=None, metavar="DAYS", help="Expire after DAYS days."
-    )
-    sa_list = _command(account_commands, "list", "Print service accounts as a JSON array (no secrets).")
-    sa_list.add_argument("--project", type=int, default=None, help="Only accounts with access to it.")
-    sa_revoke = _command(account_commands, "revoke", "Revoke a service account at once.")
-    sa_revoke.add_argument("--username", required=True)
-
-    retention_cmd = top.add_parser("retention", help="Apply project retention.")
-    retention_commands = retention_cmd.add_subparsers(dest="subcommand", required=True)
-    apply = _command(retention_commands, "apply", "Drop every project's events older than its retention now.")
-    apply.add_argument("--project", type=int, default=None, help="Only this project.")
-
-    backup_cmd = _command(top, "backup", "Write a consistent snapshot of the store and registry.")
-    backup_cmd.add_argument("--out", required=True, help="New (or empty) directory for the backup.")
-    restore = _command(top, "restore", "Rebuild an empty data directory from a backup.")
-    restore.add_argument("--from", dest="source", required=True, help="A directory written by backup.")
-
-    export = top.add_parser("export", help="Export a running server's events, one gzip JSONL per day.")
-    download.add_arguments(export)
-    return parser
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="rawevents")
+def cli() -> None:
+    """Self-hosted Mixpanel-compatible event store."""
 
 
-# -- each command's arguments handed to its function in rawevents.admin.commands -------------
+@cli.command()
+@_data_dir_option
+@click.option("--host", default=None, help=SETTINGS_BY_NAME["host"].help)
+@click.option("--port", type=int, default=None, help=SETTINGS_BY_NAME["port"].help)
+@click.option("--demo", is_flag=True, default=None, help=SETTINGS_BY_NAME["demo"].help)
+def serve(data_dir: str | None, host: str | None, port: int | None, demo: bool | None) -> None:
+    """Run the HTTP server."""
+    from rawevents.server import serve as run_server
 
-Handler = Callable[[argparse.Namespace, Config], object]
-
-HANDLERS: dict[tuple[str, str | None], Handler] = {
-    ("project", "create"): lambda a, c: commands.project_create(c, a.name, a.timezone, a.legacy_signature),
-    ("project", "list"): lambda a, c: commands.project_list(c, a.show_secrets),
-    ("project", "rotate-secret"): lambda a, c: commands.project_rotate_secret(
-        c, a.project, a.legacy_signature
-    ),
-    ("project", "delete"): lambda a, c: commands.project_delete(c, a.project),
-    ("project", "set-retention"): lambda a, c: commands.project_set_retention(c, a.project, a.days),
-    ("service-account", "create"): lambda a, c: commands.service_account_create(
-        c, a.project, a.name, a.expires
-    ),
-    ("service-account", "list"): lambda a, c: commands.service_account_list(c, a.project),
-    ("service-account", "revoke"): lambda a, c: commands.service_account_revoke(c, a.username),
-    ("retention", "apply"): lambda a, c: commands.retention_apply(c, a.project),
-    ("backup", None): lambda a, c: commands.backup_write(c, a.out),
-    ("restore", None): lambda a, c: commands.backup_restore(c, a.source),
-}
+    config = load_config(data_dir=data_dir)
+    run_server(config.with_overrides(host=host, port=port, demo=demo))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "export":  # a client of a running server: no data directory involved
-            download.run(args, sys.stdout)
-            return 0
-        config = load_config(data_dir=args.data_dir)
-        if args.command == "serve":
-            from rawevents.server import serve
+@cli.group()
+def project() -> None:
+    """Manage projects."""
 
-            serve(config.with_overrides(host=args.host, port=args.port, demo=args.demo))
-            return 0
-        _print(HANDLERS[(args.command, getattr(args, "subcommand", None))](args, config))
-    except RawEventsError as exc:
-        print(f"rawevents: {exc.message}", file=sys.stderr)
-        return 2
-    return 0
+
+_LEGACY_HELP = (
+    "Keep the plaintext secret so the retired api_key + expire + sig signature works "
+    "(otherwise only its SHA-256 digest is stored)."
+)
+
+
+@project.command("create")
+@click.option("--name", required=True, help="Name of the project.")
+@click.option("--timezone", default="UTC", show_default=True, help="IANA time zone of the project.")
+@click.option("--legacy-signature", is_flag=True, help=_LEGACY_HELP)
+@_data_dir_option
+def project_create(name: str, timezone: str, legacy_signature: bool, data_dir: str | None) -> None:
+    """Create a project and print its credentials as JSON (the only time its secret is shown)."""
+    _print(commands.project_create(_config(data_dir), name, timezone, legacy_signature))
+
+
+@project.command("list")
+@click.option(
+    "--show-secrets",
+    is_flag=True,
+    help="Include api_secret: the plaintext where kept for legacy signatures, else null.",
+)
+@_data_dir_option
+def project_list(show_secrets: bool, data_dir: str | None) -> None:
+    """Print every project as a JSON array, without secrets."""
+    _print(commands.project_list(_config(data_dir), show_secrets))
+
+
+@project.command("rotate-secret")
+@click.option("--project", "project_id", type=int, required=True, help="The project's id.")
+@click.option("--legacy-signature/--no-legacy-signature", default=None, help=_LEGACY_HELP)
+@_data_dir_option
+def project_rotate_secret(project_id: int, legacy_signature: bool | None, data_dir: str | None) -> None:
+    """Print a new secret for a project; the old one stops working at once."""
+    _print(commands.project_rotate_secret(_config(data_dir), project_id, legacy_signature))
+
+
+@project.command("delete")
+@click.option("--project", "project_id", type=int, required=True, help="The project's id.")
+@_data_dir_option
+def project_delete(project_id: int, data_dir: str | None) -> None:
+    """Delete a project, its credentials and all its events and profiles."""
+    _print(commands.project_delete(_config(data_dir), project_id))
+
+
+@project.command("set-retention")
+@click.option("--project", "project_id", type=int, required=True, help="The project's id.")
+@click.option(
+    "--days", type=click.IntRange(0), required=True, help="Calendar days kept before today; 0: forever."
+)
+@_data_dir_option
+def project_set_retention(project_id: int, days: int, data_dir: str | None) -> None:
+    """Keep a project's last N calendar days (and today); older events are dropped."""
+    _print(commands.project_set_retention(_config(data_dir), project_id, days))
+
+
+@cli.group("service-account")
+def service_account() -> None:
+    """Manage service accounts."""
+
+
+@service_account.command("create")
+@click.option("--project", "project_id", type=int, required=True, help="Project the account may use.")
+@click.option("--name", default="service-account", show_default=True, help="Name of the account.")
+@click.option("--expires", type=int, default=None, metavar="DAYS", help="Expire after DAYS days.")
+@_data_dir_option
+def service_account_create(project_id: int, name: str, expires: int | None, data_dir: str | None) -> None:
+    """Create a service account with access to a project (the only time its secret is shown)."""
+    _print(commands.service_account_create(_config(data_dir), project_id, name, expires))
+
+
+@service_account.command("list")
+@click.option("--project", "project_id", type=int, default=None, help="Only accounts with access to it.")
+@_data_dir_option
+def service_account_list(project_id: int | None, data_dir: str | None) -> None:
+    """Print service accounts as a JSON array, without secrets."""
+    _print(commands.service_account_list(_config(data_dir), project_id))
+
+
+@service_account.command("revoke")
+@click.option("--username", required=True, help="The account's username.")
+@_data_dir_option
+def service_account_revoke(username: str, data_dir: str | None) -> None:
+    """Revoke a service account at once."""
+    _print(commands.service_account_revoke(_config(data_dir), username))
+
+
+@cli.group()
+def retention() -> None:
+    """Apply project retention."""
+
+
+@retention.command("apply")
+@click.option("--project", "project_id", type=int, default=None, help="Only this project.")
+@_data_dir_option
+def retention_apply(project_id: int | None, data_dir: str | None) -> None:
+    """Drop every project's events older than its retention now."""
+    _print(commands.retention_apply(_config(data_dir), project_id))
+
+
+@cli.command()
+@click.option("--out", required=True, help="New (or empty) directory for the backup.")
+@_data_dir_option
+def backup(out: str, data_dir: str | None) -> None:
+    """Write a consistent snapshot of the store and registry (also while the server runs)."""
+    _print(commands.backup_write(_config(data_dir), out))
+
+
+@cli.command()
+@click.option("--from", "source", required=True, help="A directory written by backup.")
+@_data_dir_option
+def restore(source: str, data_dir: str | None) -> None:
+    """Rebuild an empty data directory from a backup."""
+    _print(commands.backup_restore(_config(data_dir), source))
+
+
+def _config(data_dir: str | None) -> Config:
+    return load_config(data_dir=data_dir)
 
 
 def _print(payload: object) -> None:
-    print(json.dumps(payload))
+    click.echo(json.dumps(payload))
+
+
+# -- clients of a running server -------------------------------------------------------------
+
+
+def _client_options(command: F) -> F:
+    options = [
+        click.option(
+            "--url",
+            envvar="RAWEVENTS_URL",
+            default=DEFAULT_URL,
+            show_default=True,
+            help="Base URL of the server (env RAWEVENTS_URL).",
+        ),
+        click.option("--secret", default=None, help="Project secret (or env RAWEVENTS_SECRET)."),
+        click.option(
+            "--service-account",
+            default=None,
+            metavar="USER:SECRET",
+            help="Service account (or env RAWEVENTS_SERVICE_ACCOUNT); needs --project-id.",
+        ),
+        click.option(
+            "--project-id", type=int, default=None, help="Project id (or env RAWEVENTS_PROJECT_ID)."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _connection(url: str, secret: str | None, service_account: str | None, project_id: int | None) -> Any:
+    from rawevents.client import Connection, Credentials
+
+    return Connection(url, Credentials.resolve(secret, service_account, project_id))
+
+
+_DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+@cli.command("export")
+@_client_options
+@click.option(
+    "--from",
+    "from_date",
+    type=_DAY,
+    required=True,
+    metavar="DAY",
+    help="First day, YYYY-MM-DD (project-local).",
+)
+@click.option(
+    "--to", "to_date", type=_DAY, required=True, metavar="DAY", help="Last day, YYYY-MM-DD, inclusive."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Directory for one file per day (--split day), or the file (--split none).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "jsonl.gz", "csv", "parquet"]),
+    default="jsonl.gz",
+    show_default=True,
+    help="Output format (CSV flattens properties into columns; Parquet keeps types).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["day", "none"]),
+    default="day",
+    show_default=True,
+    help="One file per project-local day, or a single file.",
+)
+@click.option("--utc", is_flag=True, help="Write `time` as a UTC epoch instead of project-local time.")
+@click.option("--timezone", default=None, help="The project's IANA zone for --utc (default: ask the server).")
+@click.option(
+    "--incremental",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="STATE_FILE",
+    help="Write only what is new since the run that saved STATE_FILE, under new file names.",
+)
+@click.option(
+    "--lookback-days",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="With --incremental against a server without cursors (Mixpanel): days re-fetched.",
+)
+@click.option("--event", "events", multiple=True, help="Only this event (repeatable).")
+@click.option("--where", default=None, help="Segmentation expression filtering the events.")
+@click.option("--username", default=None, hidden=True, help="Old spelling: --service-account USER:SECRET.")
+def export_command(
+    url: str,
+    secret: str | None,
+    service_account: str | None,
+    project_id: int | None,
+    from_date: dt.datetime,
+    to_date: dt.datetime,
+    out: Path,
+    fmt: str,
+    split: str,
+    utc: bool,
+    timezone: str | None,
+    incremental: Path | None,
+    lookback_days: int,
+    events: tuple[str, ...],
+    where: str | None,
+    username: str | None,
+) -> None:
+    """Export a server's events to files: resumable, incremental, in JSONL, CSV or Parquet."""
+    from rawevents.client import ExportOptions, TerminalProgress, export
+    from rawevents.client.exporter import Split
+    from rawevents.client.formats import Format
+
+    if username is not None and secret is not None:
+        service_account, secret = f"{username}:{secret}", None
+    options = ExportOptions(
+        from_date.date(),
+        to_date.date(),
+        out,
+        format=cast("Format", fmt),
+        split=cast("Split", split),
+        utc=utc,
+        timezone=timezone,
+        events=events,
+        where=where,
+        incremental=incremental,
+        lookback_days=lookback_days,
+    )
+    progress = TerminalProgress()
+    with _connection(url, secret, service_account, project_id) as server:
+        server.on_retry = progress.retrying
+        result = export(server, options, progress)
+    written = [f for f in result.files if f.path is not None and not f.skipped]
+    skipped = sum(1 for f in result.files if f.skipped)
+    click.echo(
+        f"rawevents export: {result.events:,} events in {len(written)} files ({skipped} already complete), "
+        f"{result.bytes:,} bytes in {result.seconds:.1f} s -> {out}",
+        err=True,
+    )
+
+
+@cli.command("import")
+@_client_options
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--timezone", default=None, help="The files' `time` is local to this zone (Mixpanel exports).")
+@click.option(
+    "--concurrency", type=click.IntRange(1, 32), default=4, show_default=True, help="Requests in flight."
+)
+@click.option(
+    "--batch-events",
+    type=click.IntRange(1, 2000),
+    default=2000,
+    show_default=True,
+    help="Events per request.",
+)
+@click.option(
+    "--restore/--no-restore",
+    default=True,
+    show_default=True,
+    help="Store events as given (rawevents keeps their server properties), so they export identically.",
+)
+def import_command(
+    url: str,
+    secret: str | None,
+    service_account: str | None,
+    project_id: int | None,
+    files: tuple[Path, ...],
+    timezone: str | None,
+    concurrency: int,
+    batch_events: int,
+    restore: bool,
+) -> None:
+    """Import JSONL, JSONL.gz or Parquet files (e.g. an export) into a server's /import."""
+    from rawevents.client import ImportOptions, TerminalProgress, import_files
+
+    options = ImportOptions(
+        timezone=timezone, batch_events=batch_events, concurrency=concurrency, restore=restore
+    )
+    progress = TerminalProgress()
+    with _connection(url, secret, service_account, project_id) as server:
+        server.on_retry = progress.retrying
+        result = import_files(server, list(files), options, progress)
+    for failure in result.failures[:MAX_FAILURES_SHOWN]:
+        click.echo(f"{failure.file}:{failure.line}: {failure.message}", err=True)
+    if len(result.failures) > MAX_FAILURES_SHOWN:
+        click.echo(f"… and {len(result.failures) - MAX_FAILURES_SHOWN} more failures", err=True)
+    click.echo(
+        f"rawevents import: {result.imported:,} events imported, {len(result.failures):,} failed, "
+        f"{result.files} files, {result.bytes:,} bytes sent in {result.seconds:.1f} s",
+        err=True,
+    )
+    if result.failures:
+        raise click.exceptions.Exit(1)
+
+
+MAX_FAILURES_SHOWN = 20
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="rawevents", standalone_mode=False
+        )
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        click.echo("rawevents: interrupted", err=True)
+        return 130
+    except RawEventsError as exc:
+        click.echo(f"rawevents: {exc.message}", err=True)
+        return 2
+    except OSError as exc:  # disk full, permission denied: still one line, no traceback
+        click.echo(f"rawevents: {exc}", err=True)
+        return 2
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":
