@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rawevents.errors import StoreInUse
 from rawevents.settings import Config
 from rawevents.storage.base import EventStore
 
@@ -20,14 +21,10 @@ def open_store(config: Config) -> EventStore:
 
 def open_store_unless_busy(config: Config) -> EventStore | None:
     """The store, or None while another process (a running server) holds its write lock."""
-    import duckdb
-
     try:
         return open_store(config)
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            return None
-        raise
+    except StoreInUse:
+        return None
 
 
 def restore_store(config: Config, source: Path) -> None:

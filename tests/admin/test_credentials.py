@@ -198,33 +198,25 @@ def test_a_version_1_registry_is_migrated_to_digests(tmp_path: Path) -> None:
 
 
 def _demo_lines(data_dir: Path) -> list[str]:
+    """What `serve --demo` prints before it listens."""
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rawevents.cli",
-            "serve",
-            "--demo",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-        ],
+    command = [sys.executable, "-m", "rawevents.cli", "serve", "--demo", "--data-dir", str(data_dir)]
+    lines: list[str] = []
+    with subprocess.Popen(
+        [*command, "--port", str(port)],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
         env={**os.environ, "RAWEVENTS_INGEST_PROCESSES": "0"},
-    )
-    lines: list[str] = []
-    try:
+    ) as process:
         assert process.stderr is not None
-        while not (line := process.stderr.readline()).startswith("rawevents listening"):
-            assert line, "".join(lines)
-            lines.append(line)
-    finally:
-        process.terminate()
-        process.wait(10)
+        try:
+            while not (line := process.stderr.readline()).startswith("rawevents listening"):
+                assert line, "".join(lines)
+                lines.append(line)
+        finally:
+            process.terminate()
+            process.wait(10)
     return lines
 
 
