@@ -69,6 +69,19 @@ def tls_options(config: Config) -> dict[str, Any]:
     return {"ssl_certfile": config.ssl_certfile, "ssl_keyfile": config.ssl_keyfile or None}
 
 
+def announce_demo_project(services: Services, config: Config) -> None:
+    """Print the demo project; its secret only when just created (later it exists as a digest)."""
+    project, created = ensure_demo_project(services.registry)
+    print("rawevents demo project:", json.dumps(project.public_dict()), file=sys.stderr, flush=True)
+    if not created:
+        print(
+            "rawevents: the demo project's secret was printed when it was created; for a new one run"
+            f" `rawevents project rotate-secret --project {project.project_id} --data-dir {config.data_dir}`",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def check_data_dir(path: str) -> None:
     """Create the data directory (0700) and prove it writable, or fail in one line."""
     try:
@@ -144,10 +157,7 @@ def serve(config: Config) -> None:
             if services.ingest_workers is not None:
                 services.ingest_workers.warm()
             if config.demo:
-                project = ensure_demo_project(services.registry)
-                print(
-                    "rawevents demo project:", json.dumps(project.public_dict()), file=sys.stderr, flush=True
-                )
+                announce_demo_project(services, config)
             server = _Server(
                 uvicorn.Config(
                     create_app(config, services),

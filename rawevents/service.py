@@ -39,9 +39,10 @@ class Services:
         self.store.close()
 
 
-def ensure_demo_project(registry: Registry) -> Project:
-    """The demo project, created on first start (UTC, so exported times are true epochs)."""
+def ensure_demo_project(registry: Registry) -> tuple[Project, bool]:
+    """The demo project, created on first start (UTC, so exported times are true epochs), and
+    whether it was created now: only then is its secret known (it is stored hashed)."""
     for project in registry.list_projects():
         if project.name == DEMO_PROJECT_NAME:
-            return project
-    return registry.create_project(DEMO_PROJECT_NAME, "UTC")
+            return project, False
+    return registry.create_project(DEMO_PROJECT_NAME, "UTC"), True

@@ -177,6 +177,20 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
     ),
     Setting(
+        "retention_interval_seconds",
+        3600,
+        "RAWEVENTS_RETENTION_INTERVAL_SECONDS",
+        "How often the server drops events older than each project's retention; 0: only on start.",
+        _int(),
+    ),
+    Setting(
+        "gdpr_deletion_delay_seconds",
+        0,
+        "RAWEVENTS_GDPR_DELETION_DELAY_SECONDS",
+        "How long a GDPR deletion waits (PENDING, cancellable) before it runs.",
+        _int(),
+    ),
+    Setting(
         "log_level",
         "info",
         "RAWEVENTS_LOG_LEVEL",
@@ -248,6 +262,8 @@ class Config:
     ingest_processes: int = field(default=SETTINGS_BY_NAME["ingest_processes"].default)
     engine_memory_limit: str = field(default=SETTINGS_BY_NAME["engine_memory_limit"].default)
     demo: bool = field(default=SETTINGS_BY_NAME["demo"].default)
+    retention_interval_seconds: int = field(default=SETTINGS_BY_NAME["retention_interval_seconds"].default)
+    gdpr_deletion_delay_seconds: int = field(default=SETTINGS_BY_NAME["gdpr_deletion_delay_seconds"].default)
     log_level: str = field(default=SETTINGS_BY_NAME["log_level"].default)
     shutdown_timeout_s: int = field(default=SETTINGS_BY_NAME["shutdown_timeout_s"].default)
     ingest_job_timeout_s: int = field(default=SETTINGS_BY_NAME["ingest_job_timeout_s"].default)

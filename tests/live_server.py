@@ -95,3 +95,6 @@ class LiveServer:
 
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.post(self.base_url + path, timeout=30, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.delete(self.base_url + path, timeout=30, **kwargs)

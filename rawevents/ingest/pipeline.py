@@ -338,6 +338,8 @@ def _authenticate_import(registry: Registry, request: IngestRequest, params: Map
     except RawEventsError as exc:
         if exc.status == 401:
             message = responses.INVALID_CREDENTIALS if params.get("project_id") else auth.INVALID_SECRET
+            if isinstance(exc, auth.ServiceAccountUnauthorized):
+                message = exc.message
             raise type(exc)(message) from exc
         raise
     except (UnicodeError, ValueError) as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import pyarrow as pa
@@ -113,6 +114,21 @@ class ProfileUpdate:
     time_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class DeletedRows:
+    events: int
+    profiles: int
+
+
+@dataclass(frozen=True, slots=True)
+class BackupInfo:
+    """What a store snapshot holds: enough to tell which acknowledged writes it includes."""
+
+    events: int
+    profiles: int
+    last_seq: int  # ingestion-order number of the newest event in the snapshot (0: none)
+
+
 # Applies one update to a profile's current properties (None: no profile); None result deletes it.
 ProfileApplier = Callable[[dict[str, Any] | None, ProfileUpdate], dict[str, Any] | None]
 
@@ -202,5 +218,29 @@ class EventStore(Protocol):
     def check(self, timeout: float) -> None:
         """Raise StorageError unless the store answers a read and its write path takes a job
         within `timeout` seconds (the readiness probe)."""
+
+    # -- data lifecycle (GDPR requests, retention, project deletion, backup) ---------------------
+    # Writes are serialised with ingestion commits and durable when they return.
+
+    def delete_users(self, project_id: int, distinct_ids: Sequence[str]) -> DeletedRows:
+        """Delete every event whose distinct_id is listed and the users' profiles (not groups')."""
+
+    def drop_events_before(self, project_id: int, cutoff_ms: int) -> int:
+        """Delete the project's events with time_ms < cutoff_ms; returns how many."""
+
+    def delete_project(self, project_id: int) -> DeletedRows:
+        """Delete every event and profile of the project."""
+
+    def user_events(self, project_id: int, distinct_ids: Sequence[str]) -> Iterator[bytes | memoryview]:
+        """The users' events as export lines, in (time, ingestion order)."""
+
+    def user_profiles(
+        self, project_id: int, distinct_ids: Sequence[str]
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The users' profiles as (distinct_id, properties), ordered by id."""
+
+    def backup(self, target: Path) -> BackupInfo:
+        """Write a consistent snapshot of the whole store into the new directory `target`, while
+        ingestion goes on; a restore of it exports byte-identical lines."""
 
     def close(self) -> None: ...

@@ -16,15 +16,18 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rawevents.errors import StartupError, StorageError
+from rawevents.errors import StorageError, StoreInUse
+from rawevents.storage import duckdb_backup
 from rawevents.storage.base import (
+    BackupInfo,
+    DeletedRows,
     ExportPlan,
     NullObserver,
     ProfileApplier,
@@ -35,6 +38,7 @@ from rawevents.storage.base import (
     StoreObserver,
     events_table,
 )
+from rawevents.storage.duckdb_backup import affected_rows
 from rawevents.storage.duckdb_plan import narrow_to_data, position_conditions
 from rawevents.where.printer import Sql, compile_predicate
 from rawevents.where.printer.duckdb import DuckDBPrinter
@@ -102,6 +106,7 @@ ROWS_PER_BATCH = 16384
 CHECKPOINT_THRESHOLD = "256MB"
 
 _Job = Callable[[duckdb.DuckDBPyConnection], None]
+T = TypeVar("T")
 
 
 class DuckDBStore:
@@ -363,6 +368,116 @@ class DuckDBStore:
         if rows != [(value,)]:
             raise StorageError("the probe row read back differs from the one written")
 
+    # -- data lifecycle -------------------------------------------------------------------------
+
+    def _write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run `fn` in the writer's next transaction (serialised with ingestion commits), wait
+        until it is durable, and return its result."""
+        results: list[T] = []  # a group that fails is retried job by job: keep the last run's
+
+        def job(con: duckdb.DuckDBPyConnection) -> None:
+            results.append(fn(con))
+
+        future: Future[None] = Future()
+        self._enqueue(job, future)
+        future.result()
+        return results[-1]
+
+    def _checkpoint(self) -> None:
+        """Fold the WAL into the database file, so deleted rows leave the WAL now rather than at
+        the next size-triggered checkpoint. Best effort: a busy engine checkpoints later."""
+        con = self._db.cursor()
+        try:
+            con.execute("CHECKPOINT")
+        except duckdb.Error:
+            log.info("checkpoint after a deletion deferred", exc_info=True)
+        finally:
+            con.close()
+
+    def delete_users(self, project_id: int, distinct_ids: Sequence[str]) -> DeletedRows:
+        ids = list(distinct_ids)
+
+        def delete(con: duckdb.DuckDBPyConnection) -> DeletedRows:
+            events = affected_rows(
+                con.execute(
+                    "DELETE FROM events WHERE project_id = ? AND list_contains(?, distinct_id)",
+                    [project_id, ids],
+                )
+            )
+            profiles = affected_rows(
+                con.execute(
+                    "DELETE FROM profiles WHERE project_id = ? AND kind = 'user'"
+                    " AND list_contains(?, profile_id)",
+                    [project_id, ids],
+                )
+            )
+            return DeletedRows(events, profiles)
+
+        deleted = self._write(delete)
+        self._checkpoint()
+        return deleted
+
+    def drop_events_before(self, project_id: int, cutoff_ms: int) -> int:
+        dropped = self._write(
+            lambda con: affected_rows(
+                con.execute(
+                    "DELETE FROM events WHERE project_id = ? AND time_ms < ?", [project_id, cutoff_ms]
+                )
+            )
+        )
+        if dropped:
+            self._checkpoint()
+        return dropped
+
+    def delete_project(self, project_id: int) -> DeletedRows:
+        def delete(con: duckdb.DuckDBPyConnection) -> DeletedRows:
+            events = affected_rows(con.execute("DELETE FROM events WHERE project_id = ?", [project_id]))
+            profiles = affected_rows(con.execute("DELETE FROM profiles WHERE project_id = ?", [project_id]))
+            return DeletedRows(events, profiles)
+
+        deleted = self._write(delete)
+        self._checkpoint()
+        return deleted
+
+    def user_events(self, project_id: int, distinct_ids: Sequence[str]) -> Iterator[bytes | memoryview]:
+        con = self._db.cursor()
+        try:
+            reader = con.sql(
+                "SELECT line FROM events WHERE project_id = ? AND list_contains(?, distinct_id)"
+                " ORDER BY time_ms, seq",
+                params=[project_id, list(distinct_ids)],
+            ).to_arrow_reader(ROWS_PER_BATCH)
+            for batch in reader:
+                if batch.num_rows:
+                    yield _string_column_bytes(batch.column(0))
+        finally:
+            con.close()
+
+    def user_profiles(
+        self, project_id: int, distinct_ids: Sequence[str]
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        con = self._db.cursor()
+        try:
+            result = con.execute(
+                "SELECT profile_id, properties FROM profiles WHERE project_id = ? AND kind = 'user'"
+                " AND list_contains(?, profile_id) ORDER BY profile_id",
+                [project_id, list(distinct_ids)],
+            )
+            while batch := result.fetchmany(1000):
+                for profile_id, properties in batch:
+                    yield profile_id, orjson.loads(properties)
+        finally:
+            con.close()
+
+    def backup(self, target: Path) -> BackupInfo:
+        """EXPORT DATABASE inside one read transaction: MVCC gives it a snapshot of every table
+        at the transaction's start, while the writer keeps committing."""
+        con = self._db.cursor()
+        try:
+            return duckdb_backup.export_snapshot(con, target)
+        finally:
+            con.close()
+
     def close(self) -> None:
         if self._writer.is_alive():
             self._jobs.put(None)
@@ -388,7 +503,7 @@ def _connect(path: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
         if "Could not set lock" in str(exc):
             holder = re.search(r"\(PID (\d+)\)", str(exc))
             who = f" (PID {holder.group(1)})" if holder else ""
-            raise StartupError(
+            raise StoreInUse(
                 f"data directory {path.parent} is in use by another process{who}, probably another"
                 " rawevents server: stop it, or give this one its own --data-dir"
             ) from None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from rawevents.errors import StoreInUse
 from rawevents.settings import Config
 from rawevents.storage.base import EventStore, StoreObserver
 
@@ -16,3 +19,18 @@ def open_store(config: Config, observer: StoreObserver | None = None) -> EventSt
         commit_interval_ms=config.commit_interval_ms,
         observer=observer,
     )
+
+
+def open_store_unless_busy(config: Config) -> EventStore | None:
+    """The store, or None while another process (a running server) holds its write lock."""
+    try:
+        return open_store(config)
+    except StoreInUse:
+        return None
+
+
+def restore_store(config: Config, source: Path) -> None:
+    """Rebuild the configured engine's store in `config.data_dir` from a `backup` directory."""
+    from rawevents.storage.duckdb_backup import restore
+
+    restore(source, Path(config.data_dir))
