@@ -1,13 +1,10 @@
-"""What ETL connectors read around the export, answered from stored data in Mixpanel's shapes:
-people profiles (`/api/2.0/engage`), event property names (`events/properties/top`), profile
-property types (`engage/properties`) and cohorts (none are stored: an empty list).
+"""People profiles (`/api/2.0/engage`), which ETL connectors read around the export, answered
+from stored data in Mixpanel's shape. Property discovery lives in rawevents.query.properties.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -19,9 +16,6 @@ from rawevents.projects import Project
 PEOPLE_KIND = "user"  # the profile kind /engage writes (rawevents.ingest)
 DEFAULT_PAGE_SIZE = 1000  # Mixpanel's page size for /engage
 MAX_PAGE_SIZE = 100_000
-PROPERTY_SAMPLE_ROWS = 100_000  # most recent events scanned for property names
-PROFILE_SAMPLE = 100_000  # profiles scanned for property types
-_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z?")
 
 
 class MetadataStore(Protocol):
@@ -99,59 +93,3 @@ def engage_page(store: MetadataStore, project: Project, params: Mapping[str, str
 def _session_id(project_id: int, params: Mapping[str, str]) -> str:
     basis = f"{project_id}|{params.get('distinct_ids', '')}|{params.get('distinct_id', '')}"
     return hashlib.sha1(basis.encode()).hexdigest()[:20]
-
-
-def event_property_counts(
-    store: MetadataStore, project: Project, params: Mapping[str, str]
-) -> dict[str, Any]:
-    """`{"<property>": {"count": N}}` over the most recent events (of `event`, when given),
-    most frequent first. No `limit` means every property seen (Mixpanel's default is 10, which
-    would hide columns from the connectors that use this for schema discovery)."""
-    limit = _int_param(params, "limit", 0, 1, 1_000_000) or None
-    conditions = "project_id = ?"
-    args: list[Any] = [project.project_id]
-    event = params.get("event")
-    if event:
-        conditions += " AND event = ?"
-        args.append(event)
-    sql = (
-        f"WITH sample AS (SELECT line FROM events WHERE {conditions}"
-        " ORDER BY time_ms DESC, seq DESC LIMIT ?),"
-        " keys AS (SELECT unnest(json_keys(json_extract(line, '$.properties'))) AS k FROM sample)"
-        " SELECT k, count(*) AS n FROM keys WHERE k <> 'time' GROUP BY k ORDER BY n DESC, k"
-    )
-    args.append(PROPERTY_SAMPLE_ROWS)
-    if limit is not None:
-        sql += " LIMIT ?"
-        args.append(limit)
-    return {name: {"count": int(count)} for name, count in store.query(sql, args)}
-
-
-def profile_property_types(store: MetadataStore, project: Project) -> dict[str, Any]:
-    """`{"results": {"<property>": {"count": N, "type": "string"|"number"|…}}, "status": "ok"}`,
-    each property's most common type over the profiles."""
-    types: dict[str, Counter[str]] = {}
-    for seen, (_, properties) in enumerate(store.profiles(project.project_id, PEOPLE_KIND)):
-        if seen >= PROFILE_SAMPLE:
-            break
-        for key, value in properties.items():
-            types.setdefault(key, Counter())[_type_name(value)] += 1
-    results = {
-        key: {"count": sum(counter.values()), "type": counter.most_common(1)[0][0]}
-        for key, counter in sorted(types.items(), key=lambda item: (-sum(item[1].values()), item[0]))
-    }
-    return {"results": results, "status": "ok"}
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "datetime" if _DATETIME.fullmatch(value) else "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "object"
-    return "unknown"

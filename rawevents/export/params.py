@@ -47,8 +47,8 @@ def parse_export_params(
     params: Mapping[str, str], project: Project, *, today: dt.date | None = None
 ) -> ExportRequest:
     """Validate export parameters; `today` defaults to today in the project's time zone."""
-    from_date = _date(params, "from_date")
-    to_date = _date(params, "to_date")
+    from_date = parse_date(params, "from_date")
+    to_date = parse_date(params, "to_date")
     if from_date > to_date:
         raise BadRequest(f"from_date {from_date.isoformat()} is after to_date {to_date.isoformat()}")
     current = timeutil.today(project.zone) if today is None else today
@@ -68,7 +68,7 @@ def parse_export_params(
 _FIRST_DAY = dt.date(1970, 1, 1)
 
 
-def _date(params: Mapping[str, str], name: str) -> dt.date:
+def parse_date(params: Mapping[str, str], name: str) -> dt.date:
     raw = params.get(name)
     if raw is None or raw.strip() == "":
         raise BadRequest(f"'{name}' is a required parameter")

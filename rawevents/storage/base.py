@@ -74,6 +74,14 @@ class SqlFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class SqlValue:
+    """A compiled expression giving one VARCHAR per row, or NULL (a segmentation `on` key)."""
+
+    sql: str
+    params: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ExportPlan:
     project_id: int
     segments: Sequence[TimeSegment]
@@ -91,6 +99,55 @@ class ProfileUpdate:
     operation: str  # "$set", "$set_once", "$add", "$append", "$union", "$remove", "$unset", "$delete"
     value: Any
     time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventSelection:
+    """Which events a query reads: one project, a UTC range cut where the offset changes."""
+
+    project_id: int
+    segments: Sequence[TimeSegment]
+    events: tuple[str, ...] | None = None
+    where: SqlFilter | None = None
+
+
+UNITS = ("minute", "hour", "day", "week", "month")
+KINDS = ("general", "unique", "average")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentationQuery:
+    """Counts per local-time bucket and segment key. Without `on`, the key is the event name.
+    Only the `limit` keys with the most events over the whole range are counted."""
+
+    selection: EventSelection
+    unit: str  # one of UNITS; buckets start at local wall-clock boundaries (weeks on Monday)
+    on: SqlValue | None = None
+    limit: int = 60
+    unique: bool = False  # also count distinct distinct_ids per bucket
+
+
+class SegmentCount(NamedTuple):
+    bucket_ms: int  # local wall-clock start of the bucket, as epoch milliseconds
+    key: str
+    events: int
+    users: int  # distinct distinct_ids (0 unless the query asked for unique)
+
+
+@dataclass(frozen=True, slots=True)
+class EventsPageQuery:
+    """One page of raw events in (time, ingestion) order, resuming after `cursor` (keyset)."""
+
+    selection: EventSelection
+    limit: int
+    newest_first: bool = False
+    cursor: tuple[int, int] | None = None  # (time_ms, seq) of the last row already shown
+
+
+class PageRow(NamedTuple):
+    time_ms: int
+    seq: int
+    line: str  # the export line, newline included
 
 
 # Applies one update to a profile's current properties (None: no profile); None result deletes it.
@@ -118,5 +175,20 @@ class EventStore(Protocol):
         self, project_id: int, kind: str, group_key: str = ""
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every stored profile of a kind as (id, properties), ordered by id."""
+
+    def segmentation(self, query: SegmentationQuery) -> list[SegmentCount]:
+        """Event (and optionally user) counts per bucket and key, for the top `limit` keys."""
+
+    def top_values(self, selection: EventSelection, on: SqlValue, limit: int) -> list[tuple[str, int]]:
+        """The `limit` most frequent non-NULL values of `on` with their event counts."""
+
+    def event_property_counts(
+        self, selection: EventSelection, sample_rows: int | None, limit: int | None
+    ) -> list[tuple[str, int]]:
+        """Property names of the selected events (all, or the `sample_rows` most recent) with the
+        number of events that have each, most frequent first (`time` excluded)."""
+
+    def events_page(self, query: EventsPageQuery) -> list[PageRow]:
+        """Up to `limit` rows after the cursor, in the asked order."""
 
     def close(self) -> None: ...

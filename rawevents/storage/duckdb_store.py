@@ -21,7 +21,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rawevents.errors import StorageError
-from rawevents.storage.base import ExportPlan, ProfileApplier, ProfileUpdate, StoredEvent, events_table
+from rawevents.storage.base import (
+    EventSelection,
+    EventsPageQuery,
+    ExportPlan,
+    PageRow,
+    ProfileApplier,
+    ProfileUpdate,
+    SegmentationQuery,
+    SegmentCount,
+    SqlValue,
+    StoredEvent,
+    events_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +271,71 @@ class DuckDBStore:
         finally:
             con.close()
 
+    def segmentation(self, query: SegmentationQuery) -> list[SegmentCount]:
+        # One scan grouped by (bucket, key); the window sums pick the top keys afterwards, so the
+        # events are read once whatever the limit.
+        bucket, bucket_params = _bucket_sql(query.selection, query.unit)
+        key, key_params = _key_sql(query.on)
+        users = "count(DISTINCT distinct_id)" if query.unique else "0"
+        conditions, params = _selection_sql(query.selection)
+        sql = (
+            f"WITH r AS (SELECT {bucket} AS bucket, {key} AS k, distinct_id FROM events WHERE {conditions}),"
+            f" g AS (SELECT bucket, k, count(*) AS n, {users} AS u FROM r"
+            " WHERE k IS NOT NULL GROUP BY bucket, k),"
+            " t AS (SELECT k, sum(n) AS total FROM g GROUP BY k ORDER BY total DESC, k LIMIT ?)"
+            " SELECT g.bucket, g.k, g.n, g.u FROM g JOIN t USING (k) ORDER BY g.bucket, g.k"
+        )
+        rows = self._read(sql, [*bucket_params, *key_params, *params, query.limit])
+        return [SegmentCount(int(b), k, int(n), int(u)) for b, k, n, u in rows]
+
+    def top_values(self, selection: EventSelection, on: SqlValue, limit: int) -> list[tuple[str, int]]:
+        key, key_params = _key_sql(on)
+        conditions, params = _selection_sql(selection)
+        sql = (
+            f"SELECT k, count(*) AS n FROM (SELECT {key} AS k FROM events WHERE {conditions})"
+            " WHERE k IS NOT NULL GROUP BY k ORDER BY n DESC, k LIMIT ?"
+        )
+        return [(k, int(n)) for k, n in self._read(sql, [*key_params, *params, limit])]
+
+    def event_property_counts(
+        self, selection: EventSelection, sample_rows: int | None, limit: int | None
+    ) -> list[tuple[str, int]]:
+        conditions, params = _selection_sql(selection)
+        sample = f"SELECT line FROM events WHERE {conditions}"
+        if sample_rows is not None:
+            sample += " ORDER BY time_ms DESC, seq DESC LIMIT ?"
+            params.append(sample_rows)
+        sql = (
+            f"WITH sample AS ({sample}),"
+            " keys AS (SELECT unnest(json_keys(json_extract(line, '$.properties'))) AS k FROM sample)"
+            " SELECT k, count(*) AS n FROM keys WHERE k <> 'time' GROUP BY k ORDER BY n DESC, k"
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [(k, int(n)) for k, n in self._read(sql, params)]
+
+    def events_page(self, query: EventsPageQuery) -> list[PageRow]:
+        conditions, params = _selection_sql(query.selection)
+        direction = "DESC" if query.newest_first else "ASC"
+        if query.cursor is not None:
+            after = "<" if query.newest_first else ">"
+            conditions += f" AND (time_ms {after} ? OR (time_ms = ? AND seq {after} ?))"
+            time_ms, seq = query.cursor
+            params += [time_ms, time_ms, seq]
+        sql = (
+            f"SELECT time_ms, seq, line FROM events WHERE {conditions}"
+            f" ORDER BY time_ms {direction}, seq {direction} LIMIT ?"
+        )
+        return [PageRow(int(t), int(s), line) for t, s, line in self._read(sql, [*params, query.limit])]
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        con = self._db.cursor()
+        try:
+            return con.execute(sql, list(params)).fetchall()
+        finally:
+            con.close()
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only query on a fresh cursor (used by metadata endpoints and tests)."""
         con = self._db.cursor()
@@ -328,6 +405,56 @@ def _export_query(
         sql += " LIMIT ?"
         params.append(limit)
     return sql, params
+
+
+def _selection_sql(selection: EventSelection) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its parameters) of a selection: project, range, events, `where`."""
+    segments = selection.segments
+    conditions = ["project_id = ?", "time_ms >= ?", "time_ms < ?"]
+    params: list[Any] = [selection.project_id, segments[0].start_ms, segments[-1].end_ms]
+    if selection.events is not None:
+        conditions.append("list_contains(?, event)")
+        params.append(list(selection.events))
+    if selection.where is not None:
+        conditions.append(f"({selection.where.sql})")
+        params.extend(selection.where.params)
+    return " AND ".join(conditions), params
+
+
+def _local_ms_sql(selection: EventSelection) -> tuple[str, list[Any]]:
+    """Project-local wall-clock milliseconds: time_ms plus the offset of its segment."""
+    segments = selection.segments
+    if len(segments) == 1:
+        return "(time_ms + ?)", [segments[0].offset_ms]
+    branches = " ".join("WHEN time_ms < ? THEN ?" for _ in segments[:-1])
+    params: list[Any] = []
+    for segment in segments[:-1]:
+        params += [segment.end_ms, segment.offset_ms]
+    return f"(time_ms + CASE {branches} ELSE ? END)", [*params, segments[-1].offset_ms]
+
+
+_DAY = 86_400_000
+# Bucket starts from local milliseconds `{0}`. Weeks start on Monday (1970-01-01 was a Thursday).
+_BUCKETS = {
+    "minute": "({0} // 60000 * 60000)",
+    "hour": "({0} // 3600000 * 3600000)",
+    "day": f"({{0}} // {_DAY} * {_DAY})",
+    "week": f"(({{0}} // {_DAY} - ((({{0}} // {_DAY}) + 3) % 7 + 7) % 7) * {_DAY})",
+    "month": "epoch_ms(date_trunc('month', epoch_ms({0})))",
+}
+
+
+def _bucket_sql(selection: EventSelection, unit: str) -> tuple[str, list[Any]]:
+    local, params = _local_ms_sql(selection)
+    template = _BUCKETS[unit]
+    uses = template.count("{0}")
+    return template.format(local), params * uses
+
+
+def _key_sql(on: SqlValue | None) -> tuple[str, list[Any]]:
+    if on is None:
+        return "event", []
+    return f"({on.sql})", list(on.params)
 
 
 def _string_column_bytes(column: pa.Array) -> memoryview:

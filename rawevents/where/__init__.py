@@ -7,7 +7,7 @@ export line, with every user value bound as a parameter.
 
 from __future__ import annotations
 
-from rawevents.storage.base import SqlFilter
+from rawevents.storage.base import SqlFilter, SqlValue
 from rawevents.where.ast import Node, to_text
 from rawevents.where.errors import WhereError, WhereTooComplex
 from rawevents.where.evaluator import evaluate, value_of
@@ -15,7 +15,17 @@ from rawevents.where.parser import MAX_LENGTH, parse
 from rawevents.where.printer.duckdb import DuckDBPrinter
 from rawevents.where.printer.sql import SqlTooLarge, sql
 
-__all__ = ["MAX_LENGTH", "Node", "WhereError", "compile_where", "evaluate", "parse", "to_text", "value_of"]
+__all__ = [
+    "MAX_LENGTH",
+    "Node",
+    "WhereError",
+    "compile_segment",
+    "compile_where",
+    "evaluate",
+    "parse",
+    "to_text",
+    "value_of",
+]
 
 
 def compile_where(text: str, *, timezone: str) -> SqlFilter:
@@ -31,3 +41,14 @@ def compile_where(text: str, *, timezone: str) -> SqlFilter:
     except (SqlTooLarge, RecursionError):
         raise WhereTooComplex("expression too complex to compile", text, 0, len(text)) from None
     return SqlFilter(predicate.text, predicate.params)
+
+
+def compile_segment(text: str, *, timezone: str) -> SqlValue:
+    """A segmentation `on` expression as DuckDB SQL giving `string(expression)` per row, NULL
+    when that is undefined or null; same language, parser and errors as `where`."""
+    node = parse(text)
+    try:
+        key = DuckDBPrinter(timezone).segment_key(node)
+    except (SqlTooLarge, RecursionError):
+        raise WhereTooComplex("expression too complex to compile", text, 0, len(text)) from None
+    return SqlValue(key.text, key.params)
