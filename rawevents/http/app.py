@@ -1,4 +1,4 @@
-"""ASGI application: mounts the ingestion, export and query route modules on shared services."""
+"""ASGI application: mounts the ingestion, export, query and explorer route modules on shared services."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rawevents.errors import BadRequest
-from rawevents.http import export_routes, ingest_routes, query_routes
+from rawevents.http import explore_routes, export_routes, ingest_routes, query_routes
 from rawevents.http.responses import json_response, query_api_error
 from rawevents.service import Services
 from rawevents.settings import Config
@@ -44,5 +44,6 @@ def create_app(config: Config, services: Services | None = None) -> Starlette:
     routes += ingest_routes.routes()
     routes += export_routes.routes()
     routes += query_routes.routes()
+    routes += explore_routes.routes()
     routes.append(Route("/api/{rest:path}", unknown_api, methods=["GET", "POST", "HEAD"]))
     return Starlette(routes=routes, lifespan=lifespan)
