@@ -35,8 +35,11 @@ class Traffic:
         start_ms = int(start.timestamp() * 1000)
         return start_ms, start_ms + 3_600_000
 
-    def in_window(self, distinct_id: str | None = None) -> list[dict[str, Any]]:
-        start, end = self.spike_window
+    def in_window(
+        self, distinct_id: str | None = None, window: tuple[int, int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Events in `window` (UTC ms, default the spike's hour), of one user if given."""
+        start, end = window or self.spike_window
         return [
             e
             for e in self.events
