@@ -31,7 +31,7 @@ FLAGS = (
 def missing() -> str | None:
     for path in (CHROMIUM, CHROMEDRIVER):
         if shutil.which(path) is None:
-            return f"{path} not found: install Debian's chromium and chromium-driver (bash scripts/check does)"
+            return f"{path} not found: install Debian's chromium and chromium-driver (scripts/check does)"
     return None
 
 
@@ -46,5 +46,6 @@ def launch(profile: Path, downloads: Path) -> webdriver.Chrome:
     )
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    behaviour = {"behavior": "allow", "downloadPath": str(downloads)}
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", behaviour)
     return driver

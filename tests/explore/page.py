@@ -67,16 +67,15 @@ class ExplorerPage:
             title = rect.find_element(By.TAG_NAME, "title").get_attribute("textContent") or ""
             match = _TITLE.match(title)
             assert match, title
-            found.append(
-                Bar(int(rect.get_attribute("data-bucket") or -1), match[1], match[2], int(match[3]))
-            )
+            found.append(Bar(int(rect.get_attribute("data-bucket") or -1), match[1], match[2], int(match[3])))
         return found
 
     def drag_between(self, first: int, last: int) -> None:
         """Press on bucket `first`'s bar area and release on bucket `last`'s."""
         chart = self.find("chart")
         centre = (
-            "const c = arguments[0].getBoundingClientRect(); const width = arguments[0].viewBox.baseVal.width;"
+            "const c = arguments[0].getBoundingClientRect();"
+            "const width = arguments[0].viewBox.baseVal.width;"
             "const r = document.querySelector(`#chart rect[data-bucket='${arguments[1]}']`);"
             "const x = (r.x.baseVal.value + r.width.baseVal.value / 2) * c.width / width;"
             "return Math.round(x - c.width / 2);"

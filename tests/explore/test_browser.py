@@ -109,11 +109,11 @@ def test_find_spike_select_it_filter_to_one_user_and_download(
     # The curl command selects the same events and never carries the secret.
     curl = page.find("curl").text
     assert project.api_secret not in curl and "$RAWEVENTS_SECRET" in curl
-    assert "string(properties[\"distinct_id\"]) == \"spike-a\"" in curl
+    assert 'string(properties["distinct_id"]) == "spike-a"' in curl
 
 
 def test_where_errors_point_at_their_column(page: ExplorerPage, spiky: tuple[Project, seed.Traffic]) -> None:
-    project, traffic = spiky
+    project, _ = spiky
     page.sign_in(project.api_secret)
     page.find("where").send_keys('properties["$os"] == "iOS" and properties["x" == 1')
     page.find("apply").click()
