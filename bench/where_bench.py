@@ -14,9 +14,11 @@ import time
 from collections.abc import Callable
 
 from rawevents.eventline import assemble_line
-from rawevents.storage.base import ExportPlan, SqlFilter, StoredEvent, TimeSegment
+from rawevents.storage.base import ExportPlan, StoredEvent
 from rawevents.storage.duckdb_store import DuckDBStore
-from rawevents.where import compile_where, parse
+from rawevents.timeutil import TimeSegment
+from rawevents.where import Node, parse
+from rawevents.where.printer import Sql, compile_predicate
 from rawevents.where.printer.duckdb import DuckDBPrinter
 
 START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
@@ -46,7 +48,7 @@ def make_events(count: int, days: int) -> list[StoredEvent]:
     return events
 
 
-def run_export(store: DuckDBStore, days: int, where: SqlFilter | None) -> tuple[float, int]:
+def run_export(store: DuckDBStore, days: int, where: Node | None) -> tuple[float, int]:
     plan = ExportPlan(1, [TimeSegment(START_MS, START_MS + days * 86_400_000, 0)], where=where)
     started = time.perf_counter()
     total = 0
@@ -72,29 +74,19 @@ def main() -> None:
         started = time.perf_counter()
         events = make_events(args.events, args.days)
         for i in range(0, len(events), 100_000):
-            store.append_events(events[i : i + 100_000])
+            store.submit_events(events[i : i + 100_000]).result()
         del events
         print(f"loaded {args.events} events in {time.perf_counter() - started:.1f} s")
-        cases: list[tuple[str, SqlFilter | None]] = [
-            ("no where", None),
-            (
-                'properties["plan"] == "enterprise"',
-                compile_where('properties["plan"] == "enterprise"', timezone="UTC"),
-            ),
-        ]
-        exact = DuckDBPrinter("UTC").predicate(parse('properties["plan"] == "enterprise"'))
-        cases.append(
-            ("(same, exact predicate only: no substring prefilter)", SqlFilter(exact.text, exact.params))
-        )
-        for text in (
+        texts = [
+            'properties["plan"] == "enterprise"',
             'properties["plan"] in ["enterprise"]',
             'number(properties["price"]) > 96',
             '"enterprise" in properties["plan"] and properties["price"] >= 0',
             'any(X, properties["items"], X == 42)',
             'not defined(properties["missing"]) and properties["plan"] == "enterprise"',
             " or ".join(f'properties["distinct_id"] == "user-{i}"' for i in range(0, 50_000, 500)),
-        ):
-            cases.append((text, compile_where(text, timezone="UTC")))
+        ]
+        cases: list[tuple[str, Node | None]] = [("no where", None), *((t, parse(t)) for t in texts)]
         base = None
         for name, where in cases:
             best, median, size = best_of(args.repeat, lambda w=where: run_export(store, args.days, w))  # type: ignore[misc]
@@ -102,12 +94,18 @@ def main() -> None:
             timing = f"best {best:6.3f} s  median {median:6.3f} s"
             print(f"{name[:75]:75s} {timing}  {size / 1e6:7.1f} MB  x{best / base:4.2f}")
         print("filter cost alone (SELECT count(*) over all rows, no ordering or transfer):")
-        for name, where in cases:
+        exact = DuckDBPrinter("UTC").predicate(parse(texts[0]))
+        filters: list[tuple[str, Sql | None]] = [
+            (name, None if node is None else compile_predicate(DuckDBPrinter("UTC"), node))
+            for name, node in cases
+        ]
+        filters.insert(2, ("(first, exact predicate only: no substring prefilter)", exact))
+        for name, where_sql in filters:
             sql = "SELECT count(*) FROM events WHERE project_id = 1"
             params: tuple[object, ...] = ()
-            if where is not None:
-                sql += f" AND ({where.sql})"
-                params = where.params
+            if where_sql is not None:
+                sql += f" AND ({where_sql.text})"
+                params = where_sql.params
 
             def count(q: str = sql, p: tuple[object, ...] = params) -> tuple[float, int]:
                 started = time.perf_counter()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from rawevents.ingest.workers import IngestWorkers
 from rawevents.projects import Project, Registry
 from rawevents.settings import Config
-from rawevents.storage.duckdb_store import DuckDBStore
+from rawevents.storage import EventStore, open_store
 
 DEMO_PROJECT_NAME = "demo"
 
@@ -16,17 +16,13 @@ DEMO_PROJECT_NAME = "demo"
 class Services:
     config: Config
     registry: Registry
-    store: DuckDBStore
+    store: EventStore
     ingest_workers: IngestWorkers | None = field(default=None)
 
     @classmethod
     def open(cls, config: Config) -> Services:
         registry = Registry(config.data_dir)
-        store = DuckDBStore(
-            config.data_dir,
-            memory_limit=config.engine_memory_limit,
-            commit_interval_ms=config.commit_interval_ms,
-        )
+        store = open_store(config)
         workers = IngestWorkers(config.ingest_processes) if config.ingest_processes > 0 else None
         return cls(config, registry, store, workers)
 

@@ -8,10 +8,19 @@ force at that instant). Internally everything is UTC epoch milliseconds; days ma
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from rawevents.storage.base import TimeSegment
+
+@dataclass(frozen=True, slots=True)
+class TimeSegment:
+    """A half-open UTC range [start_ms, end_ms) over which the project's UTC offset is constant."""
+
+    start_ms: int
+    end_ms: int
+    offset_ms: int
+
 
 UTC = dt.UTC
 _DAY_MS = 86_400_000

@@ -9,26 +9,21 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import orjson
 
 from rawevents import timeutil
 from rawevents.errors import BadRequest
 from rawevents.projects import Project
-from rawevents.storage.base import ExportPlan, SqlFilter, TimeSegment
+from rawevents.storage.base import ExportPlan
+from rawevents.where import parse
 
 MAX_LIMIT = 100_000
-BUCKET_MS = 3_600_000  # histogram resolution of narrow_to_data
-SCAN_TARGET_ROWS = 50_000  # rows per storage query, about; one hour with more stays one query
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TRUE = {"true", "1"}
 _FALSE = {"false", "0", ""}
-
-# compile_where(text, timezone=...) -> SqlFilter; injectable so the core is testable without it.
-WhereCompiler = Callable[..., SqlFilter]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,85 +123,17 @@ def parse_event_param(raw: str | None) -> tuple[str, ...] | None:
     return (raw,)  # a number, true/false or null: the text itself is the name
 
 
-def _default_where_compiler() -> WhereCompiler:
-    # Imported lazily: the where language is its own package and the export works without it.
-    from rawevents.where import compile_where
-
-    return compile_where
-
-
-def build_plan(
-    request: ExportRequest, project: Project, *, compile_where: WhereCompiler | None = None
-) -> ExportPlan:
-    """The storage plan: the days as half-open UTC instants, split where the UTC offset changes."""
+def build_plan(request: ExportRequest, project: Project) -> ExportPlan:
+    """The storage plan: the days as half-open UTC instants, split where the UTC offset changes,
+    and `where` parsed (a syntax error is a 400 here, before any store is asked)."""
     tz = project.zone
     start_ms, end_ms = timeutil.day_range_ms(tz, request.from_date, request.to_date)
-    where = None
-    if request.where is not None:
-        compiler = compile_where or _default_where_compiler()
-        where = compiler(request.where, timezone=project.timezone)
     return ExportPlan(
         project_id=project.project_id,
         segments=tuple(timeutil.offset_segments(tz, start_ms, end_ms)),
         events=request.events,
-        where=where,
+        where=None if request.where is None else parse(request.where),
+        timezone=project.timezone,
         limit=request.limit,
         time_in_ms=request.time_in_ms,
     )
-
-
-class BoundsQuery(Protocol):
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
-
-
-def narrow_to_data(plan: ExportPlan, store: BoundsQuery) -> ExportPlan:
-    """The plan cut to where the project has rows, in pieces of about SCAN_TARGET_ROWS rows.
-
-    One histogram query (rows per hour of the range, of the requested events) replaces blind
-    time windows: the range shrinks to the first and last hour with rows and is cut wherever
-    SCAN_TARGET_ROWS rows have accumulated. A ten-year range with one busy day costs what that
-    day costs, and each storage query sorts about SCAN_TARGET_ROWS rows, so the engine's memory
-    per export stays flat however dense the data. Read-your-writes holds: an
-    event acknowledged before the export started is counted in its hour.
-    """
-    if not plan.segments:
-        return plan
-    sql = (
-        "SELECT time_ms // ? AS bucket, count(*) FROM events"
-        " WHERE project_id = ? AND time_ms >= ? AND time_ms < ?"
-    )
-    params: list[Any] = [BUCKET_MS, plan.project_id, plan.segments[0].start_ms, plan.segments[-1].end_ms]
-    if plan.events is not None:
-        sql += " AND list_contains(?, event)"
-        params.append(list(plan.events))
-    buckets = sorted((int(b), int(n)) for b, n in store.query(sql + " GROUP BY bucket", params))
-    # The histogram counts rows before `where`: cutting a filtered export at SCAN_TARGET_ROWS would
-    # turn one selective scan into many near-empty queries, so with `where` the range is only
-    # trimmed to the hours that hold rows and the store's own windows pace the scan.
-    target = SCAN_TARGET_ROWS if plan.where is None else None
-    return replace(plan, segments=tuple(_pieces(plan.segments, buckets, target)))
-
-
-def _pieces(
-    segments: Sequence[TimeSegment], buckets: list[tuple[int, int]], target: int | None = SCAN_TARGET_ROWS
-) -> list[TimeSegment]:
-    pieces: list[TimeSegment] = []
-    for segment in segments:
-        run_start: int | None = None
-        run_end = run_rows = 0
-        for bucket, count in buckets:
-            low = max(segment.start_ms, bucket * BUCKET_MS)
-            high = min(segment.end_ms, (bucket + 1) * BUCKET_MS)
-            if low >= high:
-                continue
-            # A piece spans gaps (an empty stretch costs a query nothing) until it holds enough.
-            if run_start is not None and target is not None and run_rows >= target:
-                pieces.append(TimeSegment(run_start, run_end, segment.offset_ms))
-                run_start = None
-            if run_start is None:
-                run_start, run_rows = low, 0
-            run_end = high
-            run_rows += count
-        if run_start is not None:
-            pieces.append(TimeSegment(run_start, run_end, segment.offset_ms))
-    return pieces

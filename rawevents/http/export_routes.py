@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from rawevents.auth import authenticate_query
 from rawevents.errors import PayloadTooLarge, RawEventsError
-from rawevents.export.params import build_plan, narrow_to_data, parse_export_params
+from rawevents.export.params import build_plan, parse_export_params
 from rawevents.export.ratelimit import ExportLease, ExportRateLimiter
 from rawevents.export.stream import ExportStream, accepts_gzip
 from rawevents.http.responses import query_api_error
@@ -94,8 +94,8 @@ async def export(request: Request) -> Response:
     except RawEventsError as error:
         return query_api_error(request, error)
     store = services.store
-    # Runs in the reader thread: the bounds query and the scan both stay off the event loop.
-    stream = ExportStream(lambda: store.export_chunks(narrow_to_data(plan, store)), gzip=gzip).start()
+    # Runs in the reader thread: the store's planning and its scan both stay off the event loop.
+    stream = ExportStream(lambda: store.export_chunks(plan), gzip=gzip).start()
     try:
         await stream.ready(FIRST_BYTE_WAIT)
     except BaseException as error:

@@ -45,7 +45,7 @@ def _engage(services: Services, project: Project, params: dict[str, str]) -> Any
 
 
 def _top_properties(services: Services, project: Project, params: dict[str, str]) -> Any:
-    return properties.event_property_counts(services.store, project, params)
+    return metadata.event_property_counts(services.store, project, params)
 
 
 def _property_values(services: Services, project: Project, params: dict[str, str]) -> Any:
@@ -53,7 +53,7 @@ def _property_values(services: Services, project: Project, params: dict[str, str
 
 
 def _engage_properties(services: Services, project: Project, params: dict[str, str]) -> Any:
-    return properties.profile_property_types(services.store, project)
+    return metadata.profile_property_types(services.store, project)
 
 
 def _segmentation(services: Services, project: Project, params: dict[str, str]) -> Any:

@@ -15,8 +15,9 @@ from rawevents import timeutil
 from rawevents.errors import BadRequest
 from rawevents.export.params import parse_date, parse_event_param
 from rawevents.projects import Project
-from rawevents.storage.base import EventSelection, SqlValue, TimeSegment
-from rawevents.where import WhereError, compile_segment, compile_where
+from rawevents.storage.base import EventSelection
+from rawevents.timeutil import TimeSegment
+from rawevents.where import Node, WhereError, parse
 
 DEFAULT_DAYS = 30  # range of the endpoints whose Mixpanel form takes no dates
 
@@ -69,18 +70,18 @@ def segments(project: Project, days: DayRange) -> tuple[TimeSegment, ...]:
 
 def selection(params: Mapping[str, str], project: Project, days: DayRange) -> EventSelection:
     where_text = params.get("where", "").strip()
-    where = compile_where(where_text, timezone=project.timezone) if where_text else None
     return EventSelection(
         project_id=project.project_id,
         segments=segments(project, days),
+        timezone=project.timezone,
         events=parse_event_param(params.get("event")),
-        where=where,
+        where=parse(where_text) if where_text else None,
     )
 
 
-def segment_expression(text: str, project: Project, name: str = "on") -> SqlValue:
-    """An `on` expression, with errors naming the parameter (`on: … at column N: …`)."""
+def segment_expression(text: str, name: str = "on") -> Node:
+    """An `on` expression (the `where` language), with errors naming the parameter."""
     try:
-        return compile_segment(text, timezone=project.timezone)
+        return parse(text)
     except WhereError as error:
         raise BadRequest(f"{name}: {error.detail} at column {error.column}: {text}") from None

@@ -49,7 +49,7 @@ def segmentation(store: EventStore, project: Project, params: Mapping[str, str])
     query = SegmentationQuery(
         selection=selection(params, project, days),
         unit=unit,
-        on=segment_expression(on_text, project) if on_text else None,
+        on=segment_expression(on_text) if on_text else None,
         limit=limit,
         unique=kind != "general",
     )

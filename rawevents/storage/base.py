@@ -1,16 +1,23 @@
-"""The storage contract every engine implements (the embedded DuckDB store; ClickHouse later).
+"""The storage contract: everything the server asks of an engine, typed, and nothing else.
 
-Events are stored with the export line already assembled at ingest, so an export is a scan that
-hands the engine's string buffers straight to the compressor, never a per-row Python loop.
+Every SQL statement of rawevents lives behind this contract (in `rawevents/storage/`) or in the
+per-dialect `where` printers; the export, query and ingest layers hand a store plans and typed
+questions, never SQL. Events are stored with the export line already assembled at ingest, so an
+export is a scan that hands the engine's string buffers straight to the compressor, never a
+per-row Python loop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import pyarrow as pa
+
+from rawevents.timeutil import TimeSegment
+from rawevents.where.ast import Node
 
 
 class StoredEvent(NamedTuple):
@@ -57,38 +64,37 @@ def events_table(rows: Sequence[StoredEvent]) -> pa.Table:
 
 
 @dataclass(frozen=True, slots=True)
-class TimeSegment:
-    """A half-open UTC range [start_ms, end_ms) over which the project's UTC offset is constant."""
-
-    start_ms: int
-    end_ms: int
-    offset_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class SqlFilter:
-    """A compiled `where` predicate: SQL text with positional `?` placeholders and their values."""
-
-    sql: str
-    params: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SqlValue:
-    """A compiled expression giving one VARCHAR per row, or NULL (a segmentation `on` key)."""
-
-    sql: str
-    params: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class ExportPlan:
+    """What to export: one project's rows over UTC segments, in (time, ingestion order).
+
+    `where` is the parsed expression; each store compiles it with its own dialect's printer, in
+    `timezone` (naive datetimes in `where` are read in the project's zone)."""
+
     project_id: int
     segments: Sequence[TimeSegment]
     events: tuple[str, ...] | None = None
-    where: SqlFilter | None = None
+    where: Node | None = None
+    timezone: str = "UTC"
     limit: int | None = None
     time_in_ms: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileQuery:
+    """One page of profiles of a kind, ordered by id; `ids` restricts to those ids."""
+
+    project_id: int
+    kind: str
+    group_key: str = ""
+    ids: tuple[str, ...] | None = None
+    offset: int = 0
+    limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ProfilePage:
+    total: int  # profiles matching the query, over every page
+    rows: list[tuple[str, dict[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +109,14 @@ class ProfileUpdate:
 
 @dataclass(frozen=True, slots=True)
 class EventSelection:
-    """Which events a query reads: one project, a UTC range cut where the offset changes."""
+    """Which events a query reads: one project, a UTC range cut where the UTC offset changes,
+    optionally some event names and a parsed `where` (compiled by each store in `timezone`)."""
 
     project_id: int
     segments: Sequence[TimeSegment]
+    timezone: str = "UTC"
     events: tuple[str, ...] | None = None
-    where: SqlFilter | None = None
+    where: Node | None = None
 
 
 UNITS = ("minute", "hour", "day", "week", "month")
@@ -122,7 +130,7 @@ class SegmentationQuery:
 
     selection: EventSelection
     unit: str  # one of UNITS; buckets start at local wall-clock boundaries (weeks on Monday)
-    on: SqlValue | None = None
+    on: Node | None = None  # keyed by `string(on)`, undefined and null left out
     limit: int = 60
     unique: bool = False  # also count distinct distinct_ids per bucket
 
@@ -155,38 +163,46 @@ ProfileApplier = Callable[[dict[str, Any] | None, ProfileUpdate], dict[str, Any]
 
 
 class EventStore(Protocol):
-    def append_events(self, events: Sequence[StoredEvent]) -> None:
-        """Durably store `events` (idempotent on the dedup key); returns only once on disk."""
+    """What the server calls. Writes return futures that resolve once the data is durable
+    (acknowledge only then); reads run on the caller's thread and never see uncommitted rows."""
 
-    def apply_profile_updates(
+    def submit_events(self, events: Sequence[StoredEvent] | pa.Table) -> Future[None]:
+        """Queue events (rows, or an Arrow table of INCOMING_SCHEMA) for the next durable commit,
+        idempotent on the dedup key (event, distinct_id, time, $insert_id) per project."""
+
+    def submit_profile_updates(
         self,
         project_id: int,
         kind: str,
         group_key: str,
         updates: Sequence[ProfileUpdate],
         apply: ProfileApplier,
-    ) -> None:
-        """Apply updates in order, atomically, durably."""
+    ) -> Future[None]:
+        """Apply updates in order, atomically; the future resolves once they are durable."""
 
     def export_chunks(self, plan: ExportPlan) -> Iterator[bytes | memoryview]:
-        """Yield export JSONL bytes in (time, ingestion order); closing the iterator stops the scan."""
+        """Yield export JSONL bytes in (time, ingestion order); closing the iterator stops the scan.
+        Raises WhereError (a 400) before the first chunk when the plan's `where` cannot compile."""
+
+    def profile_page(self, query: ProfileQuery) -> ProfilePage: ...
 
     def profiles(
         self, project_id: int, kind: str, group_key: str = ""
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every stored profile of a kind as (id, properties), ordered by id."""
 
+    def event_property_counts(
+        self, project_id: int, event: str | None, sample_rows: int, limit: int | None
+    ) -> list[tuple[str, int]]:
+        """(property name, events carrying it) over the project's `sample_rows` most recent events
+        (of `event`, when given), most frequent first, then by name; `time` excluded."""
+
     def segmentation(self, query: SegmentationQuery) -> list[SegmentCount]:
         """Event (and optionally user) counts per bucket and key, for the top `limit` keys."""
 
-    def top_values(self, selection: EventSelection, on: SqlValue, limit: int) -> list[tuple[str, int]]:
-        """The `limit` most frequent non-NULL values of `on` with their event counts."""
-
-    def event_property_counts(
-        self, selection: EventSelection, sample_rows: int | None, limit: int | None
-    ) -> list[tuple[str, int]]:
-        """Property names of the selected events (all, or the `sample_rows` most recent) with the
-        number of events that have each, most frequent first (`time` excluded)."""
+    def top_values(self, selection: EventSelection, on: Node, limit: int) -> list[tuple[str, int]]:
+        """The `limit` most frequent values of `on` (as `string()` renders them; undefined and
+        null values are left out) with their event counts, most frequent first, then by value."""
 
     def events_page(self, query: EventsPageQuery) -> list[PageRow]:
         """Up to `limit` rows after the cursor, in the asked order."""

@@ -27,13 +27,18 @@ from rawevents.storage.base import (
     ExportPlan,
     PageRow,
     ProfileApplier,
+    ProfilePage,
+    ProfileQuery,
     ProfileUpdate,
     SegmentationQuery,
     SegmentCount,
-    SqlValue,
     StoredEvent,
     events_table,
 )
+from rawevents.storage.duckdb_plan import narrow_to_data
+from rawevents.where.ast import Node
+from rawevents.where.printer import Sql, compile_predicate, compile_segment_key
+from rawevents.where.printer.duckdb import DuckDBPrinter
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +124,6 @@ class DuckDBStore:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def append_events(self, events: Sequence[StoredEvent]) -> None:
-        self.submit_events(events).result()
-
     def submit_events(self, events: Sequence[StoredEvent] | pa.Table) -> Future[None]:
         """Queue events (rows, or an Arrow table of INCOMING_SCHEMA) for the next group commit;
         the future resolves once they are durable."""
@@ -131,16 +133,6 @@ class DuckDBStore:
             return future
         self._jobs.put((events if isinstance(events, pa.Table) else list(events), future))
         return future
-
-    def apply_profile_updates(
-        self,
-        project_id: int,
-        kind: str,
-        group_key: str,
-        updates: Sequence[ProfileUpdate],
-        apply: ProfileApplier,
-    ) -> None:
-        self.submit_profile_updates(project_id, kind, group_key, updates, apply).result()
 
     def submit_profile_updates(
         self,
@@ -234,14 +226,16 @@ class DuckDBStore:
     # -- reads ----------------------------------------------------------------------------------
 
     def export_chunks(self, plan: ExportPlan) -> Iterator[bytes | memoryview]:
+        where = None if plan.where is None else compile_predicate(DuckDBPrinter(plan.timezone), plan.where)
         con = self._db.cursor()
         try:
+            plan = narrow_to_data(plan, con)
             remaining = plan.limit
             pace = _Pace()
             for start, end, offset in _chunks(plan, pace):
                 if remaining is not None and remaining <= 0:
                     return
-                sql, params = _export_query(plan, start, end, offset, remaining)
+                sql, params = _export_query(plan, where, start, end, offset, remaining)
                 reader = con.sql(sql, params=params).to_arrow_reader(ROWS_PER_BATCH)
                 rows = 0
                 for batch in reader:
@@ -271,11 +265,50 @@ class DuckDBStore:
         finally:
             con.close()
 
+    def profile_page(self, query: ProfileQuery) -> ProfilePage:
+        conditions = "project_id = ? AND kind = ? AND group_key = ?"
+        args: list[Any] = [query.project_id, query.kind, query.group_key]
+        if query.ids is not None:
+            conditions += " AND list_contains(?, profile_id)"
+            args.append(list(query.ids))
+        con = self._db.cursor()
+        try:
+            total = con.execute(f"SELECT count(*) FROM profiles WHERE {conditions}", args).fetchone()
+            rows = con.execute(
+                f"SELECT profile_id, properties FROM profiles WHERE {conditions}"
+                " ORDER BY profile_id LIMIT ? OFFSET ?",
+                [*args, query.limit, query.offset],
+            ).fetchall()
+        finally:
+            con.close()
+        assert total is not None
+        return ProfilePage(int(total[0]), [(pid, orjson.loads(props)) for pid, props in rows])
+
+    def event_property_counts(
+        self, project_id: int, event: str | None, sample_rows: int, limit: int | None
+    ) -> list[tuple[str, int]]:
+        conditions = "project_id = ?"
+        args: list[Any] = [project_id]
+        if event is not None:
+            conditions += " AND event = ?"
+            args.append(event)
+        sql = (
+            f"WITH sample AS (SELECT line FROM events WHERE {conditions}"
+            " ORDER BY time_ms DESC, seq DESC LIMIT ?),"
+            " keys AS (SELECT unnest(json_keys(json_extract(line, '$.properties'))) AS k FROM sample)"
+            " SELECT k, count(*) AS n FROM keys WHERE k <> 'time' GROUP BY k ORDER BY n DESC, k"
+        )
+        args.append(sample_rows)
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [(name, int(count)) for name, count in self.query(sql, args)]
+
     def segmentation(self, query: SegmentationQuery) -> list[SegmentCount]:
         # One scan grouped by (bucket, key); the window sums pick the top keys afterwards, so the
         # events are read once whatever the limit.
         bucket, bucket_params = _bucket_sql(query.selection, query.unit)
-        key, key_params = _key_sql(query.on)
+        key, key_params = _key_sql(query.on, query.selection.timezone)
         users = "count(DISTINCT distinct_id)" if query.unique else "0"
         conditions, params = _selection_sql(query.selection)
         sql = (
@@ -285,35 +318,17 @@ class DuckDBStore:
             " t AS (SELECT k, sum(n) AS total FROM g GROUP BY k ORDER BY total DESC, k LIMIT ?)"
             " SELECT g.bucket, g.k, g.n, g.u FROM g JOIN t USING (k) ORDER BY g.bucket, g.k"
         )
-        rows = self._read(sql, [*bucket_params, *key_params, *params, query.limit])
+        rows = self.query(sql, [*bucket_params, *key_params, *params, query.limit])
         return [SegmentCount(int(b), k, int(n), int(u)) for b, k, n, u in rows]
 
-    def top_values(self, selection: EventSelection, on: SqlValue, limit: int) -> list[tuple[str, int]]:
-        key, key_params = _key_sql(on)
+    def top_values(self, selection: EventSelection, on: Node, limit: int) -> list[tuple[str, int]]:
+        key, key_params = _key_sql(on, selection.timezone)
         conditions, params = _selection_sql(selection)
         sql = (
             f"SELECT k, count(*) AS n FROM (SELECT {key} AS k FROM events WHERE {conditions})"
             " WHERE k IS NOT NULL GROUP BY k ORDER BY n DESC, k LIMIT ?"
         )
-        return [(k, int(n)) for k, n in self._read(sql, [*key_params, *params, limit])]
-
-    def event_property_counts(
-        self, selection: EventSelection, sample_rows: int | None, limit: int | None
-    ) -> list[tuple[str, int]]:
-        conditions, params = _selection_sql(selection)
-        sample = f"SELECT line FROM events WHERE {conditions}"
-        if sample_rows is not None:
-            sample += " ORDER BY time_ms DESC, seq DESC LIMIT ?"
-            params.append(sample_rows)
-        sql = (
-            f"WITH sample AS ({sample}),"
-            " keys AS (SELECT unnest(json_keys(json_extract(line, '$.properties'))) AS k FROM sample)"
-            " SELECT k, count(*) AS n FROM keys WHERE k <> 'time' GROUP BY k ORDER BY n DESC, k"
-        )
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [(k, int(n)) for k, n in self._read(sql, params)]
+        return [(k, int(n)) for k, n in self.query(sql, [*key_params, *params, limit])]
 
     def events_page(self, query: EventsPageQuery) -> list[PageRow]:
         conditions, params = _selection_sql(query.selection)
@@ -327,17 +342,11 @@ class DuckDBStore:
             f"SELECT time_ms, seq, line FROM events WHERE {conditions}"
             f" ORDER BY time_ms {direction}, seq {direction} LIMIT ?"
         )
-        return [PageRow(int(t), int(s), line) for t, s, line in self._read(sql, [*params, query.limit])]
-
-    def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        con = self._db.cursor()
-        try:
-            return con.execute(sql, list(params)).fetchall()
-        finally:
-            con.close()
+        return [PageRow(int(t), int(s), line) for t, s, line in self.query(sql, [*params, query.limit])]
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run a read-only query on a fresh cursor (used by metadata endpoints and tests)."""
+        """Run a read-only query on a fresh cursor (the store's own reads, and tests inspecting
+        the stored rows; not part of the contract)."""
         con = self._db.cursor()
         try:
             return con.execute(sql, list(params)).fetchall()
@@ -380,7 +389,7 @@ def _chunks(plan: ExportPlan, pace: _Pace | None = None) -> Iterator[tuple[int, 
 
 
 def _export_query(
-    plan: ExportPlan, start: int, end: int, offset_ms: int, limit: int | None
+    plan: ExportPlan, where: Sql | None, start: int, end: int, offset_ms: int, limit: int | None
 ) -> tuple[str, list[Any]]:
     if plan.time_in_ms:
         # Splice local milliseconds over the stored local seconds (whose digits start at time_pos).
@@ -397,9 +406,9 @@ def _export_query(
     if plan.events is not None:
         conditions.append("list_contains(?, event)")
         params.append(list(plan.events))
-    if plan.where is not None:
-        conditions.append(f"({plan.where.sql})")
-        params.extend(plan.where.params)
+    if where is not None:
+        conditions.append(f"({where.text})")
+        params.extend(where.params)
     sql = f"SELECT {column} AS line FROM events WHERE {' AND '.join(conditions)} ORDER BY time_ms, seq"
     if limit is not None:
         sql += " LIMIT ?"
@@ -416,8 +425,9 @@ def _selection_sql(selection: EventSelection) -> tuple[str, list[Any]]:
         conditions.append("list_contains(?, event)")
         params.append(list(selection.events))
     if selection.where is not None:
-        conditions.append(f"({selection.where.sql})")
-        params.extend(selection.where.params)
+        where = compile_predicate(DuckDBPrinter(selection.timezone), selection.where)
+        conditions.append(f"({where.text})")
+        params.extend(where.params)
     return " AND ".join(conditions), params
 
 
@@ -451,10 +461,12 @@ def _bucket_sql(selection: EventSelection, unit: str) -> tuple[str, list[Any]]:
     return template.format(local), params * uses
 
 
-def _key_sql(on: SqlValue | None) -> tuple[str, list[Any]]:
+def _key_sql(on: Node | None, timezone: str) -> tuple[str, list[Any]]:
+    """The segment key: the event name, or `string(on)` (NULL when undefined or null)."""
     if on is None:
         return "event", []
-    return f"({on.sql})", list(on.params)
+    key = compile_segment_key(DuckDBPrinter(timezone), on)
+    return f"({key.text})", list(key.params)
 
 
 def _string_column_bytes(column: pa.Array) -> memoryview:

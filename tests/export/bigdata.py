@@ -17,7 +17,7 @@ def build(data_dir: Path, count: int, start_ms: int, step_ms: int = 250, timezon
     store = DuckDBStore(data_dir, commit_interval_ms=0)
     try:
         for first in range(0, count, BATCH):
-            store.append_events(
+            store.submit_events(
                 [
                     stored_event(
                         project,
@@ -31,7 +31,7 @@ def build(data_dir: Path, count: int, start_ms: int, step_ms: int = 250, timezon
                     )
                     for i in range(first, min(count, first + BATCH))
                 ]
-            )
+            ).result()
     finally:
         store.close()
     return project

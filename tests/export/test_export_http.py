@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
-import itertools
 from typing import Any
 
 import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from rawevents.export.params import ExportRequest, build_plan, narrow_to_data
 from rawevents.projects import Project
 from rawevents.service import Services
 from rawevents.storage.base import StoredEvent
@@ -46,7 +44,7 @@ def events(services: Services, project: Project) -> list[StoredEvent]:
         stored_event(project, "signup", DAY_MS - 1, distinct_id="before"),
         stored_event(project, "signup", DAY_MS + 2 * 86_400_000, distinct_id="after"),
     ]
-    services.store.append_events(made + outside)
+    services.store.submit_events(made + outside).result()
     return sorted(made, key=lambda e: e.time_ms)  # stable: ingestion order breaks ties
 
 
@@ -247,7 +245,7 @@ def test_a_project_sees_only_its_own_events(
     client: TestClient, services: Services, events: list[StoredEvent]
 ) -> None:
     other = services.registry.create_project("other", "UTC")
-    services.store.append_events([stored_event(other, "mine", DAY_MS, distinct_id="o")])
+    services.store.submit_events([stored_event(other, "mine", DAY_MS, distinct_id="o")]).result()
     assert rows(export(client, other, RANGE).content) == [
         {
             "event": "mine",
@@ -265,7 +263,7 @@ def test_big_export_streams_in_many_pieces_and_round_trips(client: TestClient, s
         for i in range(60_000)
     ]
     for start in range(0, len(made), 20_000):
-        services.store.append_events(made[start : start + 20_000])
+        services.store.submit_events(made[start : start + 20_000]).result()
     expected = lines_of(made)
     with client.stream(
         "GET", f"/api/2.0/export?{RANGE}", headers={**basic(project.api_secret), "Accept-Encoding": "gzip"}
@@ -343,60 +341,6 @@ def test_legacy_signature_can_be_switched_off(tmp_path: Any) -> None:
         opened.close()
 
 
-@pytest.mark.parametrize(
-    ("first", "last", "events_filter"),
-    [
-        ("2024-04-01", "2024-05-03", None),
-        ("2024-05-01", "2024-05-01", None),
-        ("2023-01-01", "2024-05-02", ("signup",)),
-        ("2024-05-02", "2024-05-03", ("nothing",)),
-        ("2020-01-01", "2020-01-02", None),
-    ],
-)
-def test_narrowing_to_the_data_changes_nothing_but_the_cost(
-    services: Services, first: str, last: str, events_filter: tuple[str, ...] | None
-) -> None:
-    project = services.registry.create_project("narrow", "Europe/Berlin")
-    made = [
-        stored_event(project, ("signup", "other")[i % 2], DAY_MS + i * 3_600_000, distinct_id=str(i))
-        for i in range(60)
-    ]
-    services.store.append_events(made)
-    request = ExportRequest(dt.date.fromisoformat(first), dt.date.fromisoformat(last), events=events_filter)
-    plan = build_plan(request, project)
-    narrowed = narrow_to_data(plan, services.store)
-    assert len(narrowed.segments) <= len(plan.segments) + 1
-    whole = b"".join(bytes(c) for c in services.store.export_chunks(plan))
-    assert b"".join(bytes(c) for c in services.store.export_chunks(narrowed)) == whole
-    if not whole:
-        assert narrowed.segments == ()
-    else:
-        assert narrowed.segments[0].start_ms >= plan.segments[0].start_ms
-
-
-def test_narrowing_cuts_dense_data_into_bounded_scans(
-    services: Services, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("rawevents.export.params.SCAN_TARGET_ROWS", 100)
-    project = services.registry.create_project("dense", "UTC")
-    # 1000 rows over 10 hours, then nothing for a week, then 5 rows.
-    made = [stored_event(project, "e", DAY_MS + i * 36_000, distinct_id=str(i)) for i in range(1000)]
-    made += [
-        stored_event(project, "e", DAY_MS + 7 * 86_400_000 + i, distinct_id=f"late{i}") for i in range(5)
-    ]
-    services.store.append_events(made)
-    plan = build_plan(ExportRequest(dt.date(2024, 4, 1), dt.date(2024, 5, 20)), project)
-    narrowed = narrow_to_data(plan, services.store)
-    hour = 3_600_000
-    assert narrowed.segments[0].start_ms == DAY_MS
-    assert narrowed.segments[-1].end_ms == DAY_MS + 7 * 86_400_000 + hour
-    # One piece per full 100-row hour, then the late rows alone: the empty week is never scanned.
-    assert len(narrowed.segments) == 11
-    assert narrowed.segments[-1].start_ms == DAY_MS + 7 * 86_400_000
-    assert all(a.end_ms <= b.start_ms for a, b in itertools.pairwise(narrowed.segments))
-    assert b"".join(bytes(c) for c in services.store.export_chunks(narrowed)) == lines_of(made)
-
-
 def test_an_oversized_form_body_is_refused(client: TestClient, project: Project) -> None:
     response = client.post(
         "/api/2.0/export",
@@ -415,9 +359,9 @@ def test_time_in_ms_with_tricky_event_names(client: TestClient, services: Servic
     # multi-code-point graphemes, escapes and astral characters must not shift it.
     project = services.registry.create_project("names", "Asia/Kathmandu")
     names = ["👨‍👩‍👧", "e\u0301", "🇩🇪x", "\U0001f600", 'a"b\\', "日本", "\u2028"]
-    services.store.append_events(
+    services.store.submit_events(
         [stored_event(project, n, DAY_MS + i, distinct_id="d") for i, n in enumerate(names)]
-    )
+    ).result()
     got = rows(export(client, project, f"{RANGE}&time_in_ms=true").content)
     offset = (5 * 3600 + 45 * 60) * 1000
     assert [(r["event"], r["properties"]["time"]) for r in got] == [

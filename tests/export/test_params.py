@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pytest
 
@@ -11,7 +10,8 @@ from rawevents import timeutil
 from rawevents.errors import BadRequest
 from rawevents.export.params import ExportRequest, build_plan, parse_event_param, parse_export_params
 from rawevents.projects import Project
-from rawevents.storage.base import SqlFilter
+from rawevents.where import WhereError
+from rawevents.where import parse as parse_where
 
 TODAY = dt.date(2024, 6, 15)
 UTC_PROJECT = Project(7, "p", "tok", "sec", "UTC")
@@ -131,38 +131,15 @@ def test_plan_covers_local_days_split_at_offset_changes() -> None:
     )
 
 
-def test_plan_compiles_where_in_the_project_time_zone() -> None:
-    calls: list[tuple[str, Any]] = []
-
-    def compile_where(text: str, *, timezone: str) -> SqlFilter:
-        calls.append((text, timezone))
-        return SqlFilter("event = ?", ("x",))
-
-    request = ExportRequest(dt.date(2024, 1, 1), dt.date(2024, 1, 1), where='event == "x"')
-    plan = build_plan(request, NY_PROJECT, compile_where=compile_where)
-    assert plan.where == SqlFilter("event = ?", ("x",))
-    assert calls == [('event == "x"', "America/New_York")]
+def test_plan_carries_the_parsed_where_and_the_project_time_zone() -> None:
+    request = ExportRequest(dt.date(2024, 1, 1), dt.date(2024, 1, 1), where='event["name"] == "x"')
+    plan = build_plan(request, NY_PROJECT)
+    assert plan.where == parse_where('event["name"] == "x"')
+    assert plan.timezone == "America/New_York"
 
 
-class _Histogram:
-    """A store whose histogram query answers fixed (bucket, rows) pairs."""
-
-    def __init__(self, buckets: list[tuple[int, int]]) -> None:
-        self.buckets = buckets
-
-    def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
-        return list(self.buckets)
-
-
-def test_narrow_to_data_cuts_unfiltered_exports_but_only_trims_filtered_ones() -> None:
-    from rawevents.export.params import BUCKET_MS, SCAN_TARGET_ROWS, narrow_to_data
-    from rawevents.storage.base import ExportPlan, TimeSegment
-
-    day = TimeSegment(0, 24 * BUCKET_MS, 0)
-    store = _Histogram([(hour, SCAN_TARGET_ROWS) for hour in range(3, 9)])
-    plain = narrow_to_data(ExportPlan(1, (day,)), store)
-    assert [(s.start_ms, s.end_ms) for s in plain.segments] == [
-        (hour * BUCKET_MS, (hour + 1) * BUCKET_MS) for hour in range(3, 9)
-    ]
-    filtered = narrow_to_data(ExportPlan(1, (day,), where=SqlFilter("true", ())), store)
-    assert [(s.start_ms, s.end_ms) for s in filtered.segments] == [(3 * BUCKET_MS, 9 * BUCKET_MS)]
+def test_plan_refuses_a_where_that_does_not_parse() -> None:
+    request = ExportRequest(dt.date(2024, 1, 1), dt.date(2024, 1, 1), where='properties["plan" == "pro"')
+    with pytest.raises(WhereError) as raised:
+        build_plan(request, NY_PROJECT)
+    assert raised.value.column == 19

@@ -48,7 +48,9 @@ def test_export_of_a_transition_day(client: TestClient, services: Services, zone
     tz = project.zone
     noon = int(dt.datetime.combine(day, dt.time(12), tz).timestamp() * 1000)
     instants = list(range(noon - 40 * 3600_000, noon + 40 * 3600_000, STEP_MS))
-    services.store.append_events([stored_event(project, "tick", t, distinct_id=str(t)) for t in instants])
+    services.store.submit_events(
+        [stored_event(project, "tick", t, distinct_id=str(t)) for t in instants]
+    ).result()
     inside = [t for t in instants if _local_day(tz, t) == day]
     assert inside and len(inside) < len(instants)
     query = f"from_date={day}&to_date={day}"
@@ -85,7 +87,7 @@ def test_day_lengths(zone: str, day: dt.date, hours: int) -> None:
 def test_utc_projects_export_true_epochs(client: TestClient, services: Services) -> None:
     project = services.registry.create_project("utc", "UTC")
     t = int(dt.datetime(2024, 3, 10, 23, 59, 59, 999000, tzinfo=dt.UTC).timestamp() * 1000)
-    services.store.append_events([stored_event(project, "e", t, distinct_id="d")])
+    services.store.submit_events([stored_event(project, "e", t, distinct_id="d")]).result()
     got = rows(
         client.get(
             "/api/2.0/export?from_date=2024-03-10&to_date=2024-03-10", headers=basic(project.api_secret)

@@ -10,8 +10,9 @@ import pytest
 
 from rawevents.eventline import assemble_line
 from rawevents.storage import duckdb_store
-from rawevents.storage.base import ExportPlan, StoredEvent, TimeSegment
+from rawevents.storage.base import ExportPlan, StoredEvent
 from rawevents.storage.duckdb_store import DuckDBStore, _chunks, _Pace
+from rawevents.timeutil import TimeSegment
 
 HOUR = 3_600_000
 
@@ -69,7 +70,7 @@ def test_export_is_complete_and_ordered_across_many_windows(
     store = DuckDBStore(tmp_path)
     try:
         for i in range(0, len(events), 97):
-            store.append_events(events[i : i + 97])
+            store.submit_events(events[i : i + 97]).result()
         plan = ExportPlan(1, [TimeSegment(0, 400 * HOUR, 0)], limit=limit)
         body = b"".join(bytes(chunk) for chunk in store.export_chunks(plan))
     finally:

@@ -12,10 +12,12 @@ from typing import Any
 import orjson
 
 from rawevents.eventline import assemble_line
-from rawevents.storage.base import ExportPlan, StoredEvent, TimeSegment
+from rawevents.storage.base import ExportPlan, StoredEvent
 from rawevents.storage.duckdb_store import DuckDBStore, _export_query
-from rawevents.timeutil import local_seconds, zone
-from rawevents.where import compile_where, evaluate
+from rawevents.timeutil import TimeSegment, local_seconds, zone
+from rawevents.where import evaluate, parse
+from rawevents.where.printer import Sql, compile_predicate
+from rawevents.where.printer.duckdb import DuckDBPrinter
 
 MIN_MS = -62_135_596_800_000
 MAX_MS = 253_402_300_799_999
@@ -62,25 +64,27 @@ class Harness:
             decoded.append(
                 {"event": ev.event, "properties": props, "time_ms": ev.time_ms, "local_time": local}
             )
-        self.store.append_events(stored)
+        self.store.submit_events(stored).result()
         return project_id, decoded
 
     def sql_selected(self, project_id: int, where: str, timezone: str) -> list[int]:
         """Indexes of the events the export query with this `where` returns, in export order."""
-        plan = ExportPlan(
-            project_id, [TimeSegment(MIN_MS, MAX_MS, 0)], where=compile_where(where, timezone=timezone)
-        )
-        sql, params = _export_query(plan, MIN_MS, MAX_MS, 0, None)
+        plan = ExportPlan(project_id, [TimeSegment(MIN_MS, MAX_MS, 0)], where=parse(where), timezone=timezone)
+        predicate = compile_predicate(DuckDBPrinter(timezone), parse(where))
+        sql, params = _export_query(plan, predicate, MIN_MS, MAX_MS, 0, None)
         rows = self.store.query(sql, params)
         return [int(orjson.loads(line)["properties"]["$insert_id"][1:]) for (line,) in rows]
 
     def export_selected(self, project_id: int, where: str, timezone: str, start: int, end: int) -> list[int]:
         """The same through export_chunks (the store's real export path)."""
-        plan = ExportPlan(
-            project_id, [TimeSegment(start, end, 0)], where=compile_where(where, timezone=timezone)
-        )
+        plan = ExportPlan(project_id, [TimeSegment(start, end, 0)], where=parse(where), timezone=timezone)
         body = b"".join(bytes(chunk) for chunk in self.store.export_chunks(plan))
         return [int(orjson.loads(line)["properties"]["$insert_id"][1:]) for line in body.splitlines()]
+
+
+def duckdb_where(text: str, *, timezone: str) -> Sql:
+    """The DuckDB store's predicate for a `where` text."""
+    return compile_predicate(DuckDBPrinter(timezone), parse(text))
 
 
 def reference_selected(decoded: Sequence[Mapping[str, Any]], where: str, timezone: str) -> list[int]:

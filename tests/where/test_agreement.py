@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rawevents.storage.base import ExportPlan, TimeSegment
-from rawevents.where import compile_where
+from rawevents.storage.base import ExportPlan
+from rawevents.timeutil import TimeSegment
+from rawevents.where import parse
 from tests.where.cases import NEW_YORK, T0, TRICKY, WORKED_EXAMPLES
 from tests.where.harness import Ev, Harness, reference_selected
 
@@ -256,7 +257,7 @@ def test_sql_agrees_with_reference(harness: Harness, evs: list[Ev], wheres: list
 
 def test_properties_time_is_seconds_even_when_exporting_milliseconds(harness: Harness) -> None:
     project, _ = harness.load([Ev({}, T0 + 123), Ev({}, T0 + 1000)], "UTC")
-    where = compile_where(f'properties["time"] == {T0 // 1000}', timezone="UTC")
+    where = parse(f'properties["time"] == {T0 // 1000}')
     for in_ms in (False, True):
         plan = ExportPlan(project, [TimeSegment(T0, T0 + 2000, 0)], where=where, time_in_ms=in_ms)
         body = b"".join(bytes(chunk) for chunk in harness.store.export_chunks(plan))

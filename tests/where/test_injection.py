@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rawevents.where import compile_where
-from tests.where.harness import Ev, Harness, reference_selected
+from tests.where.harness import Ev, Harness, duckdb_where, reference_selected
 
 PAYLOADS = [
     "'); DROP TABLE events; --",
@@ -91,16 +90,16 @@ def test_sql_text_never_contains_user_values(payload: str) -> None:
         f"any(X, properties['l'], X[{_lit(payload)}] == {_lit(payload)})",
         f"datetime(properties['d']) > datetime({_lit(payload)}) or number(properties['n'], 4242.5) == 4242.5",
     ):
-        compiled = compile_where(where, timezone="UTC")
-        assert payload not in compiled.sql
+        compiled = duckdb_where(where, timezone="UTC")
+        assert payload not in compiled.text
         for number in ("12345.678", "98765", "4242.5"):
-            assert number not in compiled.sql
-        assert _placeholders(compiled.sql) == len(compiled.params)
+            assert number not in compiled.text
+        assert _placeholders(compiled.text) == len(compiled.params)
 
 
 def test_numbers_and_booleans_are_bound() -> None:
-    compiled = compile_where("properties['n'] == 31337 and properties['b'] == true", timezone="UTC")
-    assert "31337" not in compiled.sql
+    compiled = duckdb_where("properties['n'] == 31337 and properties['b'] == true", timezone="UTC")
+    assert "31337" not in compiled.text
     assert 31337.0 in compiled.params
     assert True in compiled.params
 
@@ -116,5 +115,5 @@ def test_any_key_and_value_round_trip(harness: Harness, key: str, value: str) ->
     project, decoded = harness.load([Ev({key: value}), Ev({key: value + "x"}), Ev({})], "UTC")
     where = f"properties[{_lit(key)}] == {_lit(value)}"
     assert harness.sql_selected(project, where, "UTC") == reference_selected(decoded, where, "UTC") == [0]
-    compiled = compile_where(where, timezone="UTC")
-    assert _placeholders(compiled.sql) == len(compiled.params)
+    compiled = duckdb_where(where, timezone="UTC")
+    assert _placeholders(compiled.text) == len(compiled.params)

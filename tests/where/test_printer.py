@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rawevents.where import compile_where
 from rawevents.where.printer.duckdb import json_pointer
+from tests.where.harness import duckdb_where
 
 STRING_ARM = (
     "list_transform([json_extract(line, CAST(? AS VARCHAR))], lambda __w1: "
@@ -42,8 +42,8 @@ GOLDEN = [
 
 @pytest.mark.parametrize(("where", "sql", "params"), GOLDEN)
 def test_golden(where: str, sql: str, params: tuple[object, ...]) -> None:
-    compiled = compile_where(where, timezone="UTC")
-    assert (compiled.sql, compiled.params) == (sql, params)
+    compiled = duckdb_where(where, timezone="UTC")
+    assert (compiled.text, compiled.params) == (sql, params)
 
 
 @pytest.mark.parametrize(
@@ -68,10 +68,10 @@ def test_golden(where: str, sql: str, params: tuple[object, ...]) -> None:
     ],
 )
 def test_prefilter(where: str, needles: list[str]) -> None:
-    compiled = compile_where(where, timezone="UTC")
+    compiled = duckdb_where(where, timezone="UTC")
     found = compiled.params[: len(needles)]
     assert list(found) == needles
-    assert compiled.sql.count("contains(line,") == len(needles)
+    assert compiled.text.count("contains(line,") == len(needles)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ number formatting) lives in small hooks that each backend printer implements.
 from __future__ import annotations
 
 import math
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,13 +25,13 @@ import orjson
 from rawevents.where import ast
 from rawevents.where.ast import flatten
 from rawevents.where.evaluator import EVENT_NAME_NAMES, EVENT_TIME_NAMES, value_of
-from rawevents.where.printer.sql import FALSE, TRUE, Sql, join, param, sql
+from rawevents.where.printer.sql import FALSE, TRUE, Sql, atom, join, sql
 from rawevents.where.values import UNDEFINED, DateTime
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MIN_NEEDLE = 3
 MAX_NEEDLES = 8
-_LISTABLE = {"string": "VARCHAR", "number": "DOUBLE", "boolean": "BOOLEAN", "datetime": "DOUBLE"}
+# The parameter kind each constant type is bound as (a dialect's `_param` spells the type).
+_LISTABLE = {"string": "string", "number": "number", "boolean": "boolean", "datetime": "number"}
 JSON_TYPES = ("string", "number", "boolean", "null", "list", "object")
 
 
@@ -95,7 +94,7 @@ class Printer(ABC):
         """The expression as text, as `string()` converts it, for a segmentation `on`: a string
         per row, NULL when undefined or null (such rows belong to no segment)."""
         text = self.call("string", [self.value(node)]).arm("string")
-        return Sql("CAST(NULL AS VARCHAR)") if text is None else text
+        return self._param(None, "string") if text is None else text
 
     def prefilter(self, node: ast.Node, line_vars: frozenset[str] = frozenset()) -> Sql | None:
         """A cheap condition that every selected row satisfies, or None.
@@ -175,7 +174,7 @@ class Printer(ABC):
         """any/all of `body(element)` (a never-NULL boolean) over a JSON array; empty: FALSE/TRUE."""
 
     @abstractmethod
-    def _list_has(self, values: list[Any], sql_type: str, needle: Sql) -> Sql:
+    def _list_has(self, values: list[Any], kind: str, needle: Sql) -> Sql:
         """Whether `needle` equals one of `values` (bound as one list parameter); NULL needle: NULL."""
 
     @abstractmethod
@@ -218,7 +217,25 @@ class Printer(ABC):
     def _list_length(self, json_list: Sql) -> Sql: ...
 
     @abstractmethod
-    def _literal(self, value: Any) -> Value: ...
+    def _param(self, value: Any, kind: str) -> Sql:
+        """A bound parameter of `kind` (string, number, boolean, integer, or a list of one: `string[]`)."""
+
+    @abstractmethod
+    def _boolean_to_number(self, flag: Sql) -> Sql: ...
+
+    @abstractmethod
+    def _boolean_to_string(self, flag: Sql) -> Sql:
+        """`true` / `false`, as the reference evaluator spells them."""
+
+    @abstractmethod
+    def _rounding(self, name: str, number: Sql) -> Sql:
+        """`floor`, `round` or `ceil` of a number, as the reference evaluator rounds it."""
+
+    def _literal(self, value: Any) -> Value:
+        found = literal_arms(value)
+        arms = {kind: self._param(v, param_kind) for kind, (v, param_kind) in found.items()}
+        constant = next(((kind, v) for kind, (v, _) in found.items()), None)
+        return Value(frozenset(arms), lambda kind: arms[kind], total=bool(arms), constant=constant)
 
     # -- compiling ------------------------------------------------------------------------------
 
@@ -420,7 +437,7 @@ class Printer(ABC):
     def member(self, needle: Value, items: tuple[Value, ...]) -> Sql:
         """`needle == item` for some item (never NULL). Constant items of one type become one
         bound list (`list_contains`), so `P in [300 values]` is one test, not 300."""
-        if needle.json is not None and not _IDENTIFIER.fullmatch(needle.json.text) and len(items) > 1:
+        if needle.json is not None and not needle.json.atomic and len(items) > 1:
             return self._let(needle.json, lambda bound: self.member(self.json_value(bound), items))
         terms: list[Sql] = []
         constants: dict[str, list[Any]] = {}
@@ -439,7 +456,7 @@ class Printer(ABC):
 
     def call(self, name: str, args: list[Value]) -> Value:
         value = args[0]
-        if value.json is not None and name != "list" and not _IDENTIFIER.fullmatch(value.json.text):
+        if value.json is not None and name != "list" and not value.json.atomic:
             # Conversions read several arms of a property: extract it once per row.
             return self.let_value(value.json, lambda item: self.call(name, [item, *args[1:]]))
         if name == "boolean":
@@ -458,11 +475,11 @@ class Printer(ABC):
         number = value.arm("number")
         if number is None:
             return UNDEFINED_VALUE
-        return arms_value({"number": sql(f"{name}({{}})", number)})
+        return arms_value({"number": self._rounding(name, number)})
 
     def let_value(self, json: Sql, compute: Callable[[Value], Value]) -> Value:
         """`compute` over a JSON value that is evaluated once per row (one let per result arm)."""
-        shape = compute(self.json_value(Sql("__shape")))
+        shape = compute(self.json_value(atom("__shape")))
         arms = {
             kind: self._let(json, lambda bound, k=kind: self.arm(compute(self.json_value(bound)), k))  # type: ignore[misc]
             for kind in shape.types
@@ -491,7 +508,7 @@ class Printer(ABC):
         if (text := value.arm("string")) is not None:
             parts.append(self._parse_number(text))
         if (flag := value.arm("boolean")) is not None:
-            parts.append(sql("CAST({} AS DOUBLE)", flag))
+            parts.append(self._boolean_to_number(flag))
         return self._coalesced("number", parts)
 
     def to_string(self, value: Value) -> Value:
@@ -501,7 +518,7 @@ class Printer(ABC):
         if (number := value.arm("number")) is not None:
             parts.append(self._format_number(number))
         if (flag := value.arm("boolean")) is not None:
-            parts.append(sql("CAST({} AS VARCHAR)", flag))
+            parts.append(self._boolean_to_string(flag))
         if (moment := value.arm("datetime")) is not None:
             parts.append(self._format_datetime(moment))
         result = self._coalesced("string", parts)
@@ -617,25 +634,18 @@ def _equal_needle(value: str) -> str:
 
 
 def literal_arms(value: Any) -> dict[str, tuple[Any, str]]:
-    """(python value, SQL type) of the single arm of a folded constant."""
+    """(python value, parameter kind) of the single arm of a folded constant."""
     if value is UNDEFINED:
         return {}
     if value is None:
-        return {"null": (True, "BOOLEAN")}
+        return {"null": (True, "boolean")}
     if isinstance(value, bool):
-        return {"boolean": (value, "BOOLEAN")}
+        return {"boolean": (value, "boolean")}
     if isinstance(value, int | float):
         assert math.isfinite(value)
-        return {"number": (float(value), "DOUBLE")}
+        return {"number": (float(value), "number")}
     if isinstance(value, str):
-        return {"string": (value, "VARCHAR")}
+        return {"string": (value, "string")}
     if isinstance(value, DateTime):
-        return {"datetime": (value.ms, "DOUBLE")}
+        return {"datetime": (value.ms, "number")}
     raise TypeError(f"cannot bind {value!r}")
-
-
-def literal_value(value: Any) -> Value:
-    found = literal_arms(value)
-    arms = {kind: param(v, sql_type) for kind, (v, sql_type) in found.items()}
-    constant = next(((kind, v) for kind, (v, _) in found.items()), None)
-    return Value(frozenset(arms), lambda kind: arms[kind], total=bool(arms), constant=constant)

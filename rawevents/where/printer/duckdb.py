@@ -6,12 +6,11 @@ Columns used: `line` (the export line, valid JSON), `event` (name), `time_ms` (U
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
-from rawevents.where.printer.base import Printer, Value, literal_value
-from rawevents.where.printer.sql import Sql, param, sql
+from rawevents.where.printer.base import Printer, Value
+from rawevents.where.printer.sql import Sql, atom, sql
 from rawevents.where.values import (
     DATETIME_GROUPS,
     DATETIME_MS_THRESHOLD,
@@ -41,9 +40,7 @@ _JSON_PAYLOAD = {
     "list": "{}",
     "object": "{}",
 }
-
-
-_SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|CAST\(\? AS [A-Z]+\)|[0-9.]+")
+_PARAM_TYPES = {"string": "VARCHAR", "number": "DOUBLE", "boolean": "BOOLEAN", "integer": "BIGINT"}
 
 
 def json_pointer(keys: list[str | int]) -> str:
@@ -57,16 +54,30 @@ def _looks_like_index(key: str) -> bool:
 
 
 class DuckDBPrinter(Printer):
+    def _param(self, value: Any, kind: str) -> Sql:
+        element = kind.removesuffix("[]")
+        spelled = _PARAM_TYPES[element] + ("[]" if element != kind else "")
+        return Sql(f"CAST(? AS {spelled})", (value,), atomic=True)
+
+    def _boolean_to_number(self, flag: Sql) -> Sql:
+        return sql("CAST({} AS DOUBLE)", flag)
+
+    def _boolean_to_string(self, flag: Sql) -> Sql:
+        return sql("CAST({} AS VARCHAR)", flag)
+
+    def _rounding(self, name: str, number: Sql) -> Sql:
+        return sql(f"{name}({{}})", number)
+
     def _line_contains(self, text: str) -> Sql:
-        return sql("contains(line, {})", param(text, "VARCHAR"))
+        return sql("contains(line, {})", self._param(text, "string"))
 
     def _property_json(self, pointer: list[str | int]) -> Sql:
-        return sql("json_extract(line, {})", param(json_pointer(["properties", *pointer]), "VARCHAR"))
+        return sql("json_extract(line, {})", self._param(json_pointer(["properties", *pointer]), "string"))
 
     def _json_at(self, base: Sql, key: str | int) -> Sql:
         # A JSON Pointer step means "member" on objects and "element" on arrays; where keeps them
         # apart (a string key never indexes a list, a number never reads a member "3").
-        path = param(json_pointer([key]), "VARCHAR")
+        path = self._param(json_pointer([key]), "string")
         if isinstance(key, str) and not _looks_like_index(key):
             return sql("json_extract({}, {})", base, path)
         wanted = "ARRAY" if isinstance(key, int) else "OBJECT"
@@ -94,7 +105,7 @@ class DuckDBPrinter(Printer):
     def _list_quantify(self, kind: str, json_list: Sql, body: Callable[[Value], Sql]) -> Sql:
         self._lambdas += 1
         name = f"__w{self._lambdas}"
-        item = self.json_value(Sql(name))
+        item = self.json_value(atom(name))
         aggregate = "list_bool_or" if kind == "any" else "list_bool_and"
         empty = "FALSE" if kind == "any" else "TRUE"
         template = (
@@ -106,8 +117,8 @@ class DuckDBPrinter(Printer):
             body(item),
         )
 
-    def _list_has(self, values: list[Any], sql_type: str, needle: Sql) -> Sql:
-        return sql("list_contains({}, {})", param(values, f"{sql_type}[]"), needle)
+    def _list_has(self, values: list[Any], kind: str, needle: Sql) -> Sql:
+        return sql("list_contains({}, {})", self._param(values, f"{kind}[]"), needle)
 
     def _when_list(self, json: Sql, then: Callable[[Sql], Sql]) -> Sql:
         return self._let(json, lambda j: sql("CASE WHEN json_type({}) = 'ARRAY' THEN {} END", j, then(j)))
@@ -116,17 +127,17 @@ class DuckDBPrinter(Printer):
         """Evaluate `value` once per row and use it many times (a one-element list lambda):
         extracting a property once and testing its type on the small result is about twice as
         fast as extracting it twice from the whole line."""
-        if _SIMPLE.fullmatch(value.text):
+        if value.atomic:
             return body(value)
         self._lambdas += 1
         name = f"__w{self._lambdas}"
-        return sql(f"list_transform([{{}}], lambda {name}: {{}})[1]", value, body(Sql(name)))
+        return sql(f"list_transform([{{}}], lambda {name}: {{}})[1]", value, body(atom(name)))
 
     def _event_time(self) -> Sql:
         return Sql("CAST(time_ms AS DOUBLE)")
 
     def _event_name(self) -> Sql:
-        return Sql("event")
+        return atom("event")
 
     def _parse_number(self, text: Sql) -> Sql:
         return self._finite(sql(f"TRY_CAST(regexp_extract({{}}, '^{NUMBER_PATTERN}$') AS DOUBLE)", text))
@@ -162,9 +173,6 @@ class DuckDBPrinter(Printer):
 
     def _list_length(self, json_list: Sql) -> Sql:
         return sql("json_array_length({})", json_list)
-
-    def _literal(self, value: Any) -> Value:
-        return literal_value(value)
 
     def _parse_datetime(self, text: Sql) -> Sql:
         names = ", ".join(f"'{name}'" for name in DATETIME_GROUPS)
@@ -207,13 +215,13 @@ class DuckDBPrinter(Printer):
             return wall
         breaks, offsets = naive_offsets(self.timezone)
         if not breaks:
-            return sql("({} - {})", wall, param(offsets[0], "BIGINT"))
+            return sql("({} - {})", wall, self._param(offsets[0], "integer"))
         self._lambdas += 1
         name = f"__w{self._lambdas}"
         return sql(
             f"({{}} - {{}}[list_count(list_filter({{}}, lambda {name}: {name} <= {{}})) + 1])",
             wall,
-            param(list(offsets), "BIGINT[]"),
-            param(list(breaks), "BIGINT[]"),
+            self._param(list(offsets), "integer[]"),
+            self._param(list(breaks), "integer[]"),
             wall,
         )

@@ -1,4 +1,9 @@
-"""SQL fragments that carry their bound parameters, so values never enter the SQL text."""
+"""SQL fragments that carry their bound parameters, so values never enter the SQL text.
+
+Nothing here knows a dialect: placeholders are spelled by each printer's `_param` hook, and the
+parameter payload is whatever that printer's store binds (positional values for DuckDB, named
+pairs for ClickHouse).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,12 @@ class SqlTooLarge(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Sql:
+    """SQL text and its parameters in textual order. `atomic` marks a fragment that is cheap to
+    repeat (a column, a placeholder, a bound variable), so the printer need not bind it once per row."""
+
     text: str
     params: tuple[Any, ...] = ()
+    atomic: bool = False
 
 
 def sql(template: str, *parts: Sql | str) -> Sql:
@@ -43,9 +52,10 @@ def join(separator: str, parts: list[Sql]) -> Sql:
     return sql(separator.join("{}" for _ in parts), *parts)
 
 
-def param(value: Any, sql_type: str) -> Sql:
-    return Sql(f"CAST(? AS {sql_type})", (value,))
+def atom(text: str) -> Sql:
+    """A column or variable name written by the printer."""
+    return Sql(text, atomic=True)
 
 
-TRUE = Sql("TRUE")
-FALSE = Sql("FALSE")
+TRUE = Sql("TRUE", atomic=True)
+FALSE = Sql("FALSE", atomic=True)
