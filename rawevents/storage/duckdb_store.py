@@ -36,7 +36,7 @@ from rawevents.storage.base import (
     events_table,
 )
 from rawevents.storage.duckdb_plan import narrow_to_data
-from rawevents.where.ast import Node
+from rawevents.where.ast import Access, Node
 from rawevents.where.printer import Sql, compile_predicate, compile_segment_key
 from rawevents.where.printer.duckdb import DuckDBPrinter
 
@@ -461,10 +461,21 @@ def _bucket_sql(selection: EventSelection, unit: str) -> tuple[str, list[Any]]:
     return template.format(local), params * uses
 
 
+# `string(properties["distinct_id"])` is the stored distinct_id column (ingestion keeps the id's
+# text there; it is NULL when the event has none): grouping by it reads no JSON, which makes the
+# top distinct_ids of a month of events ~15x faster than extracting the property (bench/explore_bench.py).
+_DISTINCT_ID_KEYS = (
+    Access(scope="properties", name="distinct_id"),
+    Access(scope="properties", name="$distinct_id"),
+)
+
+
 def _key_sql(on: Node | None, timezone: str) -> tuple[str, list[Any]]:
     """The segment key: the event name, or `string(on)` (NULL when undefined or null)."""
     if on is None:
         return "event", []
+    if on in _DISTINCT_ID_KEYS:
+        return "distinct_id", []
     key = compile_segment_key(DuckDBPrinter(timezone), on)
     return f"({key.text})", list(key.params)
 
