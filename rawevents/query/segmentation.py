@@ -59,17 +59,22 @@ def segmentation(store: EventStore, project: Project, params: Mapping[str, str])
 def answer(counts: list[SegmentCount], series: list[dt.datetime], unit: str, kind: str) -> dict[str, Any]:
     """Mixpanel's body: every bucket label in `series`, one 0-filled map per key in `values`."""
     fmt = _LABELS[unit]
-    labels = {start: start.strftime(fmt) for start in series}
+    labels = {_epoch_ms(start): start.strftime(fmt) for start in series}
     for row in counts:
-        start = _EPOCH + dt.timedelta(milliseconds=row.bucket_ms)
-        labels.setdefault(start, start.strftime(fmt))
-    ordered = [labels[start] for start in sorted(labels)]
+        if row.bucket_ms not in labels:  # a bucket the range listing did not expect: keep it
+            labels[row.bucket_ms] = (_EPOCH + dt.timedelta(milliseconds=row.bucket_ms)).strftime(fmt)
+    ordered = [labels[ms] for ms in sorted(labels)]
     values: dict[str, dict[str, float]] = {}
     for row in counts:
-        label = labels[_EPOCH + dt.timedelta(milliseconds=row.bucket_ms)]
-        buckets = values.setdefault(row.key, dict.fromkeys(ordered, 0))
-        buckets[label] = _measure(row, kind)
+        buckets = values.get(row.key)
+        if buckets is None:
+            buckets = values[row.key] = dict.fromkeys(ordered, 0)
+        buckets[labels[row.bucket_ms]] = _measure(row, kind)
     return {"data": {"series": ordered, "values": values}, "legend_size": len(values)}
+
+
+def _epoch_ms(wall: dt.datetime) -> int:
+    return (wall - _EPOCH) // dt.timedelta(milliseconds=1)
 
 
 def _measure(row: SegmentCount, kind: str) -> float:
