@@ -4,8 +4,9 @@ What the page asks for a 30-day range, through the real server over HTTP, one re
 the chart (segmentation by hour of every event name), the range total, the top 10 distinct_ids,
 the top 10 values of `$os` and the first page of raw events (newest first). Then the same panels
 for a one-hour window on one day (what the page asks after a drag on the chart). Each figure is
-the median of `--reps` runs after one warm-up run; "chart + top-N" adds the chart, the total and
-the top distinct_ids (the page asks the last two in parallel, so the sum is an upper bound).
+the median of `--reps` runs after one warm-up run, as wall seconds and as the server process's
+CPU seconds; "chart + top-N" adds the chart, the total and the top distinct_ids (the page asks
+the last two in parallel, so the sum is an upper bound).
 """
 
 from __future__ import annotations
@@ -14,13 +15,20 @@ import argparse
 import datetime as dt
 import statistics
 import time
-from typing import Any
+from typing import NamedTuple
 
 import httpx
+import psutil
 
 from bench.dataset import OUT, build
 from bench.gen import DAYS, START_MS
 from bench.live import Server
+
+
+class Timing(NamedTuple):
+    wall: float
+    cpu: float
+
 
 FROM = dt.datetime.fromtimestamp(START_MS / 1000, dt.UTC).date()
 TO = FROM + dt.timedelta(days=DAYS - 1)
@@ -47,16 +55,23 @@ def requests_for(first: dt.date, last: dt.date, where: str | None) -> dict[str, 
     }
 
 
-def timed(client: httpx.Client, path: str, params: dict[str, str], reps: int) -> float:
-    def once() -> float:
+def timed(
+    client: httpx.Client, server: psutil.Process, path: str, params: dict[str, str], reps: int
+) -> Timing:
+    """Median wall seconds and median server CPU seconds (user + system, every thread) of one
+    request: on a shared machine the CPU figure is the one other processes cannot inflate."""
+
+    def once() -> tuple[float, float]:
+        cpu = sum(server.cpu_times()[:2])
         started = time.perf_counter()
         response = client.get(path, params=params)
         response.raise_for_status()
         response.json()
-        return time.perf_counter() - started
+        return time.perf_counter() - started, sum(server.cpu_times()[:2]) - cpu
 
     once()  # warm-up
-    return statistics.median(once() for _ in range(reps))
+    runs = [once() for _ in range(reps)]
+    return Timing(statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
 
 
 def main() -> None:
@@ -73,15 +88,19 @@ def main() -> None:
     try:
         auth = (dataset.project.api_secret, "")
         with httpx.Client(base_url=server.base_url, auth=auth, timeout=300) as client:
-            print(f"{dataset.n_events:,} events over {DAYS} days; median of {args.reps} (s)")
+            print(
+                f"{dataset.n_events:,} events over {DAYS} days; median of {args.reps}: wall s (server CPU s)"
+            )
             names = list(next(iter(scenarios.values())))
             print("| selection | " + " | ".join(names) + " | chart + top-N |")
             print("|---" * (len(names) + 2) + "|")
+            process = psutil.Process(server.process.pid)
             for scenario, asks in scenarios.items():
-                got: dict[str, Any] = {name: timed(client, *asks[name], args.reps) for name in names}
-                page = got["chart"] + got["total"] + got["top distinct_ids"]
-                cells = " | ".join(f"{got[name]:.3f}" for name in names)
-                print(f"| {scenario} | {cells} | {page:.3f} |", flush=True)
+                got = {name: timed(client, process, *asks[name], args.reps) for name in names}
+                page = [got[name] for name in ("chart", "total", "top distinct_ids")]
+                cells = " | ".join(f"{got[name].wall:.3f} ({got[name].cpu:.2f})" for name in names)
+                total = f"{sum(t.wall for t in page):.3f} ({sum(t.cpu for t in page):.2f})"
+                print(f"| {scenario} | {cells} | {total} |", flush=True)
     finally:
         server.stop()
 

@@ -343,15 +343,24 @@ function addFilter(property, value) {
 
 async function loadTops() {
   const { params } = selection();
+  const totalAsked = windowTotal(params);
+  // Each panel fills as soon as its own answer arrives: the distinct_ids read a stored column,
+  // an arbitrary property needs the events' JSON and may take longer on a large range.
+  const users = (async () => {
+    const [total, rows] = await Promise.all([totalAsked, topOf(onProperty("distinct_id"), params)]);
+    $("total-line").textContent = `${total} events in the ${state.window ? "window" : "range"}`;
+    fillTop("top-users", "distinct_id", rows, total);
+  })();
+  await Promise.all([users, loadPropertyTop(params, totalAsked)]);
+}
+
+async function loadPropertyTop(params, totalAsked) {
   const property = $("property").value.trim();
-  const [total, users, values] = await Promise.all([
-    windowTotal(params),
-    topOf(onProperty("distinct_id"), params),
+  const [total, rows] = await Promise.all([
+    totalAsked,
     property ? topOf(onProperty(property), params) : Promise.resolve([]),
   ]);
-  $("total-line").textContent = `${total} events in the ${state.window ? "window" : "range"}`;
-  fillTop("top-users", "distinct_id", users, total);
-  fillTop("top-values", property, values, total);
+  fillTop("top-values", property, rows, total);
 }
 
 // ---- raw events ---------------------------------------------------------------------------------
@@ -528,7 +537,10 @@ function init() {
   $("chart").addEventListener("pointerup", endDrag);
   $("clear-window").addEventListener("click", clearWindow);
   $("zoom-window").addEventListener("click", zoomWindow);
-  $("property").addEventListener("change", () => guarded(loadTops));
+  $("property").addEventListener("change", () => {
+    const { params } = selection();
+    guarded(() => loadPropertyTop(params, windowTotal(params)));
+  });
   $("order").addEventListener("change", () => { state.cursor = null; guarded(() => loadEvents(true)); });
   $("more").addEventListener("click", () => guarded(() => loadEvents(false)));
   $("download").addEventListener("click", () => guarded(download));
