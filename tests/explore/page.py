@@ -63,11 +63,14 @@ class ExplorerPage:
 
     def bars(self) -> list[Bar]:
         found = []
-        for rect in self.driver.find_elements(By.CSS_SELECTOR, "#chart rect[data-bucket]"):
-            title = rect.find_element(By.TAG_NAME, "title").get_attribute("textContent") or ""
+        titles = self.driver.execute_script(
+            "return [...document.querySelectorAll('#chart rect[data-bucket]')]"
+            ".map(r => [r.dataset.bucket, r.querySelector('title').textContent])"
+        )
+        for bucket, title in titles:
             match = _TITLE.match(title)
             assert match, title
-            found.append(Bar(int(rect.get_attribute("data-bucket") or -1), match[1], match[2], int(match[3])))
+            found.append(Bar(int(bucket), match[1], match[2], int(match[3])))
         return found
 
     def drag_between(self, first: int, last: int) -> None:
@@ -89,12 +92,13 @@ class ExplorerPage:
         self.wait_idle()
 
     def top_rows(self, table_id: str) -> list[tuple[str, int, str]]:
-        rows = []
-        for row in self.driver.find_elements(By.CSS_SELECTOR, f"#{table_id} tbody tr"):
-            cells = [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
-            if len(cells) == 3:
-                rows.append((cells[0], int(cells[1]), cells[2]))
-        return rows
+        # One script reads the whole table, so a re-render between reads cannot tear it.
+        cells = self.driver.execute_script(
+            "return [...document.querySelectorAll(`#${arguments[0]} tbody tr`)]"
+            ".map(r => [...r.cells].map(c => c.textContent))",
+            table_id,
+        )
+        return [(row[0], int(row[1]), row[2]) for row in cells if len(row) == 3]
 
     def click_top_value(self, table_id: str, value: str) -> None:
         for button in self.driver.find_elements(By.CSS_SELECTOR, f"#{table_id} tbody button.value"):
@@ -105,10 +109,15 @@ class ExplorerPage:
         raise AssertionError(f"{value!r} not in {table_id}")
 
     def event_summaries(self) -> list[str]:
-        return [s.text for s in self.driver.find_elements(By.CSS_SELECTOR, "#events summary")]
+        return list(
+            self.driver.execute_script(
+                "return [...document.querySelectorAll('#events summary')].map(s => s.textContent)"
+            )
+        )
 
     def event_json_texts(self) -> list[str]:
-        return [
-            pre.get_attribute("textContent") or ""
-            for pre in self.driver.find_elements(By.CSS_SELECTOR, "#events pre")
-        ]
+        return list(
+            self.driver.execute_script(
+                "return [...document.querySelectorAll('#events pre')].map(p => p.textContent)"
+            )
+        )
