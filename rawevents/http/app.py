@@ -1,4 +1,4 @@
-"""ASGI application: mounts the ingestion, export and query route modules on shared services."""
+"""ASGI application: mounts the ingestion, export, query and explorer route modules on shared services."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from rawevents.admin.runner import TaskRunner
 from rawevents.errors import BadRequest
-from rawevents.http import export_routes, gdpr_routes, ingest_routes, ops_routes, query_routes
+from rawevents.http import explore_routes, export_routes, gdpr_routes, ingest_routes, ops_routes, query_routes
 from rawevents.http.responses import json_response, query_api_error
 from rawevents.service import Services
 from rawevents.settings import Config
@@ -58,5 +58,6 @@ def create_app(config: Config, services: Services | None = None) -> Starlette:
     routes += query_routes.routes()
     routes += ops_routes.routes()
     routes += gdpr_routes.routes()
+    routes += explore_routes.routes()
     routes.append(Route("/api/{rest:path}", unknown_api, methods=["GET", "POST", "HEAD", "DELETE"]))
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(ops_routes.ResponseMetrics)])

@@ -129,6 +129,57 @@ class BackupInfo:
     last_seq: int  # ingestion-order number of the newest event in the snapshot (0: none)
 
 
+@dataclass(frozen=True, slots=True)
+class EventSelection:
+    """Which events a query reads: one project, a UTC range cut where the UTC offset changes,
+    optionally some event names and a parsed `where` (compiled by each store in `timezone`)."""
+
+    project_id: int
+    segments: Sequence[TimeSegment]
+    timezone: str = "UTC"
+    events: tuple[str, ...] | None = None
+    where: Node | None = None
+
+
+UNITS = ("minute", "hour", "day", "week", "month")
+KINDS = ("general", "unique", "average")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentationQuery:
+    """Counts per local-time bucket and segment key. Without `on`, the key is the event name.
+    Only the `limit` keys with the most events over the whole range are counted."""
+
+    selection: EventSelection
+    unit: str  # one of UNITS; buckets start at local wall-clock boundaries (weeks on Monday)
+    on: Node | None = None  # keyed by `string(on)`, undefined and null left out
+    limit: int = 60
+    unique: bool = False  # also count distinct distinct_ids per bucket
+
+
+class SegmentCount(NamedTuple):
+    bucket_ms: int  # local wall-clock start of the bucket, as epoch milliseconds
+    key: str
+    events: int
+    users: int  # distinct distinct_ids (0 unless the query asked for unique)
+
+
+@dataclass(frozen=True, slots=True)
+class EventsPageQuery:
+    """One page of raw events in (time, ingestion) order, resuming after `cursor` (keyset)."""
+
+    selection: EventSelection
+    limit: int
+    newest_first: bool = False
+    cursor: tuple[int, int] | None = None  # (time_ms, seq) of the last row already shown
+
+
+class PageRow(NamedTuple):
+    time_ms: int
+    seq: int
+    line: str  # the export line, newline included
+
+
 # Applies one update to a profile's current properties (None: no profile); None result deletes it.
 ProfileApplier = Callable[[dict[str, Any] | None, ProfileUpdate], dict[str, Any] | None]
 
@@ -242,5 +293,15 @@ class EventStore(Protocol):
     def backup(self, target: Path) -> BackupInfo:
         """Write a consistent snapshot of the whole store into the new directory `target`, while
         ingestion goes on; a restore of it exports byte-identical lines."""
+
+    def segmentation(self, query: SegmentationQuery) -> list[SegmentCount]:
+        """Event (and optionally user) counts per bucket and key, for the top `limit` keys."""
+
+    def top_values(self, selection: EventSelection, on: Node, limit: int) -> list[tuple[str, int]]:
+        """The `limit` most frequent values of `on` (as `string()` renders them; undefined and
+        null values are left out) with their event counts, most frequent first, then by value."""
+
+    def events_page(self, query: EventsPageQuery) -> list[PageRow]:
+        """Up to `limit` rows after the cursor, in the asked order."""
 
     def close(self) -> None: ...
