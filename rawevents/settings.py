@@ -7,6 +7,7 @@ so a setting cannot exist without being documented.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -31,6 +32,14 @@ SETTINGS: tuple[Setting, ...] = (
         "./data",
         "RAWEVENTS_DATA_DIR",
         "Directory holding the event store and the project registry.",
+    ),
+    Setting(
+        "store",
+        "duckdb",
+        "RAWEVENTS_STORE",
+        "Event store: `duckdb` (embedded, under data_dir), `chdb` (ClickHouse engine in process,"
+        " under data_dir) or `clickhouse://user:password@host:8123/database[?cluster=NAME]`"
+        " (a ClickHouse server or cluster over HTTP).",
     ),
     Setting("host", "127.0.0.1", "RAWEVENTS_HOST", "Address the HTTP server binds to."),
     Setting("port", 8000, "RAWEVENTS_PORT", "TCP port the HTTP server listens on.", int),
@@ -128,6 +137,7 @@ class Config:
     """Resolved settings; field names match the table above."""
 
     data_dir: str = field(default=SETTINGS_BY_NAME["data_dir"].default)
+    store: str = field(default=SETTINGS_BY_NAME["store"].default)
     host: str = field(default=SETTINGS_BY_NAME["host"].default)
     port: int = field(default=SETTINGS_BY_NAME["port"].default)
     max_request_bytes: int = field(default=SETTINGS_BY_NAME["max_request_bytes"].default)
@@ -144,8 +154,19 @@ class Config:
     demo: bool = field(default=SETTINGS_BY_NAME["demo"].default)
     log_level: str = field(default=SETTINGS_BY_NAME["log_level"].default)
 
+    def __repr__(self) -> str:
+        # The store URL may carry a password: never print it (logs, tracebacks).
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["store"] = redact_store(self.store)
+        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
     def with_overrides(self, **overrides: Any) -> Config:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def redact_store(store: str) -> str:
+    """The store setting with any password replaced by `***` (for logs and messages)."""
+    return re.sub(r"^([a-z]+://[^:/@]*:)[^/?#]*@", r"\1***@", store)
 
 
 def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
