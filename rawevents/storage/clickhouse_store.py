@@ -27,7 +27,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -201,7 +201,9 @@ class ClickHouseStore:
             future.set_result(None)
 
     def _run(self, con: Connection, jobs: list[Any]) -> None:
-        tables = [job if isinstance(job, pa.Table) else events_table(job) for job in jobs if not callable(job)]
+        tables = [
+            job if isinstance(job, pa.Table) else events_table(job) for job in jobs if not callable(job)
+        ]
         if tables:
             self._insert_events(con, pa.concat_tables(tables))
         for job in jobs:
@@ -377,15 +379,19 @@ class ClickHouseStore:
         finally:
             self._release(con)
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run a read-only query written with `?` placeholders (tests inspecting stored rows, as
-        on the DuckDB store; not part of the contract). Values are bound, typed from Python."""
-        pieces_ = sql.split("?")
-        named = {f"q{i}": value for i, value in enumerate(params)}
-        text = pieces_[0] + "".join(
-            f"{{q{i}:{_ch_type(value)}}}{piece}" for i, (value, piece) in enumerate(zip(params, pieces_[1:], strict=True))
-        )
-        found = self._table(text, named)
+    def query(self, sql: str, params: Sequence[Any] | Params = ()) -> list[tuple[Any, ...]]:
+        """Run a read-only query (tests inspecting stored rows, as on the DuckDB store; not part
+        of the contract): named `{name:Type}` parameters from a mapping, or `?` placeholders
+        bound in order and typed from the Python values."""
+        if isinstance(params, Mapping):
+            found = self._table(sql, params)
+        else:
+            parts = sql.split("?")
+            text = parts[0] + "".join(
+                f"{{q{i}:{_ch_type(value)}}}{part}"
+                for i, (value, part) in enumerate(zip(params, parts[1:], strict=True))
+            )
+            found = self._table(text, {f"q{i}": value for i, value in enumerate(params)})
         return list(zip(*(column.to_pylist() for column in found.columns), strict=True))
 
     def close(self) -> None:

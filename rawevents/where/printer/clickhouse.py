@@ -31,7 +31,9 @@ _JSON_TYPE_NAMES = {
 }
 _JSON_PAYLOAD = {
     "string": "JSONExtractString({})",
-    "number": "JSONExtractFloat({})",
+    # JSONExtractRaw re-serialises -0.0 as "-0" (which JSONExtractFloat reads as 0); stored
+    # lines never hold an integer -0 (ingest writes it as 0), so "-0" is always -0.0.
+    "number": "if({} = '-0', -0., JSONExtractFloat({}))",
     "boolean": "(JSONExtractBool({}) = 1)",
     "list": "{}",
     "object": "{}",
@@ -102,7 +104,10 @@ class ClickHousePrinter(Printer):
             return sql("nullIf(JSONExtractRaw({}, {}), '')", base, self._param(key, "string"))
         index = self._param(key + 1, "integer")
         return self._let(
-            base, lambda j: sql("CASE WHEN JSONType({}) = 'Array' THEN nullIf(JSONExtractRaw({}, {}), '') END", j, j, index)
+            base,
+            lambda j: sql(
+                "CASE WHEN JSONType({}) = 'Array' THEN nullIf(JSONExtractRaw({}, {}), '') END", j, j, index
+            ),
         )
 
     def _json_arm(self, json: Sql, kind: str) -> Sql:
@@ -110,7 +115,7 @@ class ClickHousePrinter(Printer):
         if kind == "null":
             return sql(f"CASE WHEN {test} THEN TRUE END", json)
         template = f"CASE WHEN {test} THEN {_JSON_PAYLOAD[kind]} END"
-        return self._let(json, lambda j: sql(template, j, j))
+        return self._let(json, lambda j: sql(template, *[j] * template.count("{}")))
 
     def _json_type_in(self, json: Sql, kinds: tuple[str, ...]) -> Sql:
         return sql(_type_test(kinds), json)
@@ -129,7 +134,9 @@ class ClickHousePrinter(Printer):
 
     def _list_has(self, values: list[Any], kind: str, needle: Sql) -> Sql:
         listed = self._param(values, f"{kind}[]")
-        return self._let(needle, lambda n: sql("if(isNull({}), NULL, has({}, assumeNotNull({})))", n, listed, n))
+        return self._let(
+            needle, lambda n: sql("if(isNull({}), NULL, has({}, assumeNotNull({})))", n, listed, n)
+        )
 
     def _when_list(self, json: Sql, then: Callable[[Sql], Sql]) -> Sql:
         return self._let(json, lambda j: sql("CASE WHEN JSONType({}) = 'Array' THEN {} END", j, then(j)))
@@ -168,14 +175,19 @@ class ClickHousePrinter(Printer):
 
     def _datetime_from_number(self, number: Sql) -> Sql:
         def body(n: Sql) -> Sql:
-            ms = sql(f"CASE WHEN abs({{}}) >= {DATETIME_MS_THRESHOLD!r} THEN {{}} ELSE {{}} * 1000.0 END", n, n, n)
+            ms = sql(
+                f"CASE WHEN abs({{}}) >= {DATETIME_MS_THRESHOLD!r} THEN {{}} ELSE {{}} * 1000.0 END", n, n, n
+            )
             return self._in_datetime_range(ms)
 
         return self._let(number, body)
 
     def _in_datetime_range(self, ms: Sql) -> Sql:
         return self._let(
-            ms, lambda m: sql(f"CASE WHEN {{}} BETWEEN {MIN_DATETIME_MS} AND {MAX_DATETIME_MS} THEN {{}} END", m, m)
+            ms,
+            lambda m: sql(
+                f"CASE WHEN {{}} BETWEEN {MIN_DATETIME_MS} AND {MAX_DATETIME_MS} THEN {{}} END", m, m
+            ),
         )
 
     def _finite(self, number: Sql) -> Sql:
@@ -185,7 +197,10 @@ class ClickHousePrinter(Printer):
         return sql("(position({}, {}) > 0)", haystack, needle)
 
     def _list_length(self, json_list: Sql) -> Sql:
-        return sql("length(JSONExtractArrayRaw(ifNull({}, '')))", json_list)
+        return self._let(
+            json_list,
+            lambda j: sql("if(isNull({}), NULL, length(JSONExtractArrayRaw(ifNull({}, ''))))", j, j),
+        )
 
     def _parse_datetime(self, text: Sql) -> Sql:
         groups = sql(f"extractGroups({{}}, {_literal(f'^{DATETIME_PATTERN}$')})", text)
@@ -243,7 +258,8 @@ class ClickHousePrinter(Printer):
 def _mantissa_digits(s: Sql) -> Sql:
     """The significant digits of ClickHouse's shortest text of a positive number."""
     return sql(
-        "replaceRegexpOne(replaceRegexpOne(replaceAll(splitByChar('e', {})[1], '.', ''), '^0+', ''), '0+$', '')", s
+        "replaceRegexpOne(replaceRegexpOne(replaceAll(splitByChar('e', {})[1], '.', ''), '^0+', ''), '0+$', '')",
+        s,
     )
 
 
@@ -264,12 +280,13 @@ def _python_repr(x: Sql, s: Sql, d: Sql) -> Sql:
     fixed_small = f"'0.' || repeat('0', toUInt64(greatest(-{e} - 1, 0))) || {dt}"
     scientific = (
         f"substring({dt}, 1, 1) || if(length({dt}) > 1, '.' || substring({dt}, 2), '')"
-        f" || 'e' || if({e} < 0, '-', '+') || leftPad(toString(abs({e})), 2, '0')"
+        f" || 'e' || if({e} < 0, '-', '+') || if(abs({e}) < 10, '0', '') || toString(abs({e}))"
     )
-    sign = f"if({x.text} < 0 OR ({x.text} = 0 AND 1 / {x.text} < 0), '-', '')"
+    sign = f"if(startsWith(toString({x.text}), '-'), '-', '')"
+    # Array-valued steps (splitByChar) turn NULL into "": NULL in, NULL out, explicitly.
     body = (
-        f"{sign} || multiIf({x.text} = 0, '0', {e} >= 16 OR {e} < -4, {scientific},"
-        f" {e} >= 0, {fixed_big}, {fixed_small})"
+        f"if(isNull({x.text}), NULL, {sign} || multiIf({x.text} = 0, '0', {e} >= 16 OR {e} < -4, {scientific},"
+        f" {e} >= 0, {fixed_big}, {fixed_small}))"
     )
     return Sql(body, x.params + s.params + d.params)
 
@@ -296,4 +313,4 @@ def _iso_datetime(m: Sql) -> Sql:
         f" {pad(f'intDiv({day_ms}, 3600000)', 2)} || ':' || {pad(f'intDiv({day_ms}, 60000) % 60', 2)} || ':' ||"
         f" {pad(f'intDiv({day_ms}, 1000) % 60', 2)} || '.' || {pad(f'{day_ms} % 1000', 3)} || 'Z'"
     )
-    return Sql(text, m.params)
+    return Sql(f"if(isNull({ms}), NULL, {text})", m.params)
