@@ -263,7 +263,7 @@ class ClickHouseStore:
                     "properties": ["{}" if p is None else orjson.dumps(p).decode() for p in properties],
                     "updated_ms": pa.array(list(touched.values()), pa.int64()),
                     "version": pa.array(range(version, version + len(changed)), pa.uint64()),
-                    "deleted": pa.array([p is None for p in properties], pa.uint8()),
+                    "deleted": pa.array([int(p is None) for p in properties], pa.uint8()),
                 }
             ),
         )
