@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from rawevents.errors import RawEventsError
 from rawevents.export import download
 from rawevents.projects import Registry
-from rawevents.settings import SETTINGS_BY_NAME, load_config
+from rawevents.settings import SETTINGS_BY_NAME, Config, load_config, redact_store
 
 
 def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help=SETTINGS_BY_NAME["data_dir"].help)
+    parser.add_argument("--store", default=None, help=SETTINGS_BY_NAME["store"].help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help=SETTINGS_BY_NAME["host"].help)
     serve.add_argument("--port", type=int, default=None, help=SETTINGS_BY_NAME["port"].help)
     serve.add_argument("--demo", action="store_true", default=None, help=SETTINGS_BY_NAME["demo"].help)
+    serve.add_argument("--workers", type=int, default=None, help=SETTINGS_BY_NAME["workers"].help)
+
+    migrate = commands.add_parser(
+        "migrate", help="Copy the embedded DuckDB store's events and profiles into another store."
+    )
+    migrate.add_argument("--from", dest="source", choices=["duckdb"], required=True)
+    migrate.add_argument("--to", dest="target", required=True, help="chdb, or a clickhouse:// URL")
+    migrate.add_argument("--data-dir", default=None, help=SETTINGS_BY_NAME["data_dir"].help)
 
     project = commands.add_parser("project", help="Manage projects.")
     project_commands = project.add_subparsers(dest="project_command", required=True)
@@ -64,12 +73,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"rawevents: {exc.message}", file=sys.stderr)
             return 2
         return 0
-    config = load_config(data_dir=args.data_dir)
+    config = load_config(data_dir=args.data_dir, store=getattr(args, "store", None))
     try:
         if args.command == "serve":
             from rawevents.server import serve
 
-            serve(config.with_overrides(host=args.host, port=args.port, demo=args.demo))
+            serve(config.with_overrides(host=args.host, port=args.port, demo=args.demo, workers=args.workers))
+            return 0
+        if args.command == "migrate":
+            _migrate(config.with_overrides(store=args.target))
             return 0
         registry = Registry(config.data_dir)
         if args.command == "project" and args.project_command == "create":
@@ -85,6 +97,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rawevents: {exc.message}", file=sys.stderr)
         return 2
     return 0
+
+
+def _migrate(target: Config) -> None:
+    from rawevents.storage import open_store
+    from rawevents.storage.migrate import migrate_duckdb
+
+    store = open_store(target)
+    try:
+        moved = migrate_duckdb(target.data_dir, store, lambda n: print(f"{n} events", file=sys.stderr))
+    finally:
+        store.close()
+    _print({"events": moved.events, "profiles": moved.profiles, "to": redact_store(target.store)})
 
 
 def _print(payload: object) -> None:

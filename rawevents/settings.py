@@ -41,6 +41,13 @@ SETTINGS: tuple[Setting, ...] = (
         " under data_dir) or `clickhouse://user:password@host:8123/database[?cluster=NAME]`"
         " (a ClickHouse server or cluster over HTTP).",
     ),
+    Setting(
+        "workers",
+        1,
+        "RAWEVENTS_WORKERS",
+        "Server processes (`serve --workers N`); above 1 only with a `clickhouse://` store.",
+        int,
+    ),
     Setting("host", "127.0.0.1", "RAWEVENTS_HOST", "Address the HTTP server binds to."),
     Setting("port", 8000, "RAWEVENTS_PORT", "TCP port the HTTP server listens on.", int),
     Setting(
@@ -138,6 +145,7 @@ class Config:
 
     data_dir: str = field(default=SETTINGS_BY_NAME["data_dir"].default)
     store: str = field(default=SETTINGS_BY_NAME["store"].default)
+    workers: int = field(default=SETTINGS_BY_NAME["workers"].default)
     host: str = field(default=SETTINGS_BY_NAME["host"].default)
     port: int = field(default=SETTINGS_BY_NAME["port"].default)
     max_request_bytes: int = field(default=SETTINGS_BY_NAME["max_request_bytes"].default)

@@ -14,7 +14,7 @@ The HTTP connection is stateless (every statement is one request), so readers sh
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -118,7 +118,7 @@ class ChdbEngine:
         import chdb
 
         path.mkdir(parents=True, exist_ok=True)
-        self._connect = chdb.connect
+        self._connect: Callable[[str], Any] = chdb.connect
         self._path = str(path)
 
     def connect(self) -> Connection:

@@ -327,7 +327,8 @@ class ClickHouseStore:
         con = self._reader()
         try:
             for batch in con.stream(
-                f"SELECT profile_id, properties FROM profiles FINAL WHERE {_PROFILE_SCOPE} ORDER BY profile_id",
+                f"SELECT profile_id, properties FROM profiles FINAL WHERE {_PROFILE_SCOPE}"
+                " ORDER BY profile_id",
                 {"p": project_id, "kind": kind, "gk": group_key},
             ):
                 for profile_id, properties in zip(
@@ -428,7 +429,8 @@ def export_query(
         # character `time_pos`; the part before it is measured once to get its length in bytes.
         column = (
             "concat(substringUTF8(line, 1, time_pos) AS head, toString(time_ms + {offset:Int64}),"
-            " substring(line, length(head) + 1 + length(toString(toInt64(floor((time_ms + {offset:Int64}) / 1000))))))"
+            " substring(line, length(head) + 1"
+            " + length(toString(toInt64(floor((time_ms + {offset:Int64}) / 1000))))))"
         )
         params["offset"] = offset_ms
     else:

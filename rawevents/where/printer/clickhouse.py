@@ -258,7 +258,8 @@ class ClickHousePrinter(Printer):
 def _mantissa_digits(s: Sql) -> Sql:
     """The significant digits of ClickHouse's shortest text of a positive number."""
     return sql(
-        "replaceRegexpOne(replaceRegexpOne(replaceAll(splitByChar('e', {})[1], '.', ''), '^0+', ''), '0+$', '')",
+        "replaceRegexpOne(replaceRegexpOne(replaceAll(splitByChar('e', {})[1], '.', ''), '^0+', ''),"
+        " '0+$', '')",
         s,
     )
 
@@ -267,7 +268,8 @@ def _python_repr(x: Sql, s: Sql, d: Sql) -> Sql:
     # e: decimal exponent of the first significant digit.
     mantissa = f"splitByChar('e', {s.text})[1]"
     whole = f"splitByChar('.', {mantissa})[1]"
-    leading = f"(length(replaceAll({mantissa}, '.', '')) - length(replaceRegexpOne(replaceAll({mantissa}, '.', ''), '^0+', '')))"
+    plain = f"replaceAll({mantissa}, '.', '')"
+    leading = f"(length({plain}) - length(replaceRegexpOne({plain}, '^0+', '')))"
     exponent = f"if(position({s.text}, 'e') > 0, toInt64(splitByChar('e', {s.text})[2]), 0)"
     e = f"(toInt64(length({whole})) - 1 - {leading} + {exponent})"
     dt = d.text
@@ -285,7 +287,8 @@ def _python_repr(x: Sql, s: Sql, d: Sql) -> Sql:
     sign = f"if(startsWith(toString({x.text}), '-'), '-', '')"
     # Array-valued steps (splitByChar) turn NULL into "": NULL in, NULL out, explicitly.
     body = (
-        f"if(isNull({x.text}), NULL, {sign} || multiIf({x.text} = 0, '0', {e} >= 16 OR {e} < -4, {scientific},"
+        f"if(isNull({x.text}), NULL, {sign} || multiIf({x.text} = 0, '0',"
+        f" {e} >= 16 OR {e} < -4, {scientific},"
         f" {e} >= 0, {fixed_big}, {fixed_small}))"
     )
     return Sql(body, x.params + s.params + d.params)
@@ -310,7 +313,8 @@ def _iso_datetime(m: Sql) -> Sql:
 
     text = (
         f"{pad(year, 4)} || '-' || {pad(month, 2)} || '-' || {pad(day, 2)} || 'T' ||"
-        f" {pad(f'intDiv({day_ms}, 3600000)', 2)} || ':' || {pad(f'intDiv({day_ms}, 60000) % 60', 2)} || ':' ||"
+        f" {pad(f'intDiv({day_ms}, 3600000)', 2)} || ':' ||"
+        f" {pad(f'intDiv({day_ms}, 60000) % 60', 2)} || ':' ||"
         f" {pad(f'intDiv({day_ms}, 1000) % 60', 2)} || '.' || {pad(f'{day_ms} % 1000', 3)} || 'Z'"
     )
     return Sql(f"if(isNull({ms}), NULL, {text})", m.params)
