@@ -201,7 +201,7 @@ class HttpConnection:
     def stream(self, sql: str, params: Params | None = None) -> Iterator[pa.RecordBatch]:
         response = self._post(sql + "\nFORMAT ArrowStream", params, READ_SETTINGS)
         try:
-            yield from pa.ipc.open_stream(_ResponseFile(response.iter_raw()))
+            yield from pa.ipc.open_stream(_ResponseFile(response.iter_bytes()))
         finally:
             response.close()
 
