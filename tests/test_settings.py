@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rawevents.cli import build_parser
+from click.testing import CliRunner
+
+from rawevents.cli import cli
 from rawevents.settings import SETTINGS, Config, load_config
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -21,9 +23,11 @@ def test_environment_overrides_defaults_and_flags_override_environment() -> None
     assert load_config({}).port == Config().port == 8000
 
 
-def test_cli_parses_the_public_commands() -> None:
-    parser = build_parser()
-    assert parser.parse_args(["serve", "--port", "1234"]).port == 1234
-    args = parser.parse_args(["project", "create", "--name", "n", "--timezone", "Europe/Berlin"])
-    assert (args.name, args.timezone) == ("n", "Europe/Berlin")
-    assert parser.parse_args(["service-account", "create", "--project", "3"]).project == 3
+def test_cli_lists_the_public_commands_and_their_flags() -> None:
+    runner = CliRunner()
+    top = runner.invoke(cli, ["--help"]).output
+    for command in ("serve", "project", "service-account", "export", "import"):
+        assert command in top
+    assert "--port" in runner.invoke(cli, ["serve", "--help"]).output
+    assert "--timezone" in runner.invoke(cli, ["project", "create", "--help"]).output
+    assert "--project" in runner.invoke(cli, ["service-account", "create", "--help"]).output

@@ -78,6 +78,9 @@ class EventContext:
     ip_fallback: bool  # derive a missing distinct_id from the IP (/track ip=1, non-strict /import)
     client_ip: str | None
     max_age_ms: int = 0  # /track only: drop events older than this (0: keep every age)
+    # /import?restore=1 (a rawevents extension): the events are an export being restored, so the
+    # server adds none of its own properties and the rows export again byte for byte.
+    restore: bool = False
 
 
 @dataclass(slots=True)
@@ -296,7 +299,8 @@ def _normalize_one(
     else:
         insert_id = _json_text(raw_insert)
 
-    props.update(server_props)
+    if not ctx.restore:
+        props.update(server_props)
     return project, (time_ms, event, distinct_id, insert_id, props, nested)
 
 

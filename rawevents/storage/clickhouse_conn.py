@@ -72,6 +72,7 @@ class Connection(Protocol):
 
 class Engine(Protocol):
     cluster: str | None  # ON CLUSTER name for DDL, when the server is a cluster
+    shared: bool  # other processes (other rawevents hosts) may write to the same tables
 
     def connect(self) -> Connection:
         """A connection of its own, for one concurrent user (a reader or the writer)."""
@@ -113,6 +114,7 @@ class ChdbEngine:
     """The ClickHouse engine inside this process, its files under `path`."""
 
     cluster: str | None = None
+    shared = False  # chdb's files belong to this process
 
     def __init__(self, path: Path) -> None:
         import chdb
@@ -231,6 +233,8 @@ class HttpConnection:
 class HttpEngine:
     """A ClickHouse server (or a cluster node) over HTTP; `transport` replaces the network in
     tests."""
+
+    shared = True
 
     def __init__(self, address: ServerAddress, transport: httpx.BaseTransport | None = None) -> None:
         self.cluster = address.cluster

@@ -110,12 +110,20 @@ ORDER BY seq
 LIMIT 1 BY project_id, time_ms, event, distinct_id, insert_id
 """
 
+# With a shared server, other hosts' writers commit rows whose `seq` (their clock) may be below
+# this host's newest; a cursor position trails the clock by this much so that every such row is
+# committed before a cursor covers it (bounds clock skew + the longest commit). Docs: scale-out.
+SHARED_CURSOR_LAG_US = 30_000_000
+
 _PROFILE_SCOPE = "project_id = {p:Int32} AND kind = {kind:String} AND group_key = {gk:String}"
 
 _Job = Callable[[Connection], None]
 
 
 class ClickHouseStore:
+    # Cursors carry `seq`, the writers' microsecond clocks: an ingestion-time watermark.
+    cursor_kind = "ingest_us"
+
     def __init__(self, engine: Engine, *, commit_interval_ms: int = 2) -> None:
         self._engine = engine
         self._node = random.getrandbits(32)
@@ -126,7 +134,10 @@ class ClickHouseStore:
         for statement in SCHEMA:
             writer.command(statement.format(cluster=cluster))
         writer.command(_STAGING.format(staging=self._staging))
-        self._last_tick = 0
+        # Ticks continue above every stored one (a batch can run ahead of the clock), so a cursor
+        # issued before a restart never skips rows written after it.
+        self._last_tick = int(writer.table("SELECT max(seq) FROM events").column(0)[0].as_py() or 0)
+        self._inflight: int | None = None  # first seq of the commit being written, if any
         self._commit_interval = commit_interval_ms / 1000
         self._jobs: queue.SimpleQueue[tuple[Any, Future[None]] | None] = queue.SimpleQueue()
         self._writer = threading.Thread(
@@ -218,12 +229,16 @@ class ClickHouseStore:
 
     def _insert_events(self, con: Connection, rows: pa.Table) -> None:
         start = self._ticks(rows.num_rows)
-        seq = pa.array(range(start, start + rows.num_rows), pa.uint64())
-        time_ms = rows.column("time_ms")
-        params = {"node": self._node, "low": pc.min(time_ms).as_py(), "high": pc.max(time_ms).as_py()}
-        con.command(f"TRUNCATE TABLE {self._staging}")
-        con.insert(self._staging, rows.append_column("seq", seq))
-        con.command(_INSERT_DEDUPED.format(staging=self._staging), params)
+        self._inflight = start
+        try:
+            seq = pa.array(range(start, start + rows.num_rows), pa.uint64())
+            time_ms = rows.column("time_ms")
+            params = {"node": self._node, "low": pc.min(time_ms).as_py(), "high": pc.max(time_ms).as_py()}
+            con.command(f"TRUNCATE TABLE {self._staging}")
+            con.insert(self._staging, rows.append_column("seq", seq))
+            con.command(_INSERT_DEDUPED.format(staging=self._staging), params)
+        finally:
+            self._inflight = None
 
     def _apply_profiles(
         self,
@@ -279,6 +294,15 @@ class ClickHouseStore:
     def _release(self, con: Connection) -> None:
         self._readers.put(con)
 
+    def ingest_position(self) -> int:
+        """Below any commit in flight (its rows are not visible yet), else the newest tick this
+        writer handed out; with a shared server also SHARED_CURSOR_LAG_US behind the clock."""
+        inflight = self._inflight
+        position = self._last_tick if inflight is None else inflight - 1
+        if self._engine.shared:
+            position = min(position, time.time_ns() // 1000 - SHARED_CURSOR_LAG_US)
+        return position
+
     def export_chunks(self, plan: ExportPlan) -> Iterator[bytes | memoryview]:
         where = (
             None if plan.where is None else compile_predicate(ClickHousePrinter(plan.timezone), plan.where)
@@ -317,6 +341,8 @@ class ClickHouseStore:
         if plan.events is not None:
             sql += " AND has({events:Array(String)}, event)"
             params["events"] = list(plan.events)
+        for condition in _position_conditions(plan, params):  # incremental: count only new rows
+            sql += f" AND {condition}"
         found = con.table(sql + " GROUP BY bucket", params)
         buckets = sorted(zip(found.column(0).to_pylist(), found.column(1).to_pylist(), strict=True))
         return [(s.start_ms, s.end_ms, s.offset_ms) for s in pieces(plan.segments, buckets, SCAN_TARGET_ROWS)]
@@ -424,15 +450,22 @@ def export_query(
 ) -> tuple[str, dict[str, Any]]:
     """One ordered window of an export (the same text on chdb and on a server)."""
     params: dict[str, Any] = {"p": plan.project_id, "low": start, "high": end}
-    if plan.time_in_ms:
-        # Splice local milliseconds over the stored local seconds, whose digits start at the
-        # character `time_pos`; the part before it is measured once to get its length in bytes.
+    if plan.time_in_ms or plan.time_utc:
+        # Splice the rendered time (local or UTC; ms or s) over the stored local seconds, whose
+        # digits start at the character `time_pos` and are as long as the local seconds are; the
+        # part before them is measured once to get its length in bytes.
+        shown = (
+            "time_ms + {shift:Int64}"
+            if plan.time_in_ms
+            else "toInt64(floor((time_ms + {shift:Int64}) / 1000))"
+        )
         column = (
-            "concat(substringUTF8(line, 1, time_pos) AS head, toString(time_ms + {offset:Int64}),"
+            f"concat(substringUTF8(line, 1, time_pos) AS head, toString({shown}),"
             " substring(line, length(head) + 1"
             " + length(toString(toInt64(floor((time_ms + {offset:Int64}) / 1000))))))"
         )
         params["offset"] = offset_ms
+        params["shift"] = 0 if plan.time_utc else offset_ms
     else:
         column = "line"
     conditions = ["project_id = {p:Int32}", "time_ms >= {low:Int64}", "time_ms < {high:Int64}"]
@@ -442,6 +475,7 @@ def export_query(
     if where is not None:
         conditions.append(f"({where.text})")
         params.update(where.params)
+    conditions += _position_conditions(plan, params)
     sql = (
         f"SELECT {column} AS out FROM events WHERE {' AND '.join(conditions)}"
         " ORDER BY time_ms, seq, node LIMIT 1 BY time_ms, dedup"
@@ -450,3 +484,15 @@ def export_query(
         sql += " LIMIT {limit:UInt64}"
         params["limit"] = limit
     return sql, params
+
+
+def _position_conditions(plan: ExportPlan, params: dict[str, Any]) -> list[str]:
+    """The incremental-export bounds on `seq` as conditions, their values added to params."""
+    conditions = []
+    if plan.after_position is not None:
+        conditions.append("seq > {after:UInt64}")
+        params["after"] = plan.after_position
+    if plan.upto_position is not None:
+        conditions.append("seq <= {upto:UInt64}")
+        params["upto"] = plan.upto_position
+    return conditions

@@ -30,7 +30,7 @@ from rawevents.storage.base import (
     StoredEvent,
     events_table,
 )
-from rawevents.storage.duckdb_plan import narrow_to_data
+from rawevents.storage.duckdb_plan import narrow_to_data, position_conditions
 from rawevents.where.printer import Sql, compile_predicate
 from rawevents.where.printer.duckdb import DuckDBPrinter
 
@@ -97,6 +97,9 @@ _Job = Callable[[duckdb.DuckDBPyConnection], None]
 
 
 class DuckDBStore:
+    # Cursors carry `seq`: assigned in commit order by the single writer, kept by compaction.
+    cursor_kind = "seq"
+
     def __init__(
         self, data_dir: str | Path, *, memory_limit: str = "192MB", commit_interval_ms: int = 2
     ) -> None:
@@ -218,6 +221,11 @@ class DuckDBStore:
             con.unregister("incoming")
 
     # -- reads ----------------------------------------------------------------------------------
+
+    def ingest_position(self) -> int:
+        # `_next_seq` moves only after COMMIT returned, so every seq below it is committed
+        # (dedup may leave holes in the sequence; it never reorders it).
+        return self._next_seq - 1
 
     def export_chunks(self, plan: ExportPlan) -> Iterator[bytes | memoryview]:
         where = None if plan.where is None else compile_predicate(DuckDBPrinter(plan.timezone), plan.where)
@@ -345,13 +353,15 @@ def _chunks(plan: ExportPlan, pace: _Pace | None = None) -> Iterator[tuple[int, 
 def _export_query(
     plan: ExportPlan, where: Sql | None, start: int, end: int, offset_ms: int, limit: int | None
 ) -> tuple[str, list[Any]]:
-    if plan.time_in_ms:
-        # Splice local milliseconds over the stored local seconds (whose digits start at time_pos).
+    if plan.time_in_ms or plan.time_utc:
+        # Splice the rendered time (local or UTC; ms or s) over the stored local seconds, whose
+        # digits start at time_pos and are as long as the local seconds are.
+        value = "time_ms + ?" if plan.time_in_ms else "(time_ms + ?) // 1000"
         column = (
-            "line[:time_pos] || CAST(time_ms + ? AS VARCHAR)"
+            f"line[:time_pos] || CAST({value} AS VARCHAR)"
             " || line[time_pos + 1 + length(CAST((time_ms + ?) // 1000 AS VARCHAR)):]"
         )
-        params: list[Any] = [offset_ms, offset_ms]
+        params: list[Any] = [0 if plan.time_utc else offset_ms, offset_ms]
     else:
         column = "line"
         params = []
@@ -363,6 +373,7 @@ def _export_query(
     if where is not None:
         conditions.append(f"({where.text})")
         params.extend(where.params)
+    conditions += position_conditions(plan, params)
     sql = f"SELECT {column} AS line FROM events WHERE {' AND '.join(conditions)} ORDER BY time_ms, seq"
     if limit is not None:
         sql += " LIMIT ?"

@@ -17,6 +17,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from rawevents.settings import Config, redact_store
 from rawevents.storage.base import INCOMING_SCHEMA, EventStore, ProfileUpdate
 from rawevents.storage.duckdb_store import EVENTS_FILE
 
@@ -61,3 +62,15 @@ def migrate_duckdb(
         updates = [ProfileUpdate(r[3], "$set", orjson.loads(r[4]), r[5]) for r in group]
         target.submit_profile_updates(project_id, kind, group_key, updates, _replace).result()
     return Moved(events, len(rows))
+
+
+def migrate_into(target: Config, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """`rawevents migrate`: the DuckDB store under `target.data_dir` into `target.store`."""
+    from rawevents.storage.factory import open_store
+
+    store = open_store(target)
+    try:
+        moved = migrate_duckdb(target.data_dir, store, progress)
+    finally:
+        store.close()
+    return {"events": moved.events, "profiles": moved.profiles, "to": redact_store(target.store)}
