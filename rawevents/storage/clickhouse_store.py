@@ -47,7 +47,6 @@ from rawevents.storage.base import (
 )
 from rawevents.storage.clickhouse_conn import Connection, Engine, Params
 from rawevents.storage.duckdb_plan import BUCKET_MS, SCAN_TARGET_ROWS, pieces
-from rawevents.storage.duckdb_store import _string_column_bytes
 from rawevents.where.printer import Sql, compile_predicate
 from rawevents.where.printer.clickhouse import ClickHousePrinter
 
@@ -314,12 +313,10 @@ class ClickHouseStore:
                 if remaining is not None and remaining <= 0:
                     return
                 sql, params = export_query(plan, where, start, end, offset, remaining)
-                for batch in con.stream(sql, params):
-                    if batch.num_rows == 0:
-                        continue
+                for block in con.raw(sql, params):
                     if remaining is not None:
-                        remaining -= batch.num_rows
-                    yield _string_column_bytes(batch.column(0))
+                        remaining -= block.count(b"\n")  # one line per row, newline-terminated
+                    yield block
         finally:
             self._release(con)
 

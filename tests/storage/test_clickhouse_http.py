@@ -90,3 +90,10 @@ def test_parameter_text_forms() -> None:
     assert param_text(["it's", "x\\y"]) == "['it\\'s','x\\\\y']"
     assert param_text([1.5, 2.0]) == "[1.5,2.0]"
     assert param_text(True) == "true" and param_text(-3) == "-3"
+
+
+def test_export_lines_stream_as_raw_bytes() -> None:
+    http, recorder = engine(httpx.Response(200, content=b'{"a":1}\n{"a":2}\n'))
+    body = b"".join(http.connect().raw("SELECT line FROM events WHERE p = {p:Int32}", {"p": 1}))
+    assert body == b'{"a":1}\n{"a":2}\n'
+    assert recorder.requests[0].content.endswith(b"\nFORMAT RawBLOB")
