@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
 from rawevents import __version__
 from rawevents.errors import RawEventsError
 from rawevents.projects import Registry
-from rawevents.settings import SETTINGS_BY_NAME, load_config
+from rawevents.settings import CONFIG_ENV, PRIVATE_UMASK, SETTINGS, SETTINGS_BY_NAME, load_config
+
+if TYPE_CHECKING:  # the client is imported by its commands only: `serve` starts without it
+    from rawevents.client import Connection
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -36,26 +40,33 @@ def cli() -> None:
     """Self-hosted Mixpanel-compatible event store."""
 
 
+def _setting_options(command: F) -> F:
+    """One option per row of the settings table: `--name-with-dashes VALUE` (text, checked by the
+    setting's parser like the environment's), booleans as `--name/--no-name`."""
+    for setting in reversed(SETTINGS):
+        flag = "--" + setting.name.replace("_", "-")
+        if isinstance(setting.default, bool):
+            option = click.option(f"{flag}/--no-{flag[2:]}", setting.name, default=None, help=setting.help)
+        else:
+            option = click.option(flag, setting.name, default=None, metavar="VALUE", help=setting.help)
+        command = option(command)
+    return command
+
+
 @cli.command()
-@_data_dir_option
-@click.option("--store", default=None, help=SETTINGS_BY_NAME["store"].help)
-@click.option("--host", default=None, help=SETTINGS_BY_NAME["host"].help)
-@click.option("--port", type=int, default=None, help=SETTINGS_BY_NAME["port"].help)
-@click.option("--demo", is_flag=True, default=None, help=SETTINGS_BY_NAME["demo"].help)
-@click.option("--workers", type=int, default=None, help=SETTINGS_BY_NAME["workers"].help)
-def serve(
-    data_dir: str | None,
-    store: str | None,
-    host: str | None,
-    port: int | None,
-    demo: bool | None,
-    workers: int | None,
-) -> None:
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help=f"TOML file of settings (default: ${CONFIG_ENV}); environment and flags override it.",
+)
+@_setting_options
+def serve(config_file: Path | None, **flags: Any) -> None:
     """Run the HTTP server."""
     from rawevents.server import serve as run_server
 
-    config = load_config(data_dir=data_dir, store=store)
-    run_server(config.with_overrides(host=host, port=port, demo=demo, workers=workers))
+    run_server(load_config(config_file=config_file, flags=flags))
 
 
 @cli.command()
@@ -66,11 +77,8 @@ def migrate(source: str, target: str, data_dir: str | None) -> None:
     """Copy the embedded DuckDB store's events and profiles into another store (re-runnable)."""
     from rawevents.storage.migrate import migrate_into
 
-    _print(
-        migrate_into(
-            load_config(data_dir=data_dir, store=target), lambda n: click.echo(f"{n} events", err=True)
-        )
-    )
+    config = load_config(flags={"data_dir": data_dir, "store": target})
+    _print(migrate_into(config, lambda n: click.echo(f"{n} events", err=True)))
 
 
 @cli.group()
@@ -145,7 +153,9 @@ def _client_options(command: F) -> F:
     return command
 
 
-def _connection(url: str, secret: str | None, service_account: str | None, project_id: int | None) -> Any:
+def _connection(
+    url: str, secret: str | None, service_account: str | None, project_id: int | None
+) -> Connection:
     from rawevents.client import Connection, Credentials
 
     return Connection(url, Credentials.resolve(secret, service_account, project_id))
@@ -316,6 +326,7 @@ MAX_FAILURES_SHOWN = 20
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(PRIVATE_UMASK)  # every file and directory this process creates is its user's only
     try:
         result = cli.main(
             args=list(argv) if argv is not None else None, prog_name="rawevents", standalone_mode=False

@@ -96,7 +96,9 @@ def test_serve_demo_prints_a_ready_project(tmp_path: Path) -> None:
         assert line.startswith("rawevents demo project: ")
         demo = json.loads(line.split(": ", 1)[1])
         assert demo["name"] == "demo" and demo["timezone"] == "UTC"
-        assert process.stderr.readline().startswith(f"rawevents listening on http://127.0.0.1:{port}")
+        lines = [process.stderr.readline() for _ in range(4)]  # then uvicorn's startup lines
+        listening = [line for line in lines if line.startswith("rawevents listening on ")]
+        assert listening == [f"rawevents listening on http://127.0.0.1:{port}\n"], lines
         for _ in range(100):
             try:
                 assert requests.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200
@@ -108,6 +110,8 @@ def test_serve_demo_prints_a_ready_project(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(10)
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 def test_version() -> None:

@@ -165,6 +165,13 @@ def normalize_events(
                 FailedRecord(index, None, "properties", "'properties' is invalid: nested too deeply")
             )
             continue
+        except (ArithmeticError, ValueError) as exc:
+            # A value no conversion can represent (an integer of thousands of digits as an id,
+            # a number past float range): that record fails, never the batch.
+            batch.failed.append(
+                FailedRecord(index, None, "properties", f"'properties' is invalid: {_out_of_range(exc)}")
+            )
+            continue
         if target is None:
             batch.dropped += 1
             continue
@@ -322,8 +329,19 @@ def _time_ms(raw: Any, strict: bool) -> int:
         raise Invalid(
             "properties.time", "'properties.time' is invalid: must be specified as seconds since epoch"
         )
-    # Kept to the millisecond, rounded half up (1700000000.0005 s → …000001 ms).
-    return math.floor(value + 0.5) if value >= MS_THRESHOLD else math.floor(value * 1000 + 0.5)
+    # Kept to the millisecond, rounded half up (1700000000.0005 s → …000001 ms). Seconds past
+    # ±1.8e305 overflow to infinity once in milliseconds: clamped to the 64-bit range, where the
+    # caller's range checks refuse them (before 1971) or bring them to now (future, non-strict).
+    ms = value + 0.5 if value >= MS_THRESHOLD else value * 1000 + 0.5
+    return math.floor(min(max(ms, _INT64_MIN), _INT64_MAX))
+
+
+_INT64_MIN = -(2.0**63)
+_INT64_MAX = 2.0**63
+
+
+def _out_of_range(exc: Exception) -> str:
+    return "a number is out of range" if isinstance(exc, ArithmeticError) else str(exc)
 
 
 def _json_text(value: Any) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,7 +21,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rawevents.errors import StorageError
+from rawevents.errors import StartupError, StorageError
 from rawevents.storage.base import (
     ExportPlan,
     ProfileApplier,
@@ -104,14 +105,9 @@ class DuckDBStore:
         self, data_dir: str | Path, *, memory_limit: str = "192MB", commit_interval_ms: int = 2
     ) -> None:
         path = Path(data_dir)
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path / EVENTS_FILE
-        self._db = duckdb.connect(str(self.path), config={"memory_limit": memory_limit})
-        temp_dir = path / "tmp"
-        temp_dir.mkdir(exist_ok=True)
-        self._db.execute(f"SET temp_directory = '{_sql_string(str(temp_dir))}'")
-        self._db.execute("SET preserve_insertion_order = false")
-        self._db.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+        self._db = _connect(self.path, memory_limit)
         self._db.execute(_SCHEMA)
         self._next_seq = int(self._db.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])  # type: ignore[index]
         self._commit_interval = commit_interval_ms / 1000
@@ -322,6 +318,31 @@ class DuckDBStore:
         self._db.close()
 
 
+def _connect(path: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    """Open the database with every setting in the connect config: opening replays the WAL left
+    by a crash, and that replay may already spill to the temp directory, so a temp_directory SET
+    afterwards fails ("Cannot switch temporary directory after the current one has been used")."""
+    temp_dir = path.parent / "tmp"
+    temp_dir.mkdir(mode=0o700, exist_ok=True)
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": memory_limit,
+        "temp_directory": str(temp_dir),
+        "preserve_insertion_order": False,
+        "checkpoint_threshold": CHECKPOINT_THRESHOLD,
+    }
+    try:
+        return duckdb.connect(str(path), config=config)
+    except duckdb.IOException as exc:
+        if "Could not set lock" in str(exc):
+            holder = re.search(r"\(PID (\d+)\)", str(exc))
+            who = f" (PID {holder.group(1)})" if holder else ""
+            raise StartupError(
+                f"data directory {path.parent} is in use by another process{who}, probably another"
+                " rawevents server: stop it, or give this one its own --data-dir"
+            ) from None
+        raise
+
+
 class _Pace:
     """The width of the next export window, steered towards TARGET_ROWS rows per window."""
 
@@ -424,7 +445,3 @@ def _apply_profiles(
                 "INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?)",
                 [project_id, kind, group_key, profile_id, orjson.dumps(props).decode(), updated_ms],
             )
-
-
-def _sql_string(text: str) -> str:
-    return text.replace("'", "''")

@@ -79,7 +79,7 @@ def test_killed_export_leaves_no_partial_file_and_rerun_fetches_only_the_rest(
     while time.monotonic() < deadline and len(list(out.glob("*.jsonl.gz"))) < 2:
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.communicate()  # reaps it and closes its pipes
     done = sorted(out.glob("*.jsonl.gz"))
     assert 2 <= len(done) < 6
     for path in done:  # a file with its final name is complete

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from rawevents.errors import StorageError
-from rawevents.settings import load_config
+from rawevents.settings import SettingError, load_config
 from rawevents.storage.clickhouse_conn import HttpEngine, ServerAddress, param_text
 
 URL = "clickhouse://ana:s3cr%40t@ch.internal:8123/analytics?cluster=main"
@@ -47,6 +47,9 @@ def test_address_parsing_keeps_the_password_out_of_repr_and_config() -> None:
     assert (address.database, address.cluster) == ("analytics", "main")
     assert "s3cr" not in repr(address)
     assert "s3cr" not in repr(load_config({"RAWEVENTS_STORE": URL}))
+    with pytest.raises(SettingError) as refused:
+        load_config({"RAWEVENTS_STORE": "clickhose://ana:s3cr3t@ch.internal/db"})
+    assert "s3cr3t" not in refused.value.message and "clickhose://ana:***@ch.internal/db" in refused.value.message
 
 
 def test_a_query_sends_sql_in_the_body_and_typed_parameters_apart() -> None:
