@@ -49,7 +49,8 @@ def test_address_parsing_keeps_the_password_out_of_repr_and_config() -> None:
     assert "s3cr" not in repr(load_config({"RAWEVENTS_STORE": URL}))
     with pytest.raises(SettingError) as refused:
         load_config({"RAWEVENTS_STORE": "clickhose://ana:s3cr3t@ch.internal/db"})
-    assert "s3cr3t" not in refused.value.message and "clickhose://ana:***@ch.internal/db" in refused.value.message
+    assert "s3cr3t" not in refused.value.message
+    assert "clickhose://ana:***@ch.internal/db" in refused.value.message
 
 
 def test_a_query_sends_sql_in_the_body_and_typed_parameters_apart() -> None:
