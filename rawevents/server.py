@@ -32,13 +32,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
+from uvicorn.supervisors import Multiprocess
 
 from rawevents.errors import StartupError
 from rawevents.http.app import create_app
 from rawevents.http.protocol import MixpanelErrorsProtocol
 from rawevents.logconfig import log_config
 from rawevents.service import Services, ensure_demo_project
-from rawevents.settings import PRIVATE_UMASK, Config
+from rawevents.settings import PRIVATE_UMASK, SETTINGS, Config, load_config
+from rawevents.storage.factory import SINGLE_PROCESS, store_kind
 
 _M_ARENA_MAX = -8  # glibc mallopt parameter
 
@@ -144,37 +147,65 @@ class _Server(uvicorn.Server):
             print(f"rawevents listening on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
 
 
+def worker_app() -> Starlette:
+    """The app of one `serve --workers N` process: its settings come from the environment the
+    parent filled; its services open in the app's lifespan."""
+    return create_app(load_config())
+
+
+def _uvicorn_config(config: Config, app: Any, **extra: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        loop="uvloop",
+        http=MixpanelErrorsProtocol,
+        access_log=config.access_log,
+        log_config=None,
+        log_level=config.log_level,
+        timeout_keep_alive=75,
+        timeout_graceful_shutdown=config.shutdown_timeout_s,
+        proxy_headers=True,
+        forwarded_allow_ips=config.forwarded_allow_ips,
+        **tls_options(config),
+        **extra,
+    )
+
+
+def _serve_workers(config: Config, sock: socket.socket) -> None:
+    """N server processes on one listening socket (a server store: all state is in ClickHouse)."""
+    os.environ.update({s.env: str(getattr(config, s.name)) for s in SETTINGS})
+    uv_config = _uvicorn_config(config, "rawevents.server:worker_app", factory=True, workers=config.workers)
+    print(
+        f"rawevents: {config.workers} workers on http://{config.host}:{config.port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    Multiprocess(uv_config, sockets=[sock]).run()
+
+
 def serve(config: Config) -> None:
+    if config.workers > 1 and store_kind(config) in SINGLE_PROCESS:
+        raise StartupError(
+            "serve --workers above 1 needs a clickhouse:// store: an embedded store is owned by one process"
+        )
     os.umask(PRIVATE_UMASK)
     limit_malloc_arenas()
-    tls = tls_options(config)
+    tls_options(config)  # a bad certificate or key fails here, in one line, before anything starts
     logging.config.dictConfig(log_config(config.log_format, config.log_level))
     check_data_dir(config.data_dir)
     sock = bind_socket(config.host, config.port)
     with contextlib.closing(sock):
+        if config.workers > 1:
+            _serve_workers(config, sock)
+            return
         services = Services.open(config)
         try:
             if services.ingest_workers is not None:
                 services.ingest_workers.warm()
             if config.demo:
                 announce_demo_project(services, config)
-            server = _Server(
-                uvicorn.Config(
-                    create_app(config, services),
-                    host=config.host,
-                    port=config.port,
-                    loop="uvloop",
-                    http=MixpanelErrorsProtocol,
-                    access_log=config.access_log,
-                    log_config=None,
-                    log_level=config.log_level,
-                    timeout_keep_alive=75,
-                    timeout_graceful_shutdown=config.shutdown_timeout_s,
-                    proxy_headers=True,
-                    forwarded_allow_ips=config.forwarded_allow_ips,
-                    **tls,
-                )
-            )
+            server = _Server(_uvicorn_config(config, create_app(config, services)))
             server.run(sockets=[sock])
         finally:
             services.close()

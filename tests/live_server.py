@@ -15,6 +15,8 @@ from typing import Any
 import requests
 
 from rawevents.projects import Project, Registry
+from rawevents.settings import load_config
+from rawevents.storage import EventStore, open_store
 
 
 def free_port() -> int:
@@ -27,6 +29,7 @@ def free_port() -> int:
 class LiveServer:
     data_dir: Path
     env: dict[str, str] = field(default_factory=dict)
+    store: str = "duckdb"
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None  # where the server's stderr (its log) goes; default: beside data_dir
@@ -49,9 +52,14 @@ class LiveServer:
     def create_project(self, name: str = "test", timezone: str = "UTC") -> Project:
         return self.registry.create_project(name, timezone)
 
+    def open_store(self) -> EventStore:
+        """The server's store opened directly (stop the server first: embedded stores are owned
+        by one process)."""
+        return open_store(load_config({}, data_dir=str(self.data_dir), store=self.store))
+
     def start(self) -> LiveServer:
         self.port = self.port or free_port()
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **self.env, "RAWEVENTS_STORE": self.store}
         command = [sys.executable, "-m", "rawevents.cli", "serve", "--data-dir", str(self.data_dir)]
         command += ["--port", str(self.port), *self.args]
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
