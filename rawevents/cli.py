@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -22,6 +22,9 @@ from rawevents import __version__
 from rawevents.errors import RawEventsError
 from rawevents.projects import Registry
 from rawevents.settings import CONFIG_ENV, PRIVATE_UMASK, SETTINGS, SETTINGS_BY_NAME, load_config
+
+if TYPE_CHECKING:  # the client is imported by its commands only: `serve` starts without it
+    from rawevents.client import Connection
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -138,7 +141,9 @@ def _client_options(command: F) -> F:
     return command
 
 
-def _connection(url: str, secret: str | None, service_account: str | None, project_id: int | None) -> Any:
+def _connection(
+    url: str, secret: str | None, service_account: str | None, project_id: int | None
+) -> Connection:
     from rawevents.client import Connection, Credentials
 
     return Connection(url, Credentials.resolve(secret, service_account, project_id))

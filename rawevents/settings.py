@@ -197,6 +197,33 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds an ingest worker process may spend on one body before it is killed and replaced (503).",
         _int(1),
     ),
+    Setting(
+        "log_format",
+        "text",
+        "RAWEVENTS_LOG_FORMAT",
+        "Server log lines as `text` or `json` (one JSON object per line).",
+        _choice("text", "json"),
+    ),
+    Setting(
+        "access_log",
+        True,
+        "RAWEVENTS_ACCESS_LOG",
+        "Log one line per HTTP request (query-string credentials and `data` redacted).",
+        _bool,
+    ),
+    Setting(
+        "ssl_certfile",
+        "",
+        "RAWEVENTS_SSL_CERTFILE",
+        "PEM certificate (chain) file: serve HTTPS instead of HTTP. Needs `ssl_keyfile`.",
+    ),
+    Setting("ssl_keyfile", "", "RAWEVENTS_SSL_KEYFILE", "PEM private key file of `ssl_certfile`."),
+    Setting(
+        "forwarded_allow_ips",
+        "127.0.0.1",
+        "RAWEVENTS_FORWARDED_ALLOW_IPS",
+        "Comma-separated proxy addresses/networks whose X-Forwarded-For gives the client IP; `*` trusts any.",
+    ),
 )
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
@@ -224,6 +251,11 @@ class Config:
     log_level: str = field(default=SETTINGS_BY_NAME["log_level"].default)
     shutdown_timeout_s: int = field(default=SETTINGS_BY_NAME["shutdown_timeout_s"].default)
     ingest_job_timeout_s: int = field(default=SETTINGS_BY_NAME["ingest_job_timeout_s"].default)
+    log_format: str = field(default=SETTINGS_BY_NAME["log_format"].default)
+    access_log: bool = field(default=SETTINGS_BY_NAME["access_log"].default)
+    ssl_certfile: str = field(default=SETTINGS_BY_NAME["ssl_certfile"].default)
+    ssl_keyfile: str = field(default=SETTINGS_BY_NAME["ssl_keyfile"].default)
+    forwarded_allow_ips: str = field(default=SETTINGS_BY_NAME["forwarded_allow_ips"].default)
 
     def with_overrides(self, **overrides: Any) -> Config:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})

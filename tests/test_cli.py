@@ -109,7 +109,7 @@ def test_serve_demo_prints_a_ready_project(tmp_path: Path) -> None:
             raise AssertionError("demo server did not answer")
     finally:
         process.terminate()
-        process.communicate(timeout=10)  # reaps it and closes its stderr pipe
+        process.communicate(timeout=10)  # reaps it and closes its pipe
 
 
 def test_version() -> None:

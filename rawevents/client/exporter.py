@@ -94,6 +94,7 @@ class _State:
     last_to: str | None = None
     run: int = 0
     pending: dict[str, Any] | None = None
+    filters: dict[str, Any] | None = None  # --event/--where the runs were made with
     version: int = STATE_VERSION
 
     @classmethod
@@ -171,13 +172,20 @@ class Exporter:
             if path.exists():
                 self._done(FileResult(piece.label, path, 0, skipped=True))
                 continue
-            events, _ = self._fetch(piece, path, {}, keep_empty=True)
+            events = self._fetch(piece, path, {}, keep_empty=True)
             self._done(FileResult(piece.label, path, events))
 
     # -- incremental export -----------------------------------------------------------------
 
     def _incremental(self, state_path: Path) -> None:
         state = _State.load(state_path, self.connection.url)
+        filters = {"events": list(self.options.events), "where": self.options.where}
+        if state.filters is not None and state.filters != filters:
+            # Events the old filters left out are behind the cursor: they would never come.
+            raise ClientError(
+                f"{state_path} was made with other --event/--where filters: use a new state file"
+            )
+        state.filters = filters
         if state.pending is None:
             state.pending = self._plan_run(state)
             state.save(state_path)
@@ -196,7 +204,7 @@ class Exporter:
             if path.exists():  # written just before the previous invocation stopped
                 result = FileResult(piece.label, path, 0, skipped=True)
             else:
-                events, _ = self._fetch(piece, path, params, keep_empty=False)
+                events = self._fetch(piece, path, params, keep_empty=False)
                 result = FileResult(piece.label, path if events else None, events)
             pending["next"] = (piece.last + dt.timedelta(days=1)).isoformat()
             state.save(state_path)
@@ -276,15 +284,13 @@ class Exporter:
             params["time_utc"] = "1"  # rawevents renders UTC itself; others ignore it
         return params
 
-    def _fetch(
-        self, piece: _Piece, path: Path, extra: dict[str, str], *, keep_empty: bool
-    ) -> tuple[int, str | None]:
-        """Download, verify, convert and rename one piece; (events, cursor header)."""
+    def _fetch(self, piece: _Piece, path: Path, extra: dict[str, str], *, keep_empty: bool) -> int:
+        """Download, verify, convert and rename one piece; returns its events."""
         part = path.with_name(path.name + ".part")
         tmp = path.with_name(path.name + ".tmp")
         writer = WRITERS[self.options.format]
 
-        def handle(reply: httpx.Response) -> tuple[int, str | None]:
+        def handle(reply: httpx.Response) -> int:
             gzipped = reply.headers.get("content-encoding", "").lower() in ("gzip", "x-gzip")
             with part.open("wb") as sink:
                 for chunk in reply.iter_raw(_COPY):
@@ -298,19 +304,24 @@ class Exporter:
             else:
                 events = writer(lambda: read_lines(part, gzipped), tmp, transform)
                 part.unlink()
-            return events, reply.headers.get(CURSOR_HEADER)
+            return events
 
         params = {**self._range_params(piece.first, piece.last), **extra}
-        events, cursor = self.connection.call(
-            "GET", EXPORT_PATH, handle, params=params, headers={"Accept-Encoding": "gzip"}
-        )
+        try:
+            events = self.connection.call(
+                "GET", EXPORT_PATH, handle, params=params, headers={"Accept-Encoding": "gzip"}
+            )
+        except BaseException:  # failed or interrupted (Ctrl-C): leave no partial file behind
+            part.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
+            raise
         if events == 0 and not keep_empty:
             tmp.unlink()
         else:
             _sync(tmp)
             os.replace(tmp, path)
             _sync_dir(path.parent)
-        return events, cursor
+        return events
 
     def _done(self, result: FileResult) -> None:
         self.result.files.append(result)

@@ -1,9 +1,10 @@
 """`rawevents import` as an API: JSONL / JSONL.gz / Parquet files to a server's `/import`.
 
 - Batches hold at most `batch_events` events and `max_body_bytes` of JSON (the server's limits
-  are 2000 events and 10 MB after decoding by default), sent gzip-compressed, `concurrency` at a
-  time, with `strict=1` so each bad record comes back with its reason; failures are reported
-  as FILE:LINE with the server's message, the rest of the file is still imported.
+  are 2000 events and 10 MB after decoding by default; a server configured lower answers 413 and
+  the batch is split in halves), sent gzip-compressed, `concurrency` at a time, with `strict=1`
+  so each bad record comes back with its reason; failures are reported as FILE:LINE with the
+  server's message, the rest of the file is still imported.
 - Export files are sorted by time, and the server orders equal times by arrival. Batches are cut
   where `time` changes, so concurrent batches can commit in any order and a re-export is still
   byte-identical; a run of equal times longer than a batch is sent in order, one batch at a time.
@@ -30,7 +31,7 @@ import orjson
 from rawevents.client.formats import read_parquet_records
 from rawevents.client.localtime import LocalToUtc, load_zone
 from rawevents.client.progress import Progress, SilentProgress
-from rawevents.client.transport import ClientError, Connection, printable
+from rawevents.client.transport import ClientError, Connection, HttpError, printable
 
 IMPORT_PATH = "/import"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -186,7 +187,22 @@ class Importer:
     # -- sending ----------------------------------------------------------------------------
 
     def _send(self, batch: _Batch) -> None:
-        body = gzip.compress(b"[" + b",".join(line.data for line in batch.lines) + b"]", compresslevel=5)
+        """Post one batch; a 413 (the server's limits are lower than ours) splits it in two halves
+        sent in order, down to a single event, which is then reported as failed."""
+        try:
+            self._post(batch.lines)
+        except HttpError as exc:
+            if exc.status != 413:
+                raise
+            if len(batch.lines) == 1:
+                self._fail(RecordFailure(*batch.lines[0].where, exc.message))
+                return
+            half = len(batch.lines) // 2
+            self._send(_Batch(batch.lines[:half], batch.ordered))
+            self._send(_Batch(batch.lines[half:], batch.ordered))
+
+    def _post(self, lines: list[_Line]) -> None:
+        body = gzip.compress(b"[" + b",".join(line.data for line in lines) + b"]", compresslevel=5)
         params = {"strict": "1"}
         if self.options.restore:
             params["restore"] = "1"
@@ -211,9 +227,9 @@ class Importer:
         self.progress.events(imported)
         for failed in answer.get("failed_records", []) if isinstance(answer, dict) else []:
             index = failed.get("index")
-            if isinstance(index, int) and 0 <= index < len(batch.lines):
+            if isinstance(index, int) and 0 <= index < len(lines):
                 message = printable(str(failed.get("message", "rejected")))
-                self._fail(RecordFailure(*batch.lines[index].where, message))
+                self._fail(RecordFailure(*lines[index].where, message))
 
 
 def import_files(

@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rawevents.errors import BadRequest
-from rawevents.http import export_routes, ingest_routes, query_routes
+from rawevents.http import export_routes, ingest_routes, ops_routes, query_routes
 from rawevents.http.responses import json_response, query_api_error
 from rawevents.service import Services
 from rawevents.settings import Config
@@ -44,5 +45,6 @@ def create_app(config: Config, services: Services | None = None) -> Starlette:
     routes += ingest_routes.routes()
     routes += export_routes.routes()
     routes += query_routes.routes()
+    routes += ops_routes.routes()
     routes.append(Route("/api/{rest:path}", unknown_api, methods=["GET", "POST", "HEAD"]))
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(ops_routes.ResponseMetrics)])

@@ -117,6 +117,46 @@ class ProfileUpdate:
 ProfileApplier = Callable[[dict[str, Any] | None, ProfileUpdate], dict[str, Any] | None]
 
 
+class StoreObserver(Protocol):
+    """What a store reports about its own work (the server's metrics implement it), so every engine
+    feeds the same dashboards. Called from the store's threads: implementations must be thread-safe
+    and cheap."""
+
+    def queue_depth(self, jobs: int) -> None:
+        """Write jobs waiting for the writer, after one was queued or a commit took some."""
+
+    def committed(self, jobs: int, events: int, seconds: float) -> None:
+        """One group commit: requests (jobs) and event rows it held, and how long it took."""
+
+    def commit_failed(self) -> None:
+        """A write transaction failed (its requests get a 503, nothing of it was acknowledged)."""
+
+    def rows_exported(self, rows: int) -> None:
+        """An export scan produced `rows` more rows."""
+
+    def compacted(self, seconds: float) -> None:
+        """A background compaction (part merge, retention rewrite) finished."""
+
+
+class NullObserver:
+    """The observer of a store nobody watches."""
+
+    def queue_depth(self, jobs: int) -> None:
+        pass
+
+    def committed(self, jobs: int, events: int, seconds: float) -> None:
+        pass
+
+    def commit_failed(self) -> None:
+        pass
+
+    def rows_exported(self, rows: int) -> None:
+        pass
+
+    def compacted(self, seconds: float) -> None:
+        pass
+
+
 class EventStore(Protocol):
     """What the server calls. Writes return futures that resolve once the data is durable
     (acknowledge only then); reads run on the caller's thread and never see uncommitted rows."""
@@ -158,5 +198,9 @@ class EventStore(Protocol):
     ) -> list[tuple[str, int]]:
         """(property name, events carrying it) over the project's `sample_rows` most recent events
         (of `event`, when given), most frequent first, then by name; `time` excluded."""
+
+    def check(self, timeout: float) -> None:
+        """Raise StorageError unless the store answers a read and its write path takes a job
+        within `timeout` seconds (the readiness probe)."""
 
     def close(self) -> None: ...

@@ -6,6 +6,7 @@ writes its WAL on COMMIT, so an acknowledged event survives `kill -9` of the ser
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import re
@@ -13,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,13 @@ import pyarrow.compute as pc
 from rawevents.errors import StartupError, StorageError
 from rawevents.storage.base import (
     ExportPlan,
+    NullObserver,
     ProfileApplier,
     ProfilePage,
     ProfileQuery,
     ProfileUpdate,
     StoredEvent,
+    StoreObserver,
     events_table,
 )
 from rawevents.storage.duckdb_plan import narrow_to_data, position_conditions
@@ -60,6 +64,9 @@ CREATE TABLE IF NOT EXISTS profiles (
     PRIMARY KEY (project_id, kind, group_key, profile_id)
 );
 """
+
+# One row the readiness probe rewrites and reads back: proves a durable write and a read both work.
+_PROBE_SCHEMA = "CREATE TABLE IF NOT EXISTS readiness_probe (id INTEGER PRIMARY KEY, value BIGINT NOT NULL)"
 
 # Keeps the first copy of each dedup key (event, distinct_id, time, $insert_id) per project, both
 # inside the incoming batch and against what is stored: SDK retries are idempotent.
@@ -102,13 +109,22 @@ class DuckDBStore:
     cursor_kind = "seq"
 
     def __init__(
-        self, data_dir: str | Path, *, memory_limit: str = "192MB", commit_interval_ms: int = 2
+        self,
+        data_dir: str | Path,
+        *,
+        memory_limit: str = "192MB",
+        commit_interval_ms: int = 2,
+        observer: StoreObserver | None = None,
     ) -> None:
         path = Path(data_dir)
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path / EVENTS_FILE
         self._db = _connect(self.path, memory_limit)
         self._db.execute(_SCHEMA)
+        self._db.execute(_PROBE_SCHEMA)
+        self._observer: StoreObserver = observer or NullObserver()
+        self._probe_values = itertools.count(1)
+        self._probe_lock = threading.Lock()  # one probe at a time: each reads back its own value
         self._next_seq = int(self._db.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])  # type: ignore[index]
         self._commit_interval = commit_interval_ms / 1000
         self._jobs: queue.SimpleQueue[tuple[Any, Future[None]] | None] = queue.SimpleQueue()
@@ -124,7 +140,7 @@ class DuckDBStore:
         if len(events) == 0:
             future.set_result(None)
             return future
-        self._jobs.put((events if isinstance(events, pa.Table) else list(events), future))
+        self._enqueue(events if isinstance(events, pa.Table) else list(events), future)
         return future
 
     def submit_profile_updates(
@@ -140,8 +156,12 @@ class DuckDBStore:
         def job(con: duckdb.DuckDBPyConnection) -> None:
             _apply_profiles(con, project_id, kind, group_key, list(updates), apply)
 
-        self._jobs.put((job, future))
+        self._enqueue(job, future)
         return future
+
+    def _enqueue(self, job: Any, future: Future[None]) -> None:
+        self._jobs.put((job, future))
+        self._observer.queue_depth(self._jobs.qsize())
 
     def _write_loop(self) -> None:
         con = self._db.cursor()
@@ -162,7 +182,11 @@ class DuckDBStore:
                     stop = True
                     break
                 pending.append(item)
+            self._observer.queue_depth(self._jobs.qsize())
+            started = time.perf_counter()
             self._commit(con, pending)
+            events = sum(len(job) for job, _ in pending if not callable(job))
+            self._observer.committed(len(pending), events, time.perf_counter() - started)
             if stop:
                 break
         con.close()
@@ -177,6 +201,7 @@ class DuckDBStore:
                     self._commit(con, [item])
                 return
             log.exception("storage write failed")
+            self._observer.commit_failed()
             pending[0][1].set_exception(StorageError("the event store could not write this batch; retry"))
             return
         for _, future in pending:
@@ -242,6 +267,7 @@ class DuckDBStore:
                     rows += batch.num_rows
                     if remaining is not None:
                         remaining -= batch.num_rows
+                    self._observer.rows_exported(batch.num_rows)
                     yield _string_column_bytes(batch.column(0))
                 pace.observe(end - start, rows)
         finally:
@@ -310,6 +336,32 @@ class DuckDBStore:
             return con.execute(sql, list(params)).fetchall()
         finally:
             con.close()
+
+    def check(self, timeout: float) -> None:
+        """Write a new value into the probe row through the writer (a real durable commit), then
+        read it back on a reader cursor; StorageError when either fails or takes over `timeout`."""
+        if not self._writer.is_alive():
+            raise StorageError("the writer thread has stopped")
+        if not self._probe_lock.acquire(timeout=timeout):
+            raise StorageError(f"the previous readiness probe did not finish within {timeout:g} s")
+        try:
+            self._probe(next(self._probe_values), timeout)
+        finally:
+            self._probe_lock.release()
+
+    def _probe(self, value: int, timeout: float) -> None:
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute("INSERT OR REPLACE INTO readiness_probe VALUES (1, ?)", [value])
+
+        future: Future[None] = Future()
+        self._enqueue(write, future)
+        try:
+            future.result(timeout)
+        except FutureTimeout as exc:
+            raise StorageError(f"the writer did not commit within {timeout:g} s") from exc
+        rows = self.query("SELECT value FROM readiness_probe WHERE id = 1")
+        if rows != [(value,)]:
+            raise StorageError("the probe row read back differs from the one written")
 
     def close(self) -> None:
         if self._writer.is_alive():

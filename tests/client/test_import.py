@@ -111,3 +111,43 @@ def test_batches_respect_the_body_limit(server: LiveServer, tmp_path: Path) -> N
     with connect(server, project) as client:
         result = import_files(client, [path], ImportOptions(max_body_bytes=4 * 1024 * 1024))
     assert (result.imported, result.failures) == (250, [])
+
+
+def test_batches_adapt_to_a_server_with_lower_limits(tmp_path: Path) -> None:
+    live = LiveServer(tmp_path / "data", env={"RAWEVENTS_MAX_BATCH_EVENTS": "50"}).start()
+    try:
+        project = live.create_project("small-batches", "UTC")
+        path = tmp_path / "events.jsonl"
+        path.write_bytes(
+            b"".join(orjson.dumps(event("e", utc_s(2024, 1, 1) + i, f"s{i}")) + b"\n" for i in range(300))
+        )
+        with connect(live, project) as client:
+            result = import_files(client, [path])
+        assert (result.imported, result.failures) == (300, [])
+    finally:
+        live.stop()
+
+
+def test_parquet_export_imports_back_to_the_same_rows(server: LiveServer, tmp_path: Path) -> None:
+    source = server.create_project("parquet-source", "UTC")
+    target = server.create_project("parquet-target", "UTC")
+    rows = [
+        event(
+            "e",
+            utc_s(2024, 10, 26, h),
+            f"q{h}",
+            n=h,
+            ok=h % 2 == 0,
+            tags=["a", h],
+            label=f"ü{h}",
+            ratio=h + 0.5,
+        )
+        for h in range(10)
+    ]
+    ingest(server, source, rows)
+    first = _dump(server, source, tmp_path / "first")
+    with connect(server, source) as client:
+        export(client, ExportOptions(FIRST, LAST, tmp_path / "all.parquet", format="parquet", split="none"))
+    with connect(server, target) as client:
+        assert import_files(client, [tmp_path / "all.parquet"]).imported == 10
+    assert _dump(server, target, tmp_path / "second") == first

@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import httpx
 import pytest
 
-from rawevents.client import ExportOptions, export
+from rawevents.client import ClientError, Connection, Credentials, ExportOptions, export
 from rawevents.client.progress import SilentProgress
 from tests.client.helpers import connect, event, ingest, insert_ids, utc_s
 from tests.export.helpers import basic
@@ -128,3 +129,52 @@ def _rows(body: bytes) -> list[dict[str, object]]:
     import orjson
 
     return [orjson.loads(line) for line in body.split(b"\n") if line]
+
+
+class _Mixpanelish(httpx.BaseTransport):
+    """The live server as a server without the cursor extension (Mixpanel): no cursor header."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        for name in ("cursor", "after_cursor", "upto_cursor"):
+            url = url.copy_remove_param(name)
+        return self.inner.handle_request(httpx.Request(request.method, url, headers=request.headers))
+
+
+def test_without_cursors_each_run_refetches_the_lookback_window(
+    store_server: LiveServer, tmp_path: Path
+) -> None:
+    project = store_server.create_project("lookback", "UTC")
+    ingest(store_server, project, [event("e", utc_s(2024, 3, d, 12), f"l{d}") for d in (1, 2, 3)])
+    out, state = tmp_path / "out", tmp_path / "state.json"
+    with connect(store_server, project, transport=_Mixpanelish()) as server:
+        first = export(server, _options(out, state, lookback_days=2))
+        assert first.mode == "lookback" and first.cursor is None
+        assert insert_ids([f.path for f in first.files if f.path]) == ["l1", "l2", "l3"]
+        ingest(
+            store_server,
+            project,
+            [event("e", utc_s(2024, 3, 3, 13), "late3"), event("e", utc_s(2024, 3, 4, 1), "new4")],
+        )
+        second = export(server, _options(out, state, lookback_days=2))
+    # Days 3 and 4 again (the window before the last run's last day, 2024-03-04): late3 and new4
+    # are caught, l3 comes again (a duplicate to drop on $insert_id).
+    assert [f.label for f in second.files] == ["2024-03-03", "2024-03-04"]
+    assert insert_ids([f.path for f in second.files if f.path]) == ["l3", "late3", "new4"]
+
+
+def test_a_state_file_belongs_to_one_server_and_one_filter(store_server: LiveServer, tmp_path: Path) -> None:
+    project = store_server.create_project("state-file", "UTC")
+    out, state = tmp_path / "out", tmp_path / "state.json"
+    with connect(store_server, project) as server:
+        export(server, _options(out, state, events=("a",)))
+        with pytest.raises(ClientError, match="other --event/--where filters"):
+            export(server, _options(out, state, events=("b",)))
+    with (
+        Connection("http://127.0.0.1:1", Credentials("s")) as elsewhere,
+        pytest.raises(ClientError, match="belongs to"),
+    ):
+        export(elsewhere, _options(out, state, events=("a",)))

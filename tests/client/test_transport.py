@@ -153,3 +153,12 @@ def test_credentials_from_flags_or_environment(
 def test_credentials_errors(args: tuple[str | None, str | None, int | None], message: str) -> None:
     with pytest.raises(ClientError, match=message):
         Credentials.resolve(*args, env={})
+
+
+def test_a_failed_day_leaves_no_partial_file(tmp_path: Path) -> None:
+    body = gzip.compress(b'{"event":"e","properties":{"time":1}}\n' * 100)
+    answers = [_streamed(body[:40], gzip=True), httpx.Response(403, json={"error": "revoked"})]
+    with _connection(answers, [], []) as server, pytest.raises(HttpError, match="revoked"):
+        day = dt.date(2024, 1, 1)
+        export(server, ExportOptions(day, day, tmp_path))
+    assert list(tmp_path.iterdir()) == []
