@@ -18,6 +18,8 @@ from rawevents.projects import Project, Registry
 from rawevents.settings import load_config
 from rawevents.storage import EventStore, open_store
 
+START_TIMEOUT_S = 120
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -71,7 +73,8 @@ class LiveServer:
         )
         if self.log is not None:
             stderr.close()  # the child has its own copy
-        deadline = time.monotonic() + 30
+        # Generous: a chdb server starts the embedded ClickHouse engine (seconds on a busy machine).
+        deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 output = self.process.stderr.read() if self.process.stderr else self.log_text().encode()
@@ -81,7 +84,7 @@ class LiveServer:
                 return self
             except requests.ConnectionError:
                 time.sleep(0.05)
-        raise RuntimeError("server did not start in 30 s")
+        raise RuntimeError(f"server did not start in {START_TIMEOUT_S} s")
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log is not None and self.log.exists() else ""
