@@ -213,6 +213,20 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
     ),
     Setting(
+        "retention_interval_seconds",
+        3600,
+        "RAWEVENTS_RETENTION_INTERVAL_SECONDS",
+        "How often the server drops events older than each project's retention; 0: only on start.",
+        _int(),
+    ),
+    Setting(
+        "gdpr_deletion_delay_seconds",
+        0,
+        "RAWEVENTS_GDPR_DELETION_DELAY_SECONDS",
+        "How long a GDPR deletion waits (PENDING, cancellable) before it runs.",
+        _int(),
+    ),
+    Setting(
         "log_level",
         "info",
         "RAWEVENTS_LOG_LEVEL",
@@ -232,6 +246,33 @@ SETTINGS: tuple[Setting, ...] = (
         "RAWEVENTS_INGEST_JOB_TIMEOUT_S",
         "Seconds an ingest worker process may spend on one body before it is killed and replaced (503).",
         _int(1),
+    ),
+    Setting(
+        "log_format",
+        "text",
+        "RAWEVENTS_LOG_FORMAT",
+        "Server log lines as `text` or `json` (one JSON object per line).",
+        _choice("text", "json"),
+    ),
+    Setting(
+        "access_log",
+        True,
+        "RAWEVENTS_ACCESS_LOG",
+        "Log one line per HTTP request (query-string credentials and `data` redacted).",
+        _bool,
+    ),
+    Setting(
+        "ssl_certfile",
+        "",
+        "RAWEVENTS_SSL_CERTFILE",
+        "PEM certificate (chain) file: serve HTTPS instead of HTTP. Needs `ssl_keyfile`.",
+    ),
+    Setting("ssl_keyfile", "", "RAWEVENTS_SSL_KEYFILE", "PEM private key file of `ssl_certfile`."),
+    Setting(
+        "forwarded_allow_ips",
+        "127.0.0.1",
+        "RAWEVENTS_FORWARDED_ALLOW_IPS",
+        "Comma-separated proxy addresses/networks whose X-Forwarded-For gives the client IP; `*` trusts any.",
     ),
 )
 
@@ -259,9 +300,16 @@ class Config:
     ingest_processes: int = field(default=SETTINGS_BY_NAME["ingest_processes"].default)
     engine_memory_limit: str = field(default=SETTINGS_BY_NAME["engine_memory_limit"].default)
     demo: bool = field(default=SETTINGS_BY_NAME["demo"].default)
+    retention_interval_seconds: int = field(default=SETTINGS_BY_NAME["retention_interval_seconds"].default)
+    gdpr_deletion_delay_seconds: int = field(default=SETTINGS_BY_NAME["gdpr_deletion_delay_seconds"].default)
     log_level: str = field(default=SETTINGS_BY_NAME["log_level"].default)
     shutdown_timeout_s: int = field(default=SETTINGS_BY_NAME["shutdown_timeout_s"].default)
     ingest_job_timeout_s: int = field(default=SETTINGS_BY_NAME["ingest_job_timeout_s"].default)
+    log_format: str = field(default=SETTINGS_BY_NAME["log_format"].default)
+    access_log: bool = field(default=SETTINGS_BY_NAME["access_log"].default)
+    ssl_certfile: str = field(default=SETTINGS_BY_NAME["ssl_certfile"].default)
+    ssl_keyfile: str = field(default=SETTINGS_BY_NAME["ssl_keyfile"].default)
+    forwarded_allow_ips: str = field(default=SETTINGS_BY_NAME["forwarded_allow_ips"].default)
 
     def __repr__(self) -> str:
         # The store URL may carry a password: never print it (logs, tracebacks).

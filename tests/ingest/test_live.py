@@ -127,10 +127,10 @@ def test_sdk_import_with_service_account(server: LiveServer) -> None:
     consumer.flush()
     assert len(exported(server, project)) == 60
 
-    # Wrong secret: the SDK surfaces Mixpanel's error
+    # Wrong secret: the SDK surfaces the error, which names the service account
     bad = ServiceAccountCredentials(account.username, "wrong", str(project.project_id))
     mp_bad = Mixpanel(project.token, consumer=Consumer(credentials=bad, **sdk_urls(server)))
-    with pytest.raises(mixpanel.MixpanelException, match="Invalid credentials"):
+    with pytest.raises(mixpanel.MixpanelException, match="invalid service account credentials"):
         mp_bad.import_data(api_key=None, distinct_id="x", event_name="Nope", timestamp=NOW - 60)
 
 
