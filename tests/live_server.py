@@ -18,6 +18,8 @@ from rawevents.projects import Project, Registry
 from rawevents.settings import load_config
 from rawevents.storage import EventStore, open_store
 
+START_TIMEOUT_S = 120
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -64,7 +66,8 @@ class LiveServer:
         command += ["--port", str(self.port), *self.args]
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + 30
+        # Generous: a chdb server starts the embedded ClickHouse engine (seconds on a busy machine).
+        deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_text()}")
@@ -73,7 +76,7 @@ class LiveServer:
                 return self
             except requests.ConnectionError:
                 time.sleep(0.05)
-        raise RuntimeError("server did not start in 30 s")
+        raise RuntimeError(f"server did not start in {START_TIMEOUT_S} s")
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
