@@ -69,3 +69,10 @@ class StoreInUse(StartupError):
     """Another process (a running server) holds the event store's write lock."""
 
     code = "store_in_use"
+
+
+class Unsupported(RawEventsError):
+    """The configured store cannot do this (said before anything is changed)."""
+
+    code = "unsupported"
+    status = 501

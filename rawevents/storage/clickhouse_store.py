@@ -29,14 +29,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any, TypeVar
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rawevents.errors import StorageError
+from rawevents.errors import StorageError, Unsupported
 from rawevents.storage.base import (
+    BackupInfo,
+    DeletedRows,
     ExportPlan,
     ProfileApplier,
     ProfilePage,
@@ -117,6 +121,9 @@ SHARED_CURSOR_LAG_US = 30_000_000
 _PROFILE_SCOPE = "project_id = {p:Int32} AND kind = {kind:String} AND group_key = {gk:String}"
 
 _Job = Callable[[Connection], None]
+T = TypeVar("T")
+_USERS = "project_id = {p:Int32} AND has({ids:Array(String)}, distinct_id)"
+_USER_PROFILES = "project_id = {p:Int32} AND kind = 'user' AND has({ids:Array(String)}, profile_id)"
 
 
 class ClickHouseStore:
@@ -395,6 +402,89 @@ class ClickHouseStore:
             params["limit"] = limit
         found = self._table(sql, params)
         return list(zip(found.column(0).to_pylist(), found.column(1).to_pylist(), strict=True))
+
+    # -- readiness and data lifecycle -----------------------------------------------------------
+    # Deletions run as writer jobs, so they are serialised with group commits (a commit's dedup
+    # never sees half a deletion); ClickHouse's lightweight DELETE is synchronous by default.
+
+    def _write(self, fn: Callable[[Connection], T], timeout: float | None = None) -> T:
+        results: list[T] = []
+        future: Future[None] = Future()
+        self._jobs.put((lambda con: results.append(fn(con)), future))
+        try:
+            future.result(timeout)
+        except FutureTimeout as exc:
+            raise StorageError(f"the writer did not commit within {timeout:g} s") from exc
+        return results[-1]
+
+    def check(self, timeout: float) -> None:
+        if not self._writer.is_alive():
+            raise StorageError("the writer thread has stopped")
+        self._write(lambda con: con.command("SELECT 1"), timeout)
+        if self._table("SELECT 1", {}).num_rows != 1:
+            raise StorageError("the store did not answer a read")
+
+    def _count(self, con: Connection, sql: str, params: Params) -> int:
+        return int(con.table(sql, params).column(0)[0].as_py())
+
+    def _delete(self, con: Connection, table: str, condition: str, params: Params) -> int:
+        found = self._count(con, f"SELECT count() FROM {table} WHERE {condition}", params)
+        if found:
+            con.command(f"DELETE FROM {table} WHERE {condition}", params)
+        return found
+
+    def delete_users(self, project_id: int, distinct_ids: Sequence[str]) -> DeletedRows:
+        params = {"p": project_id, "ids": list(distinct_ids)}
+        return self._write(
+            lambda con: DeletedRows(
+                self._delete(con, "events", _USERS, params),
+                self._delete(con, "profiles", _USER_PROFILES, params),
+            )
+        )
+
+    def drop_events_before(self, project_id: int, cutoff_ms: int) -> int:
+        params = {"p": project_id, "cutoff": cutoff_ms}
+        return self._write(
+            lambda con: self._delete(
+                con, "events", "project_id = {p:Int32} AND time_ms < {cutoff:Int64}", params
+            )
+        )
+
+    def delete_project(self, project_id: int) -> DeletedRows:
+        params = {"p": project_id}
+        return self._write(
+            lambda con: DeletedRows(
+                self._delete(con, "events", "project_id = {p:Int32}", params),
+                self._delete(con, "profiles", "project_id = {p:Int32}", params),
+            )
+        )
+
+    def user_events(self, project_id: int, distinct_ids: Sequence[str]) -> Iterator[bytes | memoryview]:
+        con = self._reader()
+        try:
+            yield from con.raw(
+                f"SELECT line AS out FROM events WHERE {_USERS}"
+                " ORDER BY time_ms, seq, node LIMIT 1 BY time_ms, dedup",
+                {"p": project_id, "ids": list(distinct_ids)},
+            )
+        finally:
+            self._release(con)
+
+    def user_profiles(
+        self, project_id: int, distinct_ids: Sequence[str]
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        found = self._table(
+            f"SELECT profile_id, properties FROM profiles FINAL WHERE {_USER_PROFILES} ORDER BY profile_id",
+            {"p": project_id, "ids": list(distinct_ids)},
+        )
+        rows = zip(found.column(0).to_pylist(), found.column(1).to_pylist(), strict=True)
+        return iter([(pid, orjson.loads(props)) for pid, props in rows])
+
+    def backup(self, target: Path) -> BackupInfo:
+        raise Unsupported(
+            "rawevents backup snapshots the embedded DuckDB store; back up a ClickHouse store with"
+            " ClickHouse's own BACKUP … TO (docs/scale-out.md)"
+        )
 
     def _table(self, sql: str, params: Params) -> pa.Table:
         con = self._reader()
