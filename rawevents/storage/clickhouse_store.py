@@ -29,24 +29,31 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from rawevents.errors import StorageError
+from rawevents.storage import clickhouse_query
 from rawevents.storage.base import (
+    EventSelection,
+    EventsPageQuery,
     ExportPlan,
+    PageRow,
     ProfileApplier,
     ProfilePage,
     ProfileQuery,
     ProfileUpdate,
+    SegmentationQuery,
+    SegmentCount,
     StoredEvent,
     events_table,
 )
 from rawevents.storage.clickhouse_conn import Connection, Engine, Params
 from rawevents.storage.duckdb_plan import BUCKET_MS, SCAN_TARGET_ROWS, pieces
+from rawevents.where.ast import Node
 from rawevents.where.printer import Sql, compile_predicate
 from rawevents.where.printer.clickhouse import ClickHousePrinter
 
@@ -117,6 +124,7 @@ SHARED_CURSOR_LAG_US = 30_000_000
 _PROFILE_SCOPE = "project_id = {p:Int32} AND kind = {kind:String} AND group_key = {gk:String}"
 
 _Job = Callable[[Connection], None]
+_T = TypeVar("_T")
 
 
 class ClickHouseStore:
@@ -428,6 +436,23 @@ class ClickHouseStore:
             except queue.Empty:
                 break
         self._engine.close()
+
+    # The explorer's reads (rawevents/storage/clickhouse_query.py).
+    def segmentation(self, query: SegmentationQuery) -> list[SegmentCount]:
+        return self._read(lambda con: clickhouse_query.segmentation(con, query))
+
+    def top_values(self, selection: EventSelection, on: Node, limit: int) -> list[tuple[str, int]]:
+        return self._read(lambda con: clickhouse_query.top_values(con, selection, on, limit))
+
+    def events_page(self, query: EventsPageQuery) -> list[PageRow]:
+        return self._read(lambda con: clickhouse_query.events_page(con, query))
+
+    def _read(self, work: Callable[[Connection], _T]) -> _T:
+        con = self._reader()
+        try:
+            return work(con)
+        finally:
+            self._release(con)
 
 
 def _ch_type(value: Any) -> str:
