@@ -38,19 +38,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rawevents.errors import StorageError, Unsupported
+from rawevents.storage import clickhouse_query
 from rawevents.storage.base import (
     BackupInfo,
     DeletedRows,
+    EventSelection,
+    EventsPageQuery,
     ExportPlan,
+    PageRow,
     ProfileApplier,
     ProfilePage,
     ProfileQuery,
     ProfileUpdate,
+    SegmentationQuery,
+    SegmentCount,
     StoredEvent,
     events_table,
 )
 from rawevents.storage.clickhouse_conn import Connection, Engine, Params
 from rawevents.storage.duckdb_plan import BUCKET_MS, SCAN_TARGET_ROWS, pieces
+from rawevents.where.ast import Node
 from rawevents.where.printer import Sql, compile_predicate
 from rawevents.where.printer.clickhouse import ClickHousePrinter
 
@@ -124,6 +131,7 @@ _Job = Callable[[Connection], None]
 T = TypeVar("T")
 _USERS = "project_id = {p:Int32} AND has({ids:Array(String)}, distinct_id)"
 _USER_PROFILES = "project_id = {p:Int32} AND kind = 'user' AND has({ids:Array(String)}, profile_id)"
+_T = TypeVar("_T")
 
 
 class ClickHouseStore:
@@ -518,6 +526,23 @@ class ClickHouseStore:
             except queue.Empty:
                 break
         self._engine.close()
+
+    # The explorer's reads (rawevents/storage/clickhouse_query.py).
+    def segmentation(self, query: SegmentationQuery) -> list[SegmentCount]:
+        return self._read(lambda con: clickhouse_query.segmentation(con, query))
+
+    def top_values(self, selection: EventSelection, on: Node, limit: int) -> list[tuple[str, int]]:
+        return self._read(lambda con: clickhouse_query.top_values(con, selection, on, limit))
+
+    def events_page(self, query: EventsPageQuery) -> list[PageRow]:
+        return self._read(lambda con: clickhouse_query.events_page(con, query))
+
+    def _read(self, work: Callable[[Connection], _T]) -> _T:
+        con = self._reader()
+        try:
+            return work(con)
+        finally:
+            self._release(con)
 
 
 def _ch_type(value: Any) -> str:

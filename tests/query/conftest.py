@@ -14,9 +14,11 @@ from rawevents.service import Services
 from rawevents.settings import Config, load_config
 
 
-@pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    return load_config({}, data_dir=str(tmp_path_factory.mktemp("query") / "data"))
+@pytest.fixture(scope="module", params=["duckdb", "chdb"])
+def config(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Config:
+    """One store of each embedded kind per module (the same answers are expected from both)."""
+    data_dir = tmp_path_factory.mktemp("query") / "data"
+    return load_config({}, data_dir=str(data_dir), store=request.param)
 
 
 @pytest.fixture(scope="module")
