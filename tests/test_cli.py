@@ -114,7 +114,7 @@ def test_serve_demo_prints_a_ready_project(tmp_path: Path) -> None:
             raise AssertionError("demo server did not answer")
     finally:
         process.terminate()
-        process.wait(10)
+        process.communicate(timeout=10)  # reaps it and closes its pipe
 
 
 def test_version() -> None:
