@@ -70,6 +70,18 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     run_server(load_config(config_file=config_file, flags=flags))
 
 
+@cli.command()
+@click.option("--from", "source", type=click.Choice(["duckdb"]), required=True, help="Store to copy from.")
+@click.option("--to", "target", required=True, help="Store to copy into: chdb, or a clickhouse:// URL.")
+@click.option("--data-dir", default=None, help=SETTINGS_BY_NAME["data_dir"].help)
+def migrate(source: str, target: str, data_dir: str | None) -> None:
+    """Copy the embedded DuckDB store's events and profiles into another store (re-runnable)."""
+    from rawevents.storage.migrate import migrate_into
+
+    config = load_config(flags={"data_dir": data_dir, "store": target})
+    _print(migrate_into(config, lambda n: click.echo(f"{n} events", err=True)))
+
+
 @cli.group()
 def project() -> None:
     """Manage projects."""

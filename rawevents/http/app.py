@@ -1,4 +1,4 @@
-"""ASGI application: mounts the ingestion, export and query route modules on shared services."""
+"""ASGI application: mounts the ingestion, export, query and explorer route modules on shared services."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rawevents.admin.runner import TaskRunner
 from rawevents.errors import BadRequest
-from rawevents.http import export_routes, gdpr_routes, ingest_routes, query_routes
+from rawevents.http import explore_routes, export_routes, gdpr_routes, ingest_routes, ops_routes, query_routes
 from rawevents.http.responses import json_response, query_api_error
 from rawevents.service import Services
 from rawevents.settings import Config
@@ -55,6 +56,8 @@ def create_app(config: Config, services: Services | None = None) -> Starlette:
     routes += ingest_routes.routes()
     routes += export_routes.routes()
     routes += query_routes.routes()
+    routes += ops_routes.routes()
     routes += gdpr_routes.routes()
+    routes += explore_routes.routes()
     routes.append(Route("/api/{rest:path}", unknown_api, methods=["GET", "POST", "HEAD", "DELETE"]))
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(ops_routes.ResponseMetrics)])

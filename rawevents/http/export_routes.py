@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,6 +25,7 @@ from rawevents.export.params import TIME_HEADER, build_plan, parse_export_params
 from rawevents.export.ratelimit import ExportLease, ExportRateLimiter
 from rawevents.export.stream import ExportStream, accepts_gzip
 from rawevents.http.responses import query_api_error
+from rawevents.metrics import ExportTracker
 from rawevents.projects import Project
 from rawevents.service import Services
 
@@ -77,6 +79,7 @@ def rate_limiter(request: Request) -> ExportRateLimiter:
 
 
 async def export(request: Request) -> Response:
+    arrived = time.monotonic()
     services: Services = request.app.state.services
     try:
         params = await request_params(request)
@@ -100,6 +103,7 @@ async def export(request: Request) -> Response:
     except RawEventsError as error:
         return query_api_error(request, error)
     store = services.store
+    tracker = services.metrics.export_started(arrived)
     # Runs in the reader thread: the store's planning and its scan both stay off the event loop.
     stream = ExportStream(lambda: store.export_chunks(plan), gzip=gzip).start()
     try:
@@ -107,13 +111,14 @@ async def export(request: Request) -> Response:
     except BaseException as error:
         stream.close()
         lease.release()
+        tracker.end("failed")
         if isinstance(error, RawEventsError):
             return query_api_error(request, error)
         if not isinstance(error, Exception):
             raise
         log.exception("export failed before the first byte")
         return query_api_error(request, InternalError("export failed: internal error, see the server log"))
-    return ExportResponse(stream, lease, headers)
+    return ExportResponse(stream, lease, headers, tracker)
 
 
 def _without_length(response: Response, headers: dict[str, str]) -> Response:
@@ -125,11 +130,14 @@ def _without_length(response: Response, headers: dict[str, str]) -> Response:
 class ExportResponse(Response):
     """Streams an ExportStream straight to the ASGI server, watching for the client leaving."""
 
-    def __init__(self, stream: ExportStream, lease: ExportLease, headers: dict[str, str]) -> None:
+    def __init__(
+        self, stream: ExportStream, lease: ExportLease, headers: dict[str, str], tracker: ExportTracker
+    ) -> None:
         super().__init__(status_code=200)
         _without_length(self, headers)
         self.stream = stream
         self.lease = lease
+        self.tracker = tracker
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         stream = self.stream
@@ -142,16 +150,23 @@ class ExportResponse(Response):
                     return
 
         watcher = asyncio.create_task(watch_disconnect())
+        outcome = "aborted"  # unless it ends below: cancelled (server stopping) or client gone
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             while (piece := await stream.next_piece()) is not None:
+                self.tracker.sent(len(piece))
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
             if not watcher.done():
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
+                outcome = "finished"
+        except Exception:
+            outcome = "aborted" if watcher.done() else "failed"
+            raise
         finally:
             watcher.cancel()
             stream.close()
             self.lease.release()
+            self.tracker.end(outcome)
 
 
 def routes() -> list[BaseRoute]:
