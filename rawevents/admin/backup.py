@@ -18,11 +18,13 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rawevents.errors import BadRequest
 from rawevents.projects import REGISTRY_FILE, Registry
-from rawevents.storage.base import EventStore
+
+if TYPE_CHECKING:  # the engine (pyarrow, duckdb) loads only when a store is opened
+    from rawevents.storage.base import EventStore
 
 FORMAT = 1
 MANIFEST = "manifest.json"

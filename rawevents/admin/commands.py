@@ -13,7 +13,6 @@ from rawevents.admin import backup, handoff, tasks
 from rawevents.errors import RawEventsError
 from rawevents.projects import SUCCESS, Registry
 from rawevents.settings import Config
-from rawevents.storage.factory import open_store_unless_busy, restore_store
 
 
 def _registry(config: Config) -> Registry:
@@ -70,6 +69,8 @@ def backup_write(config: Config, out: str) -> Any:
 
 
 def backup_restore(config: Config, source: str) -> Any:
+    from rawevents.storage.factory import restore_store
+
     return backup.restore_backup(
         Path(source).resolve(), Path(config.data_dir), lambda s: restore_store(config, s)
     )
@@ -79,6 +80,8 @@ def run_store_task(
     config: Config, registry: Registry, kind: str, project_id: int | None, payload: dict[str, Any]
 ) -> Any:
     """Create a task, get it done (by the running server, or here), return its JSON result."""
+    from rawevents.storage.factory import open_store_unless_busy
+
     task = registry.create_task(kind, project_id, payload, requested_by="cli")
 
     done = handoff.run_task(

@@ -10,11 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rawevents.admin import tasks
 from rawevents.admin.runner import HEARTBEAT_FRESH_MS
 from rawevents.projects import FINAL_STATES, Registry, Task
-from rawevents.storage.base import EventStore
+
+if TYPE_CHECKING:  # the engine (pyarrow, duckdb) loads only when a store is opened
+    from rawevents.storage.base import EventStore
 
 WAIT_STEP_SECONDS = 0.1
 

@@ -12,10 +12,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rawevents.admin import tasks
 from rawevents.projects import Registry
-from rawevents.storage.base import EventStore
+
+if TYPE_CHECKING:  # the engine (pyarrow, duckdb) loads only when a store is opened
+    from rawevents.storage.base import EventStore
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,16 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from rawevents import timeutil
 from rawevents.admin import backup
 from rawevents.projects import FAILURE, SUCCESS, Project, Registry, Task
-from rawevents.storage.base import EventStore
+
+if TYPE_CHECKING:  # the engine (pyarrow, duckdb) loads only when a store is opened
+    from rawevents.storage.base import EventStore
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ COMPLIANCE_TYPES = {"GDPR", "CCPA"}
 DISCLOSURE_TYPES = {"data": "Data", "categories": "Categories", "sources": "Sources"}
 
 
-class Conflict(RawEventsError):
-    code = "conflict"
+class NotCancellable(RawEventsError):
+    code = "not_cancellable"
     status = 400
 
 
@@ -207,7 +207,7 @@ async def cancel_deletion(request: Request, caller: GdprCaller) -> Response:
     if task.status != PENDING or not await run_in_threadpool(services.registry.cancel_task, task.task_id):
         current = services.registry.task(task.task_id)
         status = current.status if current else task.status
-        raise Conflict(f"deletion task {task.task_id} is {status} and can no longer be cancelled")
+        raise NotCancellable(f"deletion task {task.task_id} is {status} and can no longer be cancelled")
     return Response(status_code=204)
 
 
