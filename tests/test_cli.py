@@ -110,6 +110,8 @@ def test_serve_demo_prints_a_ready_project(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(10)
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 def test_version() -> None:
