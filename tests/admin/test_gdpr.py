@@ -26,6 +26,7 @@ from tests.admin.helpers import (
 )
 from tests.export.helpers import basic
 from tests.live_server import LiveServer
+from tests.stores import store_setting
 
 DAY = "2024-05-01"
 T0 = 1714521600  # 2024-05-01T00:00:00Z
@@ -35,8 +36,9 @@ RETRIEVALS = "/api/app/data-retrievals/v3.0/"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with live(tmp_path_factory.mktemp("gdpr")) as running:
+def server(tmp_path_factory: pytest.TempPathFactory, store_kind: str) -> Iterator[LiveServer]:
+    """A GDPR server on each store: a deletion must hold wherever the events live."""
+    with live(tmp_path_factory.mktemp("gdpr"), RAWEVENTS_STORE=store_setting(store_kind)) as running:
         yield running
 
 
@@ -107,6 +109,14 @@ def test_deletion_removes_the_users_events_and_profiles(server: LiveServer) -> N
     assert profile_ids(server, project.api_secret) == ["bob"]
     top = server.get("/api/2.0/events/properties/top?event=buy", headers=basic(project.api_secret))
     assert top.json()["n"] == {"count": 1}
+    # The query endpoints the explorer draws with see only what is left.
+    segmented = server.get(
+        "/api/query/segmentation",
+        params={"from_date": DAY, "to_date": DAY, "unit": "day", "on": 'properties["distinct_id"]'},
+        headers=basic(project.api_secret),
+    )
+    assert segmented.status_code == 200, segmented.text
+    assert set(segmented.json()["data"]["values"]) == {"bob"}
     # Nobody else's data moved.
     assert _users_in(export(server, other.api_secret, DAY, DAY)) == set(USERS)
     assert profile_ids(server, other.api_secret) == USERS
