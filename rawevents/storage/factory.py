@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rawevents.export.admission import ExportBudget
 from rawevents.settings import Config
 from rawevents.storage.base import EventStore
 
@@ -13,4 +14,5 @@ def open_store(config: Config) -> EventStore:
         config.data_dir,
         memory_limit=config.engine_memory_limit,
         commit_interval_ms=config.commit_interval_ms,
+        export_window_bytes=ExportBudget.from_config(config).window_bytes,
     )
