@@ -54,7 +54,7 @@ def report(surface: str, **figures: Any) -> None:
     path = os.environ.get("RAWEVENTS_RELIABILITY_REPORT")
     if path:
         with open(path, "ab") as out:
-            out.write(orjson.dumps({"surface": surface, **figures}) + b"\n")
+            out.write(orjson.dumps({"surface": surface, **figures}, option=orjson.OPT_NON_STR_KEYS) + b"\n")
 
 
 def basic(username: str, password: str = "") -> tuple[str, str]:
@@ -88,6 +88,7 @@ class Ingester:
     clients: int
     batch: int = 200
     time_s: int = 1_700_000_000
+    timeout: float = 60
     acknowledged: set[str] = field(default_factory=set)
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
@@ -103,10 +104,16 @@ class Ingester:
             self._threads.append(thread)
         return self
 
+    def wait_for_first_ack(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.acknowledged and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.acknowledged, f"no batch acknowledged in {timeout}s: {self.statuses}"
+
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join(60)
+            thread.join(self.timeout + 5)
             assert not thread.is_alive(), "an ingest client hung"
 
     def _run(self, client: int) -> None:
@@ -127,7 +134,7 @@ class Ingester:
                 data=body,
                 headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
                 auth=(self.project.api_secret, ""),
-                timeout=60,
+                timeout=self.timeout,
             )
         except requests.RequestException:
             with self._lock:
