@@ -10,6 +10,7 @@ import sys
 import uvicorn
 
 from rawevents.http.app import create_app
+from rawevents.http.protocol import MixpanelHttpToolsProtocol
 from rawevents.service import Services, ensure_demo_project
 from rawevents.settings import Config
 
@@ -40,7 +41,7 @@ def serve(config: Config) -> None:
             host=config.host,
             port=config.port,
             loop="uvloop",
-            http="httptools",
+            http=MixpanelHttpToolsProtocol,
             access_log=False,
             log_level=config.log_level,
             timeout_keep_alive=75,

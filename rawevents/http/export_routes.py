@@ -28,6 +28,7 @@ from rawevents.export.admission import ExportAdmission, ExportBudget
 from rawevents.export.params import build_plan, parse_export_params
 from rawevents.export.ratelimit import ExportLease
 from rawevents.export.stream import ExportStream, accepts_gzip
+from rawevents.http.protocol import CONNECTION_EXTENSION
 from rawevents.http.responses import query_api_error
 from rawevents.projects import Project
 from rawevents.service import Services
@@ -164,12 +165,21 @@ class ExportResponse(Response):
             if not watcher.done():
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except ReaderStalled:
-            # Returning with the body incomplete makes the server close the connection.
             log.warning("export ended: the client accepted no data for %ss", self.idle_timeout)
+            await _drop_connection(scope)
         finally:
             watcher.cancel()
             stream.close()
             self.lease.release()
+
+
+async def _drop_connection(scope: Scope) -> None:
+    """Reset the connection (what is buffered for the client is discarded). Without the server's
+    abort hook, returning with the body incomplete makes the server close it gracefully."""
+    abort = scope.get("extensions", {}).get(CONNECTION_EXTENSION, {}).get("abort")
+    if abort is not None:
+        abort()
+        await asyncio.sleep(0)  # let the server see the connection lost before the app returns
 
 
 def routes() -> list[BaseRoute]:
