@@ -24,6 +24,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from rawevents import malloc
 from rawevents.errors import ServerBusy
 from rawevents.export.ratelimit import ExportLease, ExportRateLimiter
 from rawevents.settings import Config
@@ -121,8 +122,10 @@ class ExportAdmission:
         """Hand the slot to the oldest waiter, or give it back."""
         if self._waiters:
             self._waiters.popleft().set_result(None)  # the slot changes hands: `running` stays
-        else:
-            self.running -= 1
+            return
+        self.running -= 1
+        if self.running == 0:
+            asyncio.get_running_loop().run_in_executor(None, malloc.trim)
 
     def _busy(self) -> ServerBusy:
         return ServerBusy(

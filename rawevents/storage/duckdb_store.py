@@ -7,6 +7,7 @@ writes its WAL on COMMIT, so an acknowledged event survives `kill -9` of the ser
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -90,9 +91,9 @@ MIN_PAGE_ROWS = 256
 FIRST_LINE_BYTES = 1024  # assumed line size until the first page says otherwise
 ROWS_PER_BATCH = 16384
 WINDOW_BYTES = 8 * 1024 * 1024
-# A window query's engine memory (sort, result) relative to its lines: measured 2-3x; the engine
-# runs at most memory_limit / (ENGINE_OVERHEAD x window) window queries at once, so concurrent
-# exports never hit the engine's limit mid-stream (they wait for their turn instead).
+# A window query's engine memory (sort, result) relative to its lines, with room to spare; the
+# engine runs at most memory_limit / (ENGINE_OVERHEAD x window) window queries at once, so
+# concurrent exports never hit the engine's limit mid-stream (they wait for their turn instead).
 ENGINE_OVERHEAD = 4
 
 # Engine settings (bench/, docs/performance.md). DuckDB checkpoints (rewrites the WAL into the
@@ -126,9 +127,10 @@ class DuckDBStore:
         self._db.execute(_SCHEMA)
         self._window_bytes = export_window_bytes
         engine_bytes = _size_bytes(str(self._db.execute("SELECT current_setting('memory_limit')").fetchone()[0]))  # type: ignore[index]
-        self._window_queries = threading.BoundedSemaphore(
-            max(1, engine_bytes // (ENGINE_OVERHEAD * export_window_bytes))
-        )
+        # No more window queries at once than fit the engine's memory, nor than there are cores:
+        # more would only slow the writer's commits (ingestion) without exporting faster.
+        fit = engine_bytes // (ENGINE_OVERHEAD * export_window_bytes)
+        self._window_queries = threading.BoundedSemaphore(max(1, min(fit, os.cpu_count() or 1)))
         self._next_seq = int(self._db.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])  # type: ignore[index]
         self._commit_interval = commit_interval_ms / 1000
         self._jobs: queue.SimpleQueue[tuple[Any, Future[None]] | None] = queue.SimpleQueue()
