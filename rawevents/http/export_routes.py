@@ -99,9 +99,7 @@ async def export(request: Request) -> Response:
     store = services.store
     budget = ExportBudget.from_config(services.config)
     # Runs in the reader thread: the store's planning and its scan both stay off the event loop.
-    stream = ExportStream(
-        lambda: store.export_chunks(plan), gzip=gzip, capacity=budget.buffer_blocks
-    ).start()
+    stream = ExportStream(lambda: store.export_chunks(plan), gzip=gzip, capacity=budget.buffer_blocks).start()
     try:
         await stream.ready(FIRST_BYTE_WAIT)
     except BaseException as error:

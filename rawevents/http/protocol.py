@@ -44,4 +44,3 @@ class MixpanelHttpToolsProtocol(HttpToolsProtocol):
         scope: Any = self.scope
         scope.setdefault("extensions", {})[CONNECTION_EXTENSION] = {"abort": self.transport.abort}
         super().on_headers_complete()
-

@@ -23,8 +23,9 @@ def request_target(request: Request) -> str:
 
 def query_api_error(request: Request, error: RawEventsError) -> Response:
     """Export/query API error body: `{"request": "<path?query>", "error": "<message>"}`."""
-    retry = isinstance(error, RateLimited | ServerBusy)
-    headers = {"Retry-After": str(error.retry_after)} if retry else None
+    headers = None
+    if isinstance(error, RateLimited | ServerBusy):
+        headers = {"Retry-After": str(error.retry_after)}
     return json_response({"request": request_target(request), "error": error.message}, error.status, headers)
 
 

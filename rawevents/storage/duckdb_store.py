@@ -126,7 +126,9 @@ class DuckDBStore:
         self._db.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         self._db.execute(_SCHEMA)
         self._window_bytes = export_window_bytes
-        engine_bytes = _size_bytes(str(self._db.execute("SELECT current_setting('memory_limit')").fetchone()[0]))  # type: ignore[index]
+        limit_row = self._db.execute("SELECT current_setting('memory_limit')").fetchone()
+        assert limit_row is not None
+        engine_bytes = _size_bytes(str(limit_row[0]))
         # No more window queries at once than fit the engine's memory, nor than there are cores:
         # more would only slow the writer's commits (ingestion) without exporting faster.
         fit = engine_bytes // (ENGINE_OVERHEAD * export_window_bytes)

@@ -8,6 +8,7 @@ mixed sizes, so both the in-process path and the worker processes are exercised.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -136,10 +137,8 @@ def _kill_during_startup(live: LiveServer, after: float) -> None:
 
 
 def _start_quietly(live: LiveServer) -> None:
-    try:
+    with contextlib.suppress(RuntimeError, AttributeError):  # killed before it was ready
         live.start()
-    except (RuntimeError, AttributeError):
-        pass  # killed before it was ready: expected
 
 
 def test_killed_ingest_worker_is_replaced_and_nothing_hangs(tmp_path: Path) -> None:

@@ -34,8 +34,18 @@ def target(server: LiveServer) -> Iterator[tuple[LiveServer, Project, requests.S
     project = server.create_project("fuzz")
     session = requests.Session()
     events = [
-        {"event": "e", "properties": {"time": 1_706_184_000 + i, "distinct_id": f"u{i}", "$insert_id": f"f{i}",
-                                      "n": i, "s": "x" * i, "l": [i, str(i)], "o": {"k": i}}}  # fmt: skip
+        {
+            "event": "e",
+            "properties": {
+                "time": 1_706_184_000 + i,
+                "distinct_id": f"u{i}",
+                "$insert_id": f"f{i}",
+                "n": i,
+                "s": "x" * i,
+                "l": [i, str(i)],
+                "o": {"k": i},
+            },
+        }
         for i in range(50)
     ]
     response = session.post(f"{server.base_url}/import", json=events, auth=(project.api_secret, ""))
@@ -107,7 +117,9 @@ dates = st.one_of(
 params = st.fixed_dictionaries(
     {"from_date": dates, "to_date": dates},
     optional={
-        "event": st.one_of(st.lists(st.text(max_size=20), max_size=5).map(orjson.dumps).map(bytes.decode), garbage),
+        "event": st.one_of(
+            st.lists(st.text(max_size=20), max_size=5).map(orjson.dumps).map(bytes.decode), garbage
+        ),
         "limit": st.one_of(st.integers(-(2**70), 2**70).map(str), garbage),
         "time_in_ms": st.sampled_from(["true", "false", "1", "0", "", "yes", "🙂"]),
         "project_id": st.one_of(st.integers(-(2**70), 2**70).map(str), garbage),
@@ -139,7 +151,9 @@ def test_export_parameters(target: tuple[LiveServer, Project, requests.Session],
 # -- ingestion payloads ---------------------------------------------------------------------------
 
 limit_numbers = st.one_of(
-    st.sampled_from([0, -0.0, 1e308, -1e308, 5e-324, 2**31, 2**53 + 1, 2**63 - 1, 2**63, 2**64, -(2**63) - 1]),
+    st.sampled_from(
+        [0, -0.0, 1e308, -1e308, 5e-324, 2**31, 2**53 + 1, 2**63 - 1, 2**63, 2**64, -(2**63) - 1]
+    ),
     st.integers(min_value=-(10**400), max_value=10**400),
     st.floats(allow_nan=False, allow_infinity=False),
 )
@@ -195,7 +209,9 @@ def bodies(token: str) -> st.SearchStrategy[tuple[str, str, bytes, dict[str, str
     def build(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, str]]:
         raw = draw(batch)
         endpoint = draw(st.sampled_from(["track", "import", "engage", "groups"]))
-        encoding = draw(st.sampled_from(["json", "form", "base64", "bad-base64", "gzip", "bad-gzip", "bad-utf8"]))
+        encoding = draw(
+            st.sampled_from(["json", "form", "base64", "bad-base64", "gzip", "bad-gzip", "bad-utf8"])
+        )
         headers = {"Content-Type": "application/json"}
         if encoding == "form":
             body = b"data=" + quote(raw).encode()
@@ -252,7 +268,9 @@ header_sets = st.fixed_dictionaries(
             header_text.map(lambda t: "Basic " + t),
             st.binary(max_size=60).map(lambda b: "Basic " + base64.b64encode(b).decode()),
         ),
-        "Content-Type": st.one_of(header_text, st.sampled_from(["application/json", "text/plain; charset=x"])),
+        "Content-Type": st.one_of(
+            header_text, st.sampled_from(["application/json", "text/plain; charset=x"])
+        ),
         "Content-Encoding": st.one_of(header_text, st.sampled_from(["gzip", "deflate", "br", "gzip, gzip"])),
         "Accept-Encoding": st.one_of(header_text, st.sampled_from(["gzip;q=0", "*;q=0.5", "gzip;q=abc"])),
         # Not a length above the body's: the server would rightly wait for the missing bytes.
@@ -276,7 +294,9 @@ def test_headers(target: tuple[LiveServer, Project, requests.Session], sizes: Si
                 headers.pop("Content-Length", None)
                 response = session.get(server.base_url + path, headers=headers, timeout=TIMEOUT)
             else:
-                prepared = requests.Request("POST", server.base_url + path, data=body, headers=headers).prepare()
+                prepared = requests.Request(
+                    "POST", server.base_url + path, data=body, headers=headers
+                ).prepare()
                 if "Content-Length" in headers:
                     prepared.headers["Content-Length"] = headers["Content-Length"]
                 response = session.send(prepared, timeout=TIMEOUT)

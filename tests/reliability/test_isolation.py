@@ -75,7 +75,13 @@ def world(server: LiveServer) -> Iterator[tuple[LiveServer, Project, Project, li
             "/import", json=[{"event": "ev", "properties": props}], auth=(project.api_secret, "")
         )
         assert response.status_code == 200, response.text
-        engage = [{"$token": project.token, "$distinct_id": "p1", "$set": {"m": mark, **({PROP_A: 1} if project is a else {})}}]  # noqa: E501
+        engage = [
+            {
+                "$token": project.token,
+                "$distinct_id": "p1",
+                "$set": {"m": mark, **({PROP_A: 1} if project is a else {})},
+            }
+        ]
         assert server.post("/engage", json=engage).text == "1"
     aid, bid = str(a.project_id), str(b.project_id)
     credentials = [
@@ -84,9 +90,15 @@ def world(server: LiveServer) -> Iterator[tuple[LiveServer, Project, Project, li
         Credential("a legacy signature", "a", {}, {"legacy": "a"}),
         Credential("b secret", None, _basic(b.api_secret), {}),
         Credential("b secret + project_id a", None, _basic(b.api_secret), {"project_id": aid}),
-        Credential("b service account + project_id a", None, _basic(sa_b.username, sa_b.secret), {"project_id": aid}),  # noqa: E501
-        Credential("b service account + project_id b", None, _basic(sa_b.username, sa_b.secret), {"project_id": bid}),  # noqa: E501
-        Credential("a service account, b secret", None, _basic(sa_a.username, sa_b.secret), {"project_id": aid}),
+        Credential(
+            "b service account + project_id a", None, _basic(sa_b.username, sa_b.secret), {"project_id": aid}
+        ),
+        Credential(
+            "b service account + project_id b", None, _basic(sa_b.username, sa_b.secret), {"project_id": bid}
+        ),
+        Credential(
+            "a service account, b secret", None, _basic(sa_a.username, sa_b.secret), {"project_id": aid}
+        ),
         Credential("b legacy signature", None, {}, {"legacy": "b"}),
         Credential("b legacy signature + project_id a", None, {}, {"legacy": "b", "project_id": aid}),
         Credential("a token as secret", None, _basic(a.token), {}),
@@ -147,7 +159,18 @@ def test_no_credential_writes_into_another_project(
             mark = f"written-by-{credential.name}-{endpoint}".replace(" ", "-")
             # The body names B's token (what B's credentials may write to) and project_id A.
             if endpoint in ("import", "track"):
-                body: object = [{"event": "ev", "properties": {"time": TIME_S, "distinct_id": "w", "$insert_id": mark, "token": b.token, "m": mark}}]  # noqa: E501
+                body: object = [
+                    {
+                        "event": "ev",
+                        "properties": {
+                            "time": TIME_S,
+                            "distinct_id": "w",
+                            "$insert_id": mark,
+                            "token": b.token,
+                            "m": mark,
+                        },
+                    }
+                ]
             elif endpoint == "engage":
                 body = [{"$token": b.token, "$distinct_id": "w", "$set": {"m": mark}}]
             else:
@@ -162,7 +185,9 @@ def test_no_credential_writes_into_another_project(
             cases += 1
             assert response.status_code < 500, (endpoint, credential.name, response.text)
     exported = requests.get(
-        f"{server.base_url}/api/2.0/export", params={"from_date": DAY, "to_date": DAY}, auth=(a.api_secret, "")
+        f"{server.base_url}/api/2.0/export",
+        params={"from_date": DAY, "to_date": DAY},
+        auth=(a.api_secret, ""),
     ).text
     profiles = requests.get(f"{server.base_url}/api/2.0/engage", auth=(a.api_secret, "")).text
     assert MARK_A in exported

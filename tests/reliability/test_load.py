@@ -33,7 +33,6 @@ from tests.reliability.harness import (
     export_url,
     export_with_retry,
     percentile,
-    read_export,
     report,
     settle,
 )
@@ -51,9 +50,9 @@ RSS_SLACK = 160 * 2**20
 
 
 @pytest.fixture(scope="module", params=SIZES)
-def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    tuple[LiveServer, Project, Sizes]
-]:
+def loaded(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LiveServer, Project, Sizes]]:
     sizes: Sizes = request.param
     data_dir = tmp_path_factory.mktemp(f"load-{sizes.name}") / "data"
     project = build(data_dir, sizes.export_rows, DAY_MS, step_ms=86_400_000 // sizes.export_rows)
@@ -120,11 +119,12 @@ def test_ingestion_stays_responsive_while_exports_run(loaded: tuple[LiveServer, 
     for phase in ("alone", "with_exports"):
         stop = threading.Event()
 
-        def export_loop() -> None:
+        def export_loop(stop: threading.Event) -> None:
             while not stop.is_set():
                 export_with_retry(export_url(live, DAY, DAY), project)
 
-        threads = [threading.Thread(target=export_loop) for _ in range(exporters if phase != "alone" else 0)]
+        count = exporters if phase != "alone" else 0
+        threads = [threading.Thread(target=export_loop, args=(stop,)) for _ in range(count)]
         for thread in threads:
             thread.start()
         ingester = Ingester(live, project, sizes.ingest_clients, time_s=1_710_000_000).start()

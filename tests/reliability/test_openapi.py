@@ -28,7 +28,9 @@ def project(server: LiveServer) -> Project:
 
 
 @schema.parametrize()
-@settings(max_examples=CI.fuzz_examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(
+    max_examples=CI.fuzz_examples, deadline=None, suppress_health_check=list(HealthCheck), database=None
+)
 def test_every_operation(case: Any, server: LiveServer, project: Project) -> None:
     case.call_and_validate(
         base_url=server.base_url,
