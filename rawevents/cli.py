@@ -1,94 +1,337 @@
-"""`rawevents` command line: serve, project create/list, service-account create.
+"""`rawevents` command line: one click group; each subcommand is registered here.
 
-Flags default to the settings table (and so to the RAWEVENTS_* environment variables).
+Server-side commands (serve, project, service-account) take their defaults from the settings
+table (and so from the RAWEVENTS_* environment variables). `export` and `import` are clients of
+a running server and thin layers over rawevents.client. Every failure is one line on stderr
+(`rawevents: …`) and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
 
-import argparse
+import datetime as dt
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+import click
+
+from rawevents import __version__
 from rawevents.errors import RawEventsError
-from rawevents.export import download
 from rawevents.projects import Registry
-from rawevents.settings import SETTINGS_BY_NAME, load_config
+from rawevents.settings import CONFIG_ENV, PRIVATE_UMASK, SETTINGS, SETTINGS_BY_NAME, load_config
+
+if TYPE_CHECKING:  # the client is imported by its commands only: `serve` starts without it
+    from rawevents.client import Connection
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", default=None, help=SETTINGS_BY_NAME["data_dir"].help)
+def _data_dir_option(command: F) -> F:
+    return click.option("--data-dir", default=None, help=SETTINGS_BY_NAME["data_dir"].help)(command)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rawevents", description="Self-hosted Mixpanel-compatible event store."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    serve = commands.add_parser("serve", help="Run the HTTP server.")
-    _data_dir_arg(serve)
-    serve.add_argument("--host", default=None, help=SETTINGS_BY_NAME["host"].help)
-    serve.add_argument("--port", type=int, default=None, help=SETTINGS_BY_NAME["port"].help)
-    serve.add_argument("--demo", action="store_true", default=None, help=SETTINGS_BY_NAME["demo"].help)
-
-    project = commands.add_parser("project", help="Manage projects.")
-    project_commands = project.add_subparsers(dest="project_command", required=True)
-    create = project_commands.add_parser("create", help="Create a project and print its credentials as JSON.")
-    create.add_argument("--name", required=True)
-    create.add_argument("--timezone", default="UTC", help="IANA time zone of the project (default UTC).")
-    _data_dir_arg(create)
-    listing = project_commands.add_parser("list", help="Print every project as a JSON array.")
-    _data_dir_arg(listing)
-
-    account = commands.add_parser("service-account", help="Manage service accounts.")
-    account_commands = account.add_subparsers(dest="account_command", required=True)
-    sa_create = account_commands.add_parser(
-        "create", help="Create a service account with access to a project."
-    )
-    sa_create.add_argument("--project", type=int, required=True)
-    sa_create.add_argument("--name", default="service-account")
-    _data_dir_arg(sa_create)
-
-    export = commands.add_parser("export", help="Export a running server's events, one gzip JSONL per day.")
-    download.add_arguments(export)
-    return parser
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="rawevents")
+def cli() -> None:
+    """Self-hosted Mixpanel-compatible event store."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "export":  # a client of a running server: no data directory involved
-        try:
-            download.run(args, sys.stdout)
-        except RawEventsError as exc:
-            print(f"rawevents: {exc.message}", file=sys.stderr)
-            return 2
-        return 0
-    config = load_config(data_dir=args.data_dir)
-    try:
-        if args.command == "serve":
-            from rawevents.server import serve
+def _setting_options(command: F) -> F:
+    """One option per row of the settings table: `--name-with-dashes VALUE` (text, checked by the
+    setting's parser like the environment's), booleans as `--name/--no-name`."""
+    for setting in reversed(SETTINGS):
+        flag = "--" + setting.name.replace("_", "-")
+        if isinstance(setting.default, bool):
+            option = click.option(f"{flag}/--no-{flag[2:]}", setting.name, default=None, help=setting.help)
+        else:
+            option = click.option(flag, setting.name, default=None, metavar="VALUE", help=setting.help)
+        command = option(command)
+    return command
 
-            serve(config.with_overrides(host=args.host, port=args.port, demo=args.demo))
-            return 0
-        registry = Registry(config.data_dir)
-        if args.command == "project" and args.project_command == "create":
-            _print(registry.create_project(args.name, args.timezone).public_dict())
-        elif args.command == "project" and args.project_command == "list":
-            _print([p.public_dict() for p in registry.list_projects()])
-        elif args.command == "service-account":
-            account = registry.create_service_account(args.project, args.name)
-            _print(
-                {"username": account.username, "secret": account.secret, "projects": list(account.projects)}
-            )
-    except RawEventsError as exc:
-        print(f"rawevents: {exc.message}", file=sys.stderr)
-        return 2
-    return 0
+
+@cli.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help=f"TOML file of settings (default: ${CONFIG_ENV}); environment and flags override it.",
+)
+@_setting_options
+def serve(config_file: Path | None, **flags: Any) -> None:
+    """Run the HTTP server."""
+    from rawevents.server import serve as run_server
+
+    run_server(load_config(config_file=config_file, flags=flags))
+
+
+@cli.group()
+def project() -> None:
+    """Manage projects."""
+
+
+@project.command("create")
+@click.option("--name", required=True, help="Name of the project.")
+@click.option("--timezone", default="UTC", show_default=True, help="IANA time zone of the project.")
+@_data_dir_option
+def project_create(name: str, timezone: str, data_dir: str | None) -> None:
+    """Create a project and print its credentials as JSON."""
+    _print(_registry(data_dir).create_project(name, timezone).public_dict())
+
+
+@project.command("list")
+@_data_dir_option
+def project_list(data_dir: str | None) -> None:
+    """Print every project as a JSON array."""
+    _print([p.public_dict() for p in _registry(data_dir).list_projects()])
+
+
+@cli.group("service-account")
+def service_account() -> None:
+    """Manage service accounts."""
+
+
+@service_account.command("create")
+@click.option("--project", "project_id", type=int, required=True, help="Project the account may use.")
+@click.option("--name", default="service-account", show_default=True, help="Name of the account.")
+@_data_dir_option
+def service_account_create(project_id: int, name: str, data_dir: str | None) -> None:
+    """Create a service account with access to a project."""
+    account = _registry(data_dir).create_service_account(project_id, name)
+    _print({"username": account.username, "secret": account.secret, "projects": list(account.projects)})
+
+
+def _registry(data_dir: str | None) -> Registry:
+    return Registry(load_config(data_dir=data_dir).data_dir)
 
 
 def _print(payload: object) -> None:
-    print(json.dumps(payload))
+    click.echo(json.dumps(payload))
+
+
+# -- clients of a running server -------------------------------------------------------------
+
+
+def _client_options(command: F) -> F:
+    options = [
+        click.option(
+            "--url",
+            envvar="RAWEVENTS_URL",
+            default=DEFAULT_URL,
+            show_default=True,
+            help="Base URL of the server (env RAWEVENTS_URL).",
+        ),
+        click.option("--secret", default=None, help="Project secret (or env RAWEVENTS_SECRET)."),
+        click.option(
+            "--service-account",
+            default=None,
+            metavar="USER:SECRET",
+            help="Service account (or env RAWEVENTS_SERVICE_ACCOUNT); needs --project-id.",
+        ),
+        click.option(
+            "--project-id", type=int, default=None, help="Project id (or env RAWEVENTS_PROJECT_ID)."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _connection(
+    url: str, secret: str | None, service_account: str | None, project_id: int | None
+) -> Connection:
+    from rawevents.client import Connection, Credentials
+
+    return Connection(url, Credentials.resolve(secret, service_account, project_id))
+
+
+_DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+@cli.command("export")
+@_client_options
+@click.option(
+    "--from",
+    "from_date",
+    type=_DAY,
+    required=True,
+    metavar="DAY",
+    help="First day, YYYY-MM-DD (project-local).",
+)
+@click.option(
+    "--to", "to_date", type=_DAY, required=True, metavar="DAY", help="Last day, YYYY-MM-DD, inclusive."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Directory for one file per day (--split day), or the file (--split none).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "jsonl.gz", "csv", "parquet"]),
+    default="jsonl.gz",
+    show_default=True,
+    help="Output format (CSV flattens properties into columns; Parquet keeps types).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["day", "none"]),
+    default="day",
+    show_default=True,
+    help="One file per project-local day, or a single file.",
+)
+@click.option("--utc", is_flag=True, help="Write `time` as a UTC epoch instead of project-local time.")
+@click.option("--timezone", default=None, help="The project's IANA zone for --utc (default: ask the server).")
+@click.option(
+    "--incremental",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="STATE_FILE",
+    help="Write only what is new since the run that saved STATE_FILE, under new file names.",
+)
+@click.option(
+    "--lookback-days",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="With --incremental against a server without cursors (Mixpanel): days re-fetched.",
+)
+@click.option("--event", "events", multiple=True, help="Only this event (repeatable).")
+@click.option("--where", default=None, help="Segmentation expression filtering the events.")
+@click.option("--username", default=None, hidden=True, help="Old spelling: --service-account USER:SECRET.")
+def export_command(
+    url: str,
+    secret: str | None,
+    service_account: str | None,
+    project_id: int | None,
+    from_date: dt.datetime,
+    to_date: dt.datetime,
+    out: Path,
+    fmt: str,
+    split: str,
+    utc: bool,
+    timezone: str | None,
+    incremental: Path | None,
+    lookback_days: int,
+    events: tuple[str, ...],
+    where: str | None,
+    username: str | None,
+) -> None:
+    """Export a server's events to files: resumable, incremental, in JSONL, CSV or Parquet."""
+    from rawevents.client import ExportOptions, TerminalProgress, export
+    from rawevents.client.exporter import Split
+    from rawevents.client.formats import Format
+
+    if username is not None and secret is not None:
+        service_account, secret = f"{username}:{secret}", None
+    options = ExportOptions(
+        from_date.date(),
+        to_date.date(),
+        out,
+        format=cast("Format", fmt),
+        split=cast("Split", split),
+        utc=utc,
+        timezone=timezone,
+        events=events,
+        where=where,
+        incremental=incremental,
+        lookback_days=lookback_days,
+    )
+    progress = TerminalProgress()
+    with _connection(url, secret, service_account, project_id) as server:
+        server.on_retry = progress.retrying
+        result = export(server, options, progress)
+    written = [f for f in result.files if f.path is not None and not f.skipped]
+    skipped = sum(1 for f in result.files if f.skipped)
+    click.echo(
+        f"rawevents export: {result.events:,} events in {len(written)} files ({skipped} already complete), "
+        f"{result.bytes:,} bytes in {result.seconds:.1f} s -> {out}",
+        err=True,
+    )
+
+
+@cli.command("import")
+@_client_options
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--timezone", default=None, help="The files' `time` is local to this zone (Mixpanel exports).")
+@click.option(
+    "--concurrency", type=click.IntRange(1, 32), default=4, show_default=True, help="Requests in flight."
+)
+@click.option(
+    "--batch-events",
+    type=click.IntRange(1, 2000),
+    default=2000,
+    show_default=True,
+    help="Events per request.",
+)
+@click.option(
+    "--restore/--no-restore",
+    default=True,
+    show_default=True,
+    help="Store events as given (rawevents keeps their server properties), so they export identically.",
+)
+def import_command(
+    url: str,
+    secret: str | None,
+    service_account: str | None,
+    project_id: int | None,
+    files: tuple[Path, ...],
+    timezone: str | None,
+    concurrency: int,
+    batch_events: int,
+    restore: bool,
+) -> None:
+    """Import JSONL, JSONL.gz or Parquet files (e.g. an export) into a server's /import."""
+    from rawevents.client import ImportOptions, TerminalProgress, import_files
+
+    options = ImportOptions(
+        timezone=timezone, batch_events=batch_events, concurrency=concurrency, restore=restore
+    )
+    progress = TerminalProgress()
+    with _connection(url, secret, service_account, project_id) as server:
+        server.on_retry = progress.retrying
+        result = import_files(server, list(files), options, progress)
+    for failure in result.failures[:MAX_FAILURES_SHOWN]:
+        click.echo(f"{failure.file}:{failure.line}: {failure.message}", err=True)
+    if len(result.failures) > MAX_FAILURES_SHOWN:
+        click.echo(f"… and {len(result.failures) - MAX_FAILURES_SHOWN} more failures", err=True)
+    click.echo(
+        f"rawevents import: {result.imported:,} events imported, {len(result.failures):,} failed, "
+        f"{result.files} files, {result.bytes:,} bytes sent in {result.seconds:.1f} s",
+        err=True,
+    )
+    if result.failures:
+        raise click.exceptions.Exit(1)
+
+
+MAX_FAILURES_SHOWN = 20
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(PRIVATE_UMASK)  # every file and directory this process creates is its user's only
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="rawevents", standalone_mode=False
+        )
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        click.echo("rawevents: interrupted", err=True)
+        return 130
+    except RawEventsError as exc:
+        click.echo(f"rawevents: {exc.message}", err=True)
+        return 2
+    except OSError as exc:  # disk full, permission denied: still one line, no traceback
+        click.echo(f"rawevents: {exc}", err=True)
+        return 2
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

@@ -67,3 +67,10 @@ class StorageError(RawEventsError):
 
     code = "storage_error"
     status = 503
+
+
+class StartupError(RawEventsError):
+    """The server cannot start as configured (port taken, data directory unusable or in use);
+    the CLI prints the message on one line and exits non-zero."""
+
+    code = "startup_error"

@@ -23,7 +23,11 @@ class Services:
     def open(cls, config: Config) -> Services:
         registry = Registry(config.data_dir)
         store = open_store(config)
-        workers = IngestWorkers(config.ingest_processes) if config.ingest_processes > 0 else None
+        workers = (
+            IngestWorkers(config.ingest_processes, job_timeout=config.ingest_job_timeout_s)
+            if config.ingest_processes > 0
+            else None
+        )
         return cls(config, registry, store, workers)
 
     def close(self) -> None:

@@ -7,9 +7,20 @@ so a setting cannot exist without being documented.
 from __future__ import annotations
 
 import os
+import re
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
+
+from rawevents.errors import RawEventsError
+
+
+class SettingError(RawEventsError):
+    """A setting with a value it cannot take; the message names the setting and where it came from."""
+
+    code = "bad_setting"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +33,53 @@ class Setting:
 
 
 def _bool(text: str) -> bool:
-    return text.strip().lower() in {"1", "true", "yes", "on"}
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true/false")
+
+
+def _int(minimum: int = 0, maximum: int | None = None) -> Callable[[str], int]:
+    """An integer parser with bounds, so a negative size or a port of 70000 fails at start."""
+    bounds = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"expected {bounds}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise ValueError(f"expected {bounds}")
+        return value
+
+    return parse
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise ValueError("expected a non-empty value")
+    return text
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+_SIZE = re.compile(r"\d+(\.\d+)?\s*(b|kb|mb|gb|tb|kib|mib|gib|tib)?", re.IGNORECASE)
+
+
+def _size(text: str) -> str:
+    if not _SIZE.fullmatch(text.strip()):
+        raise ValueError("expected a size such as 192MB or 1GB")
+    return text.strip()
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -31,64 +88,65 @@ SETTINGS: tuple[Setting, ...] = (
         "./data",
         "RAWEVENTS_DATA_DIR",
         "Directory holding the event store and the project registry.",
+        _text,
     ),
-    Setting("host", "127.0.0.1", "RAWEVENTS_HOST", "Address the HTTP server binds to."),
-    Setting("port", 8000, "RAWEVENTS_PORT", "TCP port the HTTP server listens on.", int),
+    Setting("host", "127.0.0.1", "RAWEVENTS_HOST", "Address the HTTP server binds to.", _text),
+    Setting("port", 8000, "RAWEVENTS_PORT", "TCP port the HTTP server listens on.", _int(1, 65535)),
     Setting(
         "max_request_bytes",
         10 * 1024 * 1024,
         "RAWEVENTS_MAX_REQUEST_BYTES",
         "Largest accepted ingestion body in bytes, after gzip decoding (413 above it).",
-        int,
+        _int(1),
     ),
     Setting(
         "max_batch_events",
         2000,
         "RAWEVENTS_MAX_BATCH_EVENTS",
         "Most events or profile updates per request.",
-        int,
+        _int(1),
     ),
     Setting(
         "ingest_max_concurrent",
         128,
         "RAWEVENTS_INGEST_MAX_CONCURRENT",
         "Ingestion requests handled at once before 429 + Retry-After (backpressure); 0 disables.",
-        int,
+        _int(),
     ),
     Setting(
         "track_max_age_days",
         0,
         "RAWEVENTS_TRACK_MAX_AGE_DAYS",
         "Drop /track events older than this many days (Mixpanel uses 5); 0 keeps every age.",
-        int,
+        _int(),
     ),
     Setting(
         "commit_interval_ms",
         2,
         "RAWEVENTS_COMMIT_INTERVAL_MS",
         "How long the writer waits to gather concurrent requests into one durable commit.",
-        int,
+        _int(),
     ),
     Setting(
         "export_rate_per_hour",
         0,
         "RAWEVENTS_EXPORT_RATE_PER_HOUR",
         "Export queries per project per rolling hour before 429 (Mixpanel: 60); 0 disables.",
-        int,
+        _int(),
     ),
     Setting(
         "export_rate_per_second",
         0,
         "RAWEVENTS_EXPORT_RATE_PER_SECOND",
         "Export queries per project per second before 429 (Mixpanel: 3); 0 disables.",
-        int,
+        _int(),
     ),
     Setting(
         "export_max_concurrent",
         0,
         "RAWEVENTS_EXPORT_MAX_CONCURRENT",
         "Concurrent exports per project before 429 (Mixpanel: 100); 0 disables.",
-        int,
+        _int(),
     ),
     Setting(
         "export_max_running",
@@ -130,13 +188,14 @@ SETTINGS: tuple[Setting, ...] = (
         2,
         "RAWEVENTS_INGEST_PROCESSES",
         "Worker processes that parse and normalise large /import bodies off the server's GIL; 0: in process.",
-        int,
+        _int(),
     ),
     Setting(
         "engine_memory_limit",
         "192MB",
         "RAWEVENTS_ENGINE_MEMORY_LIMIT",
         "Memory the embedded engine may use before it spills sorts to disk (DuckDB memory_limit).",
+        _size,
     ),
     Setting(
         "demo",
@@ -145,7 +204,27 @@ SETTINGS: tuple[Setting, ...] = (
         "Create a demo project on start when none exists and print it.",
         _bool,
     ),
-    Setting("log_level", "info", "RAWEVENTS_LOG_LEVEL", "Server log level (debug, info, warning, error)."),
+    Setting(
+        "log_level",
+        "info",
+        "RAWEVENTS_LOG_LEVEL",
+        "Server log level (debug, info, warning, error, critical).",
+        _choice("debug", "info", "warning", "error", "critical"),
+    ),
+    Setting(
+        "shutdown_timeout_s",
+        10,
+        "RAWEVENTS_SHUTDOWN_TIMEOUT_S",
+        "On SIGTERM/SIGINT, seconds in-flight requests and exports get to finish before they are cut.",
+        _int(),
+    ),
+    Setting(
+        "ingest_job_timeout_s",
+        60,
+        "RAWEVENTS_INGEST_JOB_TIMEOUT_S",
+        "Seconds an ingest worker process may spend on one body before it is killed and replaced (503).",
+        _int(1),
+    ),
 )
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
@@ -175,19 +254,77 @@ class Config:
     engine_memory_limit: str = field(default=SETTINGS_BY_NAME["engine_memory_limit"].default)
     demo: bool = field(default=SETTINGS_BY_NAME["demo"].default)
     log_level: str = field(default=SETTINGS_BY_NAME["log_level"].default)
+    shutdown_timeout_s: int = field(default=SETTINGS_BY_NAME["shutdown_timeout_s"].default)
+    ingest_job_timeout_s: int = field(default=SETTINGS_BY_NAME["ingest_job_timeout_s"].default)
 
     def with_overrides(self, **overrides: Any) -> Config:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
-    """Defaults, then environment variables, then explicit overrides (CLI flags)."""
+CONFIG_ENV = "RAWEVENTS_CONFIG"
+PRIVATE_UMASK = 0o077  # files 0600, directories 0700: event data and secrets are nobody else's
+
+
+def load_config(
+    environ: Mapping[str, str] | None = None,
+    *,
+    config_file: str | Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> Config:
+    """Defaults, then the TOML config file (`config_file`, else $RAWEVENTS_CONFIG), then environment
+    variables, then command-line `flags` (text, parsed like the others), then `overrides` (already
+    typed; for tests and callers). Any bad value raises SettingError naming the setting."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    path = config_file or env.get(CONFIG_ENV)
+    if path:
+        values.update(_from_file(Path(path)))
     for setting in SETTINGS:
         if setting.env in env:
-            values[setting.name] = setting.parse(env[setting.env])
+            values[setting.name] = _parse(setting, env[setting.env], setting.env)
+    for name, value in (flags or {}).items():
+        if value is not None:
+            setting = SETTINGS_BY_NAME[name]
+            values[name] = value if isinstance(value, bool) else _parse(setting, value, _flag(name))
     return Config(**values).with_overrides(**overrides)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parse(setting: Setting, text: str, source: str) -> Any:
+    try:
+        return setting.parse(text)
+    except ValueError as exc:
+        raise SettingError(f"setting {setting.name} ({source}): {exc}, got {text!r}") from None
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    """Settings from a TOML file whose top-level keys are setting names; unknown keys fail."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingError(f"config file {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingError(f"config file {path}: not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for key, value in document.items():
+        setting = SETTINGS_BY_NAME.get(key)
+        if setting is None:
+            raise SettingError(f"config file {path}: unknown setting {key!r} (see README, Settings)")
+        values[key] = _parse(setting, _toml_text(value), f"{key} in {path}")
+    return values
+
+
+def _toml_text(value: Any) -> str:
+    """A TOML scalar as the text the setting's parser reads (true → "true", 8000 → "8000")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | str):
+        return str(value)
+    return repr(value)  # floats, arrays, tables: the parser rejects them and the message shows them
 
 
 assert {f.name for f in fields(Config)} == set(SETTINGS_BY_NAME), (

@@ -29,6 +29,7 @@ class LiveServer:
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None  # where the server's stderr goes (default: a pipe, read if it dies)
 
     @property
     def base_url(self) -> str:
@@ -44,6 +45,7 @@ class LiveServer:
     def start(self) -> LiveServer:
         self.port = self.port or free_port()
         env = {**os.environ, **self.env}
+        stderr: Any = subprocess.PIPE if self.log is None else self.log.open("ab")
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -57,20 +59,24 @@ class LiveServer:
             ],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=stderr,
         )
+        if self.log is not None:
+            stderr.close()  # the child has its own copy
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"server exited: {self.process.stderr.read().decode() if self.process.stderr else ''}"
-                )
+                output = self.process.stderr.read() if self.process.stderr else self.log_text().encode()
+                raise RuntimeError(f"server exited: {output.decode(errors='replace')}")
             try:
                 requests.get(self.base_url + "/", timeout=0.5)
                 return self
             except requests.ConnectionError:
                 time.sleep(0.05)
         raise RuntimeError("server did not start in 30 s")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log is not None and self.log.exists() else ""
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -80,12 +86,18 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.process = None
+        self._forget()
 
     def kill9(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop the exited process, closing its stderr pipe (left open, it is a ResourceWarning)."""
+        if self.process is not None and self.process.stderr is not None:
+            self.process.stderr.close()
         self.process = None
 
     def restart(self) -> LiveServer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -14,8 +15,10 @@ from tests.live_server import LiveServer, free_port
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAWEVENTS_")}
     return subprocess.run(
         [sys.executable, "-m", "rawevents.cli", *args],
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -93,7 +96,9 @@ def test_serve_demo_prints_a_ready_project(tmp_path: Path) -> None:
         assert line.startswith("rawevents demo project: ")
         demo = json.loads(line.split(": ", 1)[1])
         assert demo["name"] == "demo" and demo["timezone"] == "UTC"
-        assert process.stderr.readline().startswith(f"rawevents listening on http://127.0.0.1:{port}")
+        lines = [process.stderr.readline() for _ in range(4)]  # then uvicorn's startup lines
+        listening = [line for line in lines if line.startswith("rawevents listening on ")]
+        assert listening == [f"rawevents listening on http://127.0.0.1:{port}\n"], lines
         for _ in range(100):
             try:
                 assert requests.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200
@@ -105,3 +110,61 @@ def test_serve_demo_prints_a_ready_project(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_version() -> None:
+    result = _cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == "rawevents, version 0.1.0"
+
+
+def test_every_option_has_help() -> None:
+    import click
+
+    from rawevents.cli import cli
+
+    def commands(group: click.Group, prefix: str) -> list[tuple[str, click.Command]]:
+        found: list[tuple[str, click.Command]] = []
+        for name, command in group.commands.items():
+            found.append((f"{prefix} {name}", command))
+            if isinstance(command, click.Group):
+                found += commands(command, f"{prefix} {name}")
+        return found
+
+    listed = commands(cli, "rawevents")
+    assert {"rawevents export", "rawevents import", "rawevents serve", "rawevents project create"} <= {
+        name for name, _ in listed
+    }
+    for name, command in listed:
+        assert command.help, name
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden:
+                assert param.help, f"{name} {param.opts}"
+
+
+def test_client_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    env_free = _cli("export", "--from", "2024-01-01", "--to", "2024-01-01", "--out", str(tmp_path))
+    assert env_free.returncode == 2
+    assert env_free.stderr.startswith("rawevents: no credentials: pass --secret or set RAWEVENTS_SECRET")
+    url = f"http://127.0.0.1:{free_port()}"
+    refused = _cli(
+        "export",
+        "--url",
+        url,
+        "--secret",
+        "s",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-01",
+        "--out",
+        str(tmp_path),
+    )
+    assert refused.returncode == 2
+    assert (
+        refused.stderr == f"rawevents: cannot connect to {url}: connection refused (is the server running?)\n"
+    )
+    bad_day = _cli(
+        "export", "--secret", "s", "--from", "2024-13-01", "--to", "2024-01-01", "--out", str(tmp_path)
+    )
+    assert bad_day.returncode == 2 and "Invalid value for '--from'" in bad_day.stderr
+    assert "Traceback" not in env_free.stderr + refused.stderr + bad_day.stderr

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rawevents.cli import build_parser
-from rawevents.settings import SETTINGS, Config, load_config
+import pytest
+from click.testing import CliRunner
+
+from rawevents.cli import cli
+from rawevents.settings import SETTINGS, Config, SettingError, _toml_text, load_config
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -21,9 +24,31 @@ def test_environment_overrides_defaults_and_flags_override_environment() -> None
     assert load_config({}).port == Config().port == 8000
 
 
-def test_cli_parses_the_public_commands() -> None:
-    parser = build_parser()
-    assert parser.parse_args(["serve", "--port", "1234"]).port == 1234
-    args = parser.parse_args(["project", "create", "--name", "n", "--timezone", "Europe/Berlin"])
-    assert (args.name, args.timezone) == ("n", "Europe/Berlin")
-    assert parser.parse_args(["service-account", "create", "--project", "3"]).project == 3
+def test_cli_lists_the_public_commands_and_their_flags() -> None:
+    runner = CliRunner()
+    top = runner.invoke(cli, ["--help"]).output
+    for command in ("serve", "project", "service-account", "export", "import"):
+        assert command in top
+    assert "--port" in runner.invoke(cli, ["serve", "--help"]).output
+    assert "--timezone" in runner.invoke(cli, ["project", "create", "--help"]).output
+    assert "--project" in runner.invoke(cli, ["service-account", "create", "--help"]).output
+
+
+def test_every_default_passes_its_own_check() -> None:
+    for setting in SETTINGS:
+        assert setting.parse(_toml_text(setting.default)) == setting.default, setting.name
+
+
+def test_a_bad_value_names_the_setting_and_its_source(tmp_path: Path) -> None:
+    with pytest.raises(
+        SettingError, match=r"^setting demo \(RAWEVENTS_DEMO\): expected true/false, got 'yse'$"
+    ):
+        load_config({"RAWEVENTS_DEMO": "yse"})
+    config = tmp_path / "c.toml"
+    config.write_text("port = 9000\ndemo = true\n")
+    loaded = load_config({"RAWEVENTS_PORT": "9001"}, config_file=config)
+    assert (loaded.port, loaded.demo) == (9001, True)
+    assert load_config({"RAWEVENTS_CONFIG": str(config)}, flags={"port": "9002"}).port == 9002
+    config.write_text("[server]\nport = 9000\n")
+    with pytest.raises(SettingError, match="unknown setting 'server'"):
+        load_config({}, config_file=config)

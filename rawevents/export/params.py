@@ -21,6 +21,7 @@ from rawevents.storage.base import ExportPlan
 from rawevents.where import parse
 
 MAX_LIMIT = 100_000
+TIME_HEADER = "x-rawevents-time"  # response header: "utc" when the `time_utc` extension was honoured
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TRUE = {"true", "1"}
 _FALSE = {"false", "0", ""}
@@ -36,17 +37,20 @@ class ExportRequest:
     where: str | None = None
     limit: int | None = None
     time_in_ms: bool = False
+    time_utc: bool = False  # extension: render `time` as the UTC epoch
 
 
 def parse_export_params(
     params: Mapping[str, str], project: Project, *, today: dt.date | None = None
 ) -> ExportRequest:
     """Validate export parameters; `today` defaults to today in the project's time zone."""
-    from_date = _date(params, "from_date")
-    to_date = _date(params, "to_date")
+    current = timeutil.today(project.zone) if today is None else today
+    # With a cursor (an extension) the days are optional: "everything stored after C".
+    incremental = any(params.get(name, "").strip() for name in _CURSOR_PARAMS)
+    from_date = _date(params, "from_date", _FIRST_DAY if incremental else None)
+    to_date = _date(params, "to_date", current if incremental else None)
     if from_date > to_date:
         raise BadRequest(f"from_date {from_date.isoformat()} is after to_date {to_date.isoformat()}")
-    current = timeutil.today(project.zone) if today is None else today
     if to_date > current:
         raise BadRequest("to_date cannot be later than today")
     where = params.get("where", "").strip() or None
@@ -57,15 +61,21 @@ def parse_export_params(
         where=where,
         limit=_limit(params.get("limit")),
         time_in_ms=_bool(params, "time_in_ms"),
+        time_utc=_bool(params, "time_utc"),
     )
 
 
 _FIRST_DAY = dt.date(1970, 1, 1)
 
 
-def _date(params: Mapping[str, str], name: str) -> dt.date:
+_CURSOR_PARAMS = ("after_cursor", "upto_cursor", "cursor")
+
+
+def _date(params: Mapping[str, str], name: str, default: dt.date | None = None) -> dt.date:
     raw = params.get(name)
     if raw is None or raw.strip() == "":
+        if default is not None:
+            return default
         raise BadRequest(f"'{name}' is a required parameter")
     text = raw.strip()
     if _DATE.fullmatch(text):
@@ -136,4 +146,5 @@ def build_plan(request: ExportRequest, project: Project) -> ExportPlan:
         timezone=project.timezone,
         limit=request.limit,
         time_in_ms=request.time_in_ms,
+        time_utc=request.time_utc,
     )

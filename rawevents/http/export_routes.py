@@ -25,7 +25,8 @@ from starlette.types import Receive, Scope, Send
 from rawevents.auth import authenticate_query
 from rawevents.errors import PayloadTooLarge, RawEventsError
 from rawevents.export.admission import ExportAdmission, ExportBudget
-from rawevents.export.params import build_plan, parse_export_params
+from rawevents.export.cursor import CURSOR_HEADER, apply_cursor, parse_cursor_params
+from rawevents.export.params import TIME_HEADER, build_plan, parse_export_params
 from rawevents.export.ratelimit import ExportLease
 from rawevents.export.stream import ExportStream, accepts_gzip
 from rawevents.http.protocol import CONNECTION_EXTENSION
@@ -84,10 +85,15 @@ async def export(request: Request) -> Response:
         params = await request_params(request)
         project = authenticate(request, services, params)
         plan = build_plan(parse_export_params(params, project), project)
+        headers = {"content-type": "text/plain; charset=utf-8", "vary": "Accept-Encoding"}
+        cursor = parse_cursor_params(params, project.project_id)
+        if cursor is not None:  # the incremental extension; plain Mixpanel requests never get here
+            plan, headers[CURSOR_HEADER] = apply_cursor(plan, cursor, services.store)
+        if plan.time_utc:  # extension: tells the client its `time_utc` was honoured
+            headers[TIME_HEADER] = "utc"
     except RawEventsError as error:
         return query_api_error(request, error)
     gzip = accepts_gzip(request.headers.get("accept-encoding"))
-    headers = {"content-type": "text/plain; charset=utf-8", "vary": "Accept-Encoding"}
     if gzip:
         headers["content-encoding"] = "gzip"
     if request.method == "HEAD":

@@ -52,7 +52,13 @@ def _cohorts(services: Services, project: Project, params: dict[str, str]) -> An
     return []  # cohorts are a Mixpanel UI feature; nothing defines them here
 
 
+def _project(services: Services, project: Project, params: dict[str, str]) -> Any:
+    # A rawevents extension: clients read the zone to turn exported local `time` back into UTC.
+    return {"project_id": project.project_id, "name": project.name, "timezone": project.timezone}
+
+
 _ENDPOINTS: dict[str, Answer] = {
+    "/api/rawevents/project": _project,
     "/api/2.0/engage": _engage,
     "/api/query/engage": _engage,
     "/api/2.0/events/properties/top": _top_properties,

@@ -27,17 +27,3 @@ def query_api_error(request: Request, error: RawEventsError) -> Response:
     if isinstance(error, RateLimited | ServerBusy):
         headers = {"Retry-After": str(error.retry_after)}
     return json_response({"request": request_target(request), "error": error.message}, error.status, headers)
-
-
-MAX_ECHOED_REQUEST = 2048  # characters of an unparsed request target echoed back
-
-
-def unparsed_request_error(target: str, message: str) -> bytes:
-    """A 400 body for a request the HTTP layer could not parse, in the shape of the endpoint its
-    (possibly partial) target names: query API, `/track`-style verbose, or `/import`."""
-    path = target.split("?", 1)[0]
-    if path.startswith("/api/"):
-        return orjson.dumps({"request": target[:MAX_ECHOED_REQUEST], "error": message})
-    if path.rstrip("/") in ("/track", "/engage", "/groups"):
-        return orjson.dumps({"error": message, "status": 0})
-    return orjson.dumps({"code": 400, "error": message, "status": "Bad Request"})

@@ -78,6 +78,9 @@ class EventContext:
     ip_fallback: bool  # derive a missing distinct_id from the IP (/track ip=1, non-strict /import)
     client_ip: str | None
     max_age_ms: int = 0  # /track only: drop events older than this (0: keep every age)
+    # /import?restore=1 (a rawevents extension): the events are an export being restored, so the
+    # server adds none of its own properties and the rows export again byte for byte.
+    restore: bool = False
 
 
 @dataclass(slots=True)
@@ -160,6 +163,13 @@ def normalize_events(
         except RecursionError:  # nesting deeper than the walks over values can follow
             batch.failed.append(
                 FailedRecord(index, None, "properties", "'properties' is invalid: nested too deeply")
+            )
+            continue
+        except (ArithmeticError, ValueError) as exc:
+            # A value no conversion can represent (an integer of thousands of digits as an id,
+            # a number past float range): that record fails, never the batch.
+            batch.failed.append(
+                FailedRecord(index, None, "properties", f"'properties' is invalid: {_out_of_range(exc)}")
             )
             continue
         if target is None:
@@ -296,7 +306,8 @@ def _normalize_one(
     else:
         insert_id = _json_text(raw_insert)
 
-    props.update(server_props)
+    if not ctx.restore:
+        props.update(server_props)
     return project, (time_ms, event, distinct_id, insert_id, props, nested)
 
 
@@ -318,8 +329,19 @@ def _time_ms(raw: Any, strict: bool) -> int:
         raise Invalid(
             "properties.time", "'properties.time' is invalid: must be specified as seconds since epoch"
         )
-    # Kept to the millisecond, rounded half up (1700000000.0005 s → …000001 ms).
-    return math.floor(value + 0.5) if value >= MS_THRESHOLD else math.floor(value * 1000 + 0.5)
+    # Kept to the millisecond, rounded half up (1700000000.0005 s → …000001 ms). Seconds past
+    # ±1.8e305 overflow to infinity once in milliseconds: clamped to the 64-bit range, where the
+    # caller's range checks refuse them (before 1971) or bring them to now (future, non-strict).
+    ms = value + 0.5 if value >= MS_THRESHOLD else value * 1000 + 0.5
+    return math.floor(min(max(ms, _INT64_MIN), _INT64_MAX))
+
+
+_INT64_MIN = -(2.0**63)
+_INT64_MAX = 2.0**63
+
+
+def _out_of_range(exc: Exception) -> str:
+    return "a number is out of range" if isinstance(exc, ArithmeticError) else str(exc)
 
 
 def _json_text(value: Any) -> str:

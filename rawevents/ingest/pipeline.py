@@ -223,6 +223,7 @@ def _event_context(
         ip_fallback=ip_param == "1" if endpoint == "track" else not flags.strict,
         client_ip=request.client_ip if ip_param != "0" else None,
         max_age_ms=max_age_days * _DAY_MS if endpoint == "track" else 0,
+        restore=endpoint == "import" and _flag(params, "restore"),
     )
 
 

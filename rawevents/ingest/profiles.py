@@ -68,6 +68,9 @@ def parse_updates(
         except ValueError as exc:
             batch.error(f"update {index}: {exc}")
             continue
+        except ArithmeticError:  # a number no conversion can represent: that update fails, not the batch
+            batch.error(f"update {index}: a number is out of range")
+            continue
         token, group_key, ops = parsed
         batch.accepted += 1
         project = resolve(token)
@@ -106,6 +109,8 @@ def _parse_one(item: Any, kind: str, now_ms: int) -> tuple[str, str, list[Profil
             raise ValueError(f"{key} must be a JSON object")
         if key == "$add":
             for name, amount in value.items():
+                if type(amount) is int and not _fits_64_bits(amount):
+                    raise ValueError(f"$add value for {name!r} is out of range: integers must fit 64 bits")
                 if not _is_number(amount):
                     raise ValueError(f"$add value for {name!r} must be a number")
         if key == "$unset":
@@ -131,8 +136,18 @@ def _id_text(value: Any, name: str) -> str:
     raise ValueError(f"{name}, missing or empty")
 
 
+def _fits_64_bits(value: int) -> bool:
+    """Signed or unsigned 64 bits: what the writer can store as JSON (orjson's range)."""
+    return -(2**63) <= value < 2**64
+
+
 def _is_number(value: Any) -> bool:
-    return (type(value) is int or type(value) is float) and math.isfinite(value)
+    """A number that can be stored and added to. Integers are compared, never converted to
+    float: `math.isfinite(10**400)` raises OverflowError."""
+    kind = type(value)
+    if kind is int:
+        return _fits_64_bits(value)
+    return kind is float and math.isfinite(value)
 
 
 # `$time` outside [1971, 10000) cannot be a real update time (and would not fit a datetime).
@@ -140,6 +155,8 @@ _MAX_TIME_MS = 253_402_300_800_000
 
 
 def _time_ms(value: Any, now_ms: int) -> int:
+    if type(value) is int and value >= _MAX_TIME_MS:
+        raise ValueError("$time is invalid: must be seconds or milliseconds since epoch")
     if not _is_number(value) or value < 0:
         return now_ms
     time_ms = int(value) if value >= _MS_THRESHOLD else int(value * 1000)
@@ -173,9 +190,7 @@ def apply_update(current: dict[str, Any] | None, update: ProfileUpdate) -> dict[
             if _is_number(existing) and _is_number(amount):
                 total = existing + amount
                 # Beyond 64-bit integers or to infinity: keep the old value rather than fail the commit.
-                if (type(total) is int and -(2**63) <= total < 2**64) or (
-                    type(total) is float and math.isfinite(total)
-                ):
+                if _is_number(total):
                     props[key] = total
     elif op == "$append":
         for key, item in value.items():

@@ -77,6 +77,12 @@ class ExportPlan:
     timezone: str = "UTC"
     limit: int | None = None
     time_in_ms: bool = False
+    # `time` rendered as the UTC epoch instead of project-local time (the `time_utc` extension).
+    time_utc: bool = False
+    # Incremental export (rawevents.export.cursor): only events whose store-defined ingestion
+    # position is in (after_position, upto_position]; None: no bound.
+    after_position: int | None = None
+    upto_position: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +120,13 @@ ProfileApplier = Callable[[dict[str, Any] | None, ProfileUpdate], dict[str, Any]
 class EventStore(Protocol):
     """What the server calls. Writes return futures that resolve once the data is durable
     (acknowledge only then); reads run on the caller's thread and never see uncommitted rows."""
+
+    # The kind of ingestion position this store's cursors carry (rawevents.export.cursor).
+    cursor_kind: str
+
+    def ingest_position(self) -> int:
+        """The position of the newest committed event: every event at or below it is committed and
+        visible to reads that start now; events committed later get higher positions."""
 
     def submit_events(self, events: Sequence[StoredEvent] | pa.Table) -> Future[None]:
         """Queue events (rows, or an Arrow table of INCOMING_SCHEMA) for the next durable commit,

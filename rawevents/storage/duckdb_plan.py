@@ -34,12 +34,26 @@ def narrow_to_data(plan: ExportPlan, con: duckdb.DuckDBPyConnection) -> ExportPl
     if plan.events is not None:
         sql += " AND list_contains(?, event)"
         params.append(list(plan.events))
+    for condition in position_conditions(plan, params):  # incremental: count only the new rows
+        sql += f" AND {condition}"
     buckets = sorted((int(b), int(n)) for b, n in con.execute(sql + " GROUP BY bucket", params).fetchall())
     # The histogram counts rows before `where`: cutting a filtered export at SCAN_TARGET_ROWS would
     # turn one selective scan into many near-empty queries, so with `where` the range is only
     # trimmed to the hours that hold rows and the store's own windows pace the scan.
     target = SCAN_TARGET_ROWS if plan.where is None else None
     return replace(plan, segments=tuple(pieces(plan.segments, buckets, target)))
+
+
+def position_conditions(plan: ExportPlan, params: list[Any]) -> list[str]:
+    """The incremental-export bounds on `seq` as SQL conditions, their values appended to params."""
+    conditions = []
+    if plan.after_position is not None:
+        conditions.append("seq > ?")
+        params.append(plan.after_position)
+    if plan.upto_position is not None:
+        conditions.append("seq <= ?")
+        params.append(plan.upto_position)
+    return conditions
 
 
 def pieces(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +22,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rawevents.errors import StorageError
+from rawevents.errors import StartupError, StorageError
 from rawevents.storage.base import (
     ExportPlan,
     ProfileApplier,
@@ -31,7 +32,7 @@ from rawevents.storage.base import (
     StoredEvent,
     events_table,
 )
-from rawevents.storage.duckdb_plan import narrow_to_data
+from rawevents.storage.duckdb_plan import narrow_to_data, position_conditions
 from rawevents.where.printer import Sql, compile_predicate
 from rawevents.where.printer.duckdb import DuckDBPrinter
 
@@ -107,6 +108,9 @@ _Job = Callable[[duckdb.DuckDBPyConnection], None]
 
 
 class DuckDBStore:
+    # Cursors carry `seq`: assigned in commit order by the single writer, kept by compaction.
+    cursor_kind = "seq"
+
     def __init__(
         self,
         data_dir: str | Path,
@@ -116,14 +120,9 @@ class DuckDBStore:
         export_window_bytes: int = WINDOW_BYTES,
     ) -> None:
         path = Path(data_dir)
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path / EVENTS_FILE
-        self._db = duckdb.connect(str(self.path), config={"memory_limit": memory_limit})
-        temp_dir = path / "tmp"
-        temp_dir.mkdir(exist_ok=True)
-        self._db.execute(f"SET temp_directory = '{_sql_string(str(temp_dir))}'")
-        self._db.execute("SET preserve_insertion_order = false")
-        self._db.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+        self._db = _connect(self.path, memory_limit)
         self._db.execute(_SCHEMA)
         self._window_bytes = export_window_bytes
         limit_row = self._db.execute("SELECT current_setting('memory_limit')").fetchone()
@@ -241,6 +240,11 @@ class DuckDBStore:
             con.unregister("incoming")
 
     # -- reads ----------------------------------------------------------------------------------
+
+    def ingest_position(self) -> int:
+        # `_next_seq` moves only after COMMIT returned, so every seq below it is committed
+        # (dedup may leave holes in the sequence; it never reorders it).
+        return self._next_seq - 1
 
     def export_chunks(self, plan: ExportPlan) -> Iterator[bytes | memoryview]:
         """Each page is read whole into Arrow memory and its engine result released before the
@@ -362,6 +366,31 @@ class DuckDBStore:
         self._db.close()
 
 
+def _connect(path: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    """Open the database with every setting in the connect config: opening replays the WAL left
+    by a crash, and that replay may already spill to the temp directory, so a temp_directory SET
+    afterwards fails ("Cannot switch temporary directory after the current one has been used")."""
+    temp_dir = path.parent / "tmp"
+    temp_dir.mkdir(mode=0o700, exist_ok=True)
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": memory_limit,
+        "temp_directory": str(temp_dir),
+        "preserve_insertion_order": False,
+        "checkpoint_threshold": CHECKPOINT_THRESHOLD,
+    }
+    try:
+        return duckdb.connect(str(path), config=config)
+    except duckdb.IOException as exc:
+        if "Could not set lock" in str(exc):
+            holder = re.search(r"\(PID (\d+)\)", str(exc))
+            who = f" (PID {holder.group(1)})" if holder else ""
+            raise StartupError(
+                f"data directory {path.parent} is in use by another process{who}, probably another"
+                " rawevents server: stop it, or give this one its own --data-dir"
+            ) from None
+        raise
+
+
 class _Pace:
     """The width of the next export window, steered towards `target` rows per window."""
 
@@ -396,17 +425,19 @@ def _export_query(
     where: Sql | None,
     window: tuple[int, int, int],
     after: tuple[int, int] | None,
-    limit: int,
+    limit: int | None,
 ) -> tuple[str, list[Any]]:
     """One page of a window: rows in [start, end) after the (time_ms, seq) key `after`."""
     start, end, offset_ms = window
-    if plan.time_in_ms:
-        # Splice local milliseconds over the stored local seconds (whose digits start at time_pos).
+    if plan.time_in_ms or plan.time_utc:
+        # Splice the rendered time (local or UTC; ms or s) over the stored local seconds, whose
+        # digits start at time_pos and are as long as the local seconds are.
+        value = "time_ms + ?" if plan.time_in_ms else "(time_ms + ?) // 1000"
         column = (
-            "line[:time_pos] || CAST(time_ms + ? AS VARCHAR)"
+            f"line[:time_pos] || CAST({value} AS VARCHAR)"
             " || line[time_pos + 1 + length(CAST((time_ms + ?) // 1000 AS VARCHAR)):]"
         )
-        params: list[Any] = [offset_ms, offset_ms]
+        params: list[Any] = [0 if plan.time_utc else offset_ms, offset_ms]
     else:
         column = "line"
         params = []
@@ -421,11 +452,14 @@ def _export_query(
     if where is not None:
         conditions.append(f"({where.text})")
         params.extend(where.params)
+    conditions += position_conditions(plan, params)
     sql = (
         f"SELECT {column} AS line, time_ms, seq FROM events WHERE {' AND '.join(conditions)}"
-        " ORDER BY time_ms, seq LIMIT ?"
+        " ORDER BY time_ms, seq"
     )
-    params.append(limit)
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
     return sql, params
 
 
@@ -483,7 +517,3 @@ def _apply_profiles(
                 "INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?)",
                 [project_id, kind, group_key, profile_id, orjson.dumps(props).decode(), updated_ms],
             )
-
-
-def _sql_string(text: str) -> str:
-    return text.replace("'", "''")

@@ -138,7 +138,7 @@ def test_a_dead_worker_is_a_503_and_the_pool_recovers(pooled: App) -> None:
     assert pool is not None
     body = _body(_events(2000))
     assert _post(pooled, "/import?strict=1", body)[0] == 200  # the pool is running
-    for pid in list(pool._executor._processes):
+    for pid in pool.pids():
         os.kill(pid, signal.SIGKILL)
     code, content = _post(pooled, "/import?strict=1", body)
     assert code == 503

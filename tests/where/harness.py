@@ -71,9 +71,9 @@ class Harness:
         """Indexes of the events the export query with this `where` returns, in export order."""
         plan = ExportPlan(project_id, [TimeSegment(MIN_MS, MAX_MS, 0)], where=parse(where), timezone=timezone)
         predicate = compile_predicate(DuckDBPrinter(timezone), parse(where))
-        sql, params = _export_query(plan, predicate, MIN_MS, MAX_MS, 0, None)
+        sql, params = _export_query(plan, predicate, (MIN_MS, MAX_MS, 0), None, None)
         rows = self.store.query(sql, params)
-        return [int(orjson.loads(line)["properties"]["$insert_id"][1:]) for (line,) in rows]
+        return [int(orjson.loads(line)["properties"]["$insert_id"][1:]) for (line, *_) in rows]
 
     def export_selected(self, project_id: int, where: str, timezone: str, start: int, end: int) -> list[int]:
         """The same through export_chunks (the store's real export path)."""

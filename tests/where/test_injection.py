@@ -100,8 +100,10 @@ def test_sql_text_never_contains_user_values(payload: str) -> None:
 def test_numbers_and_booleans_are_bound() -> None:
     compiled = duckdb_where("properties['n'] == 31337 and properties['b'] == true", timezone="UTC")
     assert "31337" not in compiled.text
-    assert 31337.0 in compiled.params
-    assert True in compiled.params
+    # By type as well as value: `True in params` would also hold for a parameter equal to 1.
+    typed = [(type(p), p) for p in compiled.params]
+    assert (float, 31337.0) in typed
+    assert (bool, True) in typed
 
 
 KEYS_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
