@@ -8,8 +8,10 @@ mixed sizes, so both the in-process path and the worker processes are exercised.
 
 from __future__ import annotations
 
-import contextlib
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -121,24 +123,17 @@ def test_kill9_loses_nothing_acknowledged_and_duplicates_nothing(tmp_path: Path,
 
 
 def _kill_during_startup(live: LiveServer, after: float) -> None:
-    """Start the server and kill -9 it `after` seconds later, ready or not."""
-    try:
-        thread = threading.Thread(target=_start_quietly, args=(live,), daemon=True)
-        thread.start()
-        time.sleep(after)
-        deadline = time.monotonic() + 10
-        while live.process is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if live.process is not None:
-            live.kill9()
-        thread.join(30)
-    finally:
-        live.process = None
-
-
-def _start_quietly(live: LiveServer) -> None:
-    with contextlib.suppress(RuntimeError, AttributeError):  # killed before it was ready
-        live.start()
+    """Start the server on the same data and kill -9 it `after` seconds later, ready or not."""
+    command = [sys.executable, "-m", "rawevents.cli", "serve", "--data-dir", str(live.data_dir)]
+    process = subprocess.Popen(
+        [*command, "--port", str(live.port)],
+        env={**os.environ, **live.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(after)
+    process.kill()
+    process.wait()
 
 
 def test_killed_ingest_worker_is_replaced_and_nothing_hangs(tmp_path: Path) -> None:
