@@ -59,7 +59,9 @@ def build(n_events: int, seed: int = 42, *, out: Path = OUT, log: bool = True) -
     root = out / f"ds-{n_events}-{seed}"
     done = root / "complete"
     if done.exists():
-        project = Registry(root / "data").list_projects()[0]
+        registry = Registry(root / "data")
+        # Secrets are stored hashed: a reused dataset gets a fresh one to authenticate with.
+        project = registry.rotate_secret(registry.list_projects()[0].project_id)
         return Dataset(root, n_events, project, int(done.read_text()))
     if root.exists():
         shutil.rmtree(root)

@@ -74,3 +74,9 @@ class StartupError(RawEventsError):
     the CLI prints the message on one line and exits non-zero."""
 
     code = "startup_error"
+
+
+class StoreInUse(StartupError):
+    """Another process (a running server) holds the event store's write lock."""
+
+    code = "store_in_use"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rawevents.errors import RawEventsError
 
@@ -82,6 +83,25 @@ def _size(text: str) -> str:
     return text.strip()
 
 
+def redact_store(store: str) -> str:
+    """The store setting with any password replaced by `***` (for logs and messages)."""
+    return re.sub(r"^([a-z]+://[^:/@]*:)[^/?#]*@", r"\1***@", store)
+
+
+def _store(text: str) -> str:
+    value = text.strip()
+    if value in ("duckdb", "chdb"):
+        return value
+    parts = urlsplit(value)
+    if parts.scheme == "clickhouse" and parts.hostname:
+        return value
+    # Raised as SettingError here, not ValueError: the message must not echo a password.
+    raise SettingError(
+        f"setting store: expected duckdb, chdb or clickhouse://user:password@host:8123/database,"
+        f" got {redact_store(value)!r}"
+    )
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "data_dir",
@@ -89,6 +109,22 @@ SETTINGS: tuple[Setting, ...] = (
         "RAWEVENTS_DATA_DIR",
         "Directory holding the event store and the project registry.",
         _text,
+    ),
+    Setting(
+        "store",
+        "duckdb",
+        "RAWEVENTS_STORE",
+        "Event store: `duckdb` (embedded, under data_dir), `chdb` (ClickHouse engine in process,"
+        " under data_dir) or `clickhouse://user:password@host:8123/database[?cluster=NAME]`"
+        " (a ClickHouse server or cluster over HTTP).",
+        _store,
+    ),
+    Setting(
+        "workers",
+        1,
+        "RAWEVENTS_WORKERS",
+        "Server processes (`serve --workers N`); above 1 only with a `clickhouse://` store.",
+        _int(1),
     ),
     Setting("host", "127.0.0.1", "RAWEVENTS_HOST", "Address the HTTP server binds to.", _text),
     Setting("port", 8000, "RAWEVENTS_PORT", "TCP port the HTTP server listens on.", _int(1, 65535)),
@@ -205,6 +241,20 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
     ),
     Setting(
+        "retention_interval_seconds",
+        3600,
+        "RAWEVENTS_RETENTION_INTERVAL_SECONDS",
+        "How often the server drops events older than each project's retention; 0: only on start.",
+        _int(),
+    ),
+    Setting(
+        "gdpr_deletion_delay_seconds",
+        0,
+        "RAWEVENTS_GDPR_DELETION_DELAY_SECONDS",
+        "How long a GDPR deletion waits (PENDING, cancellable) before it runs.",
+        _int(),
+    ),
+    Setting(
         "log_level",
         "info",
         "RAWEVENTS_LOG_LEVEL",
@@ -225,6 +275,33 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds an ingest worker process may spend on one body before it is killed and replaced (503).",
         _int(1),
     ),
+    Setting(
+        "log_format",
+        "text",
+        "RAWEVENTS_LOG_FORMAT",
+        "Server log lines as `text` or `json` (one JSON object per line).",
+        _choice("text", "json"),
+    ),
+    Setting(
+        "access_log",
+        True,
+        "RAWEVENTS_ACCESS_LOG",
+        "Log one line per HTTP request (query-string credentials and `data` redacted).",
+        _bool,
+    ),
+    Setting(
+        "ssl_certfile",
+        "",
+        "RAWEVENTS_SSL_CERTFILE",
+        "PEM certificate (chain) file: serve HTTPS instead of HTTP. Needs `ssl_keyfile`.",
+    ),
+    Setting("ssl_keyfile", "", "RAWEVENTS_SSL_KEYFILE", "PEM private key file of `ssl_certfile`."),
+    Setting(
+        "forwarded_allow_ips",
+        "127.0.0.1",
+        "RAWEVENTS_FORWARDED_ALLOW_IPS",
+        "Comma-separated proxy addresses/networks whose X-Forwarded-For gives the client IP; `*` trusts any.",
+    ),
 )
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
@@ -235,6 +312,8 @@ class Config:
     """Resolved settings; field names match the table above."""
 
     data_dir: str = field(default=SETTINGS_BY_NAME["data_dir"].default)
+    store: str = field(default=SETTINGS_BY_NAME["store"].default)
+    workers: int = field(default=SETTINGS_BY_NAME["workers"].default)
     host: str = field(default=SETTINGS_BY_NAME["host"].default)
     port: int = field(default=SETTINGS_BY_NAME["port"].default)
     max_request_bytes: int = field(default=SETTINGS_BY_NAME["max_request_bytes"].default)
@@ -253,9 +332,22 @@ class Config:
     ingest_processes: int = field(default=SETTINGS_BY_NAME["ingest_processes"].default)
     engine_memory_limit: str = field(default=SETTINGS_BY_NAME["engine_memory_limit"].default)
     demo: bool = field(default=SETTINGS_BY_NAME["demo"].default)
+    retention_interval_seconds: int = field(default=SETTINGS_BY_NAME["retention_interval_seconds"].default)
+    gdpr_deletion_delay_seconds: int = field(default=SETTINGS_BY_NAME["gdpr_deletion_delay_seconds"].default)
     log_level: str = field(default=SETTINGS_BY_NAME["log_level"].default)
     shutdown_timeout_s: int = field(default=SETTINGS_BY_NAME["shutdown_timeout_s"].default)
     ingest_job_timeout_s: int = field(default=SETTINGS_BY_NAME["ingest_job_timeout_s"].default)
+    log_format: str = field(default=SETTINGS_BY_NAME["log_format"].default)
+    access_log: bool = field(default=SETTINGS_BY_NAME["access_log"].default)
+    ssl_certfile: str = field(default=SETTINGS_BY_NAME["ssl_certfile"].default)
+    ssl_keyfile: str = field(default=SETTINGS_BY_NAME["ssl_keyfile"].default)
+    forwarded_allow_ips: str = field(default=SETTINGS_BY_NAME["forwarded_allow_ips"].default)
+
+    def __repr__(self) -> str:
+        # The store URL may carry a password: never print it (logs, tracebacks).
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["store"] = redact_store(self.store)
+        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     def with_overrides(self, **overrides: Any) -> Config:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -102,9 +102,31 @@ def event_property_counts(store: EventStore, project: Project, params: Mapping[s
     return {name: {"count": count} for name, count in counts}
 
 
+# Mixpanel's reserved profile properties: engage/properties lists them even before any profile
+# exists, so schema discovery (Airbyte's Mixpanel source fails on an empty `results`) always
+# finds the columns every profile can have.
+DEFAULT_PROFILE_PROPERTIES: dict[str, str] = {
+    "$email": "string",
+    "$name": "string",
+    "$first_name": "string",
+    "$last_name": "string",
+    "$phone": "string",
+    "$avatar": "string",
+    "$created": "datetime",
+    "$last_seen": "datetime",
+    "$city": "string",
+    "$region": "string",
+    "$country_code": "string",
+    "$timezone": "string",
+    "$os": "string",
+    "$browser": "string",
+}
+
+
 def profile_property_types(store: EventStore, project: Project) -> dict[str, Any]:
     """`{"results": {"<property>": {"count": N, "type": "string"|"number"|…}}, "status": "ok"}`,
-    each property's most common type over the profiles."""
+    each property's most common type over the profiles, then the default profile properties not
+    seen (count 0), so `results` is never empty."""
     types: dict[str, Counter[str]] = {}
     for seen, (_, properties) in enumerate(store.profiles(project.project_id, PEOPLE_KIND)):
         if seen >= PROFILE_SAMPLE:
@@ -115,6 +137,8 @@ def profile_property_types(store: EventStore, project: Project) -> dict[str, Any
         key: {"count": sum(counter.values()), "type": counter.most_common(1)[0][0]}
         for key, counter in sorted(types.items(), key=lambda item: (-sum(item[1].values()), item[0]))
     }
+    for key, kind in DEFAULT_PROFILE_PROPERTIES.items():
+        results.setdefault(key, {"count": 0, "type": kind})
     return {"results": results, "status": "ok"}
 
 

@@ -47,8 +47,8 @@ def parse_export_params(
     current = timeutil.today(project.zone) if today is None else today
     # With a cursor (an extension) the days are optional: "everything stored after C".
     incremental = any(params.get(name, "").strip() for name in _CURSOR_PARAMS)
-    from_date = _date(params, "from_date", _FIRST_DAY if incremental else None)
-    to_date = _date(params, "to_date", current if incremental else None)
+    from_date = parse_date(params, "from_date", _FIRST_DAY if incremental else None)
+    to_date = parse_date(params, "to_date", current if incremental else None)
     if from_date > to_date:
         raise BadRequest(f"from_date {from_date.isoformat()} is after to_date {to_date.isoformat()}")
     if to_date > current:
@@ -71,7 +71,7 @@ _FIRST_DAY = dt.date(1970, 1, 1)
 _CURSOR_PARAMS = ("after_cursor", "upto_cursor", "cursor")
 
 
-def _date(params: Mapping[str, str], name: str, default: dt.date | None = None) -> dt.date:
+def parse_date(params: Mapping[str, str], name: str, default: dt.date | None = None) -> dt.date:
     raw = params.get(name)
     if raw is None or raw.strip() == "":
         if default is not None:

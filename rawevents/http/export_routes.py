@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -31,6 +32,7 @@ from rawevents.export.ratelimit import ExportLease
 from rawevents.export.stream import ExportStream, accepts_gzip
 from rawevents.http.protocol import CONNECTION_EXTENSION
 from rawevents.http.responses import query_api_error
+from rawevents.metrics import ExportTracker
 from rawevents.projects import Project
 from rawevents.service import Services
 
@@ -80,6 +82,7 @@ def admission(request: Request) -> ExportAdmission:
 
 
 async def export(request: Request) -> Response:
+    arrived = time.monotonic()
     services: Services = request.app.state.services
     try:
         params = await request_params(request)
@@ -104,6 +107,7 @@ async def export(request: Request) -> Response:
         return query_api_error(request, error)
     store = services.store
     budget = ExportBudget.from_config(services.config)
+    tracker = services.metrics.export_started(arrived)
     # Runs in the reader thread: the store's planning and its scan both stay off the event loop.
     stream = ExportStream(lambda: store.export_chunks(plan), gzip=gzip, capacity=budget.buffer_blocks).start()
     try:
@@ -111,13 +115,14 @@ async def export(request: Request) -> Response:
     except BaseException as error:
         stream.close()
         lease.release()
+        tracker.end("failed")
         if isinstance(error, RawEventsError):
             return query_api_error(request, error)
         if not isinstance(error, Exception):
             raise
         log.exception("export failed before the first byte")
         return query_api_error(request, InternalError("export failed: internal error, see the server log"))
-    return ExportResponse(stream, lease, headers, services.config.export_idle_timeout_seconds)
+    return ExportResponse(stream, lease, headers, tracker, services.config.export_idle_timeout_seconds)
 
 
 def _without_length(response: Response, headers: dict[str, str]) -> Response:
@@ -137,12 +142,18 @@ class ExportResponse(Response):
     reader pauses the scan; one that accepts nothing for `idle_timeout` seconds is dropped."""
 
     def __init__(
-        self, stream: ExportStream, lease: ExportLease, headers: dict[str, str], idle_timeout: float = 0
+        self,
+        stream: ExportStream,
+        lease: ExportLease,
+        headers: dict[str, str],
+        tracker: ExportTracker,
+        idle_timeout: float = 0,
     ) -> None:
         super().__init__(status_code=200)
         _without_length(self, headers)
         self.stream = stream
         self.lease = lease
+        self.tracker = tracker
         self.idle_timeout = idle_timeout or None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -162,19 +173,26 @@ class ExportResponse(Response):
                 raise ReaderStalled from None
 
         watcher = asyncio.create_task(watch_disconnect())
+        outcome = "aborted"  # unless it ends below: cancelled (server stopping) or client gone
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             while (piece := await stream.next_piece()) is not None:
+                self.tracker.sent(len(piece))
                 await send_within({"type": "http.response.body", "body": piece, "more_body": True})
             if not watcher.done():
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
+                outcome = "finished"
         except ReaderStalled:
             log.warning("export ended: the client accepted no data for %ss", self.idle_timeout)
             await _drop_connection(scope)
+        except Exception:
+            outcome = "aborted" if watcher.done() else "failed"
+            raise
         finally:
             watcher.cancel()
             stream.close()
             self.lease.release()
+            self.tracker.end(outcome)
 
 
 async def _drop_connection(scope: Scope) -> None:

@@ -147,6 +147,9 @@ class _WithoutRaweventsTime(httpx.BaseTransport):
         )
         return self.inner.handle_request(plain)
 
+    def close(self) -> None:
+        self.inner.close()
+
 
 @pytest.mark.parametrize("zone", sorted(DST_CASES))
 @pytest.mark.parametrize(
