@@ -87,7 +87,8 @@ def world(server: LiveServer) -> Iterator[tuple[LiveServer, Project, Project, li
     credentials = [
         Credential("a secret", "a", _basic(a.api_secret), {}),
         Credential("a service account", "a", _basic(sa_a.username, sa_a.secret), {"project_id": aid}),
-        Credential("a legacy signature", "a", {}, {"legacy": "a"}),
+        # Refused: secrets are stored hashed unless a project opts in to legacy signatures.
+        Credential("a legacy signature (not opted in)", None, {}, {"legacy": "a"}),
         Credential("b secret", None, _basic(b.api_secret), {}),
         Credential("b secret + project_id a", None, _basic(b.api_secret), {"project_id": aid}),
         Credential(
