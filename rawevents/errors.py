@@ -46,6 +46,17 @@ class RateLimited(RawEventsError):
         self.retry_after = retry_after
 
 
+class ServerBusy(RawEventsError):
+    """The server is at capacity (e.g. every export slot is taken); the client should retry."""
+
+    code = "server_busy"
+    status = 503
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NotFound(RawEventsError):
     code = "not_found"
     status = 404

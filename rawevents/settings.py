@@ -185,6 +185,34 @@ SETTINGS: tuple[Setting, ...] = (
         _int(),
     ),
     Setting(
+        "export_max_running",
+        8,
+        "RAWEVENTS_EXPORT_MAX_RUNNING",
+        "Exports streaming at once, server-wide; more wait for a slot, then get 503 + Retry-After.",
+        int,
+    ),
+    Setting(
+        "export_queue_seconds",
+        30,
+        "RAWEVENTS_EXPORT_QUEUE_SECONDS",
+        "How long an export over the server-wide cap waits for a slot before its 503.",
+        int,
+    ),
+    Setting(
+        "export_memory_budget_mb",
+        256,
+        "RAWEVENTS_EXPORT_MEMORY_BUDGET_MB",
+        "MiB shared by the running exports for engine windows and buffered output (equal shares).",
+        int,
+    ),
+    Setting(
+        "export_idle_timeout_seconds",
+        60,
+        "RAWEVENTS_EXPORT_IDLE_TIMEOUT_SECONDS",
+        "End an export whose client accepts no data for this long (frees its slot); 0 waits forever.",
+        int,
+    ),
+    Setting(
         "legacy_signature_auth",
         True,
         "RAWEVENTS_LEGACY_SIGNATURE_AUTH",
@@ -296,6 +324,10 @@ class Config:
     export_rate_per_hour: int = field(default=SETTINGS_BY_NAME["export_rate_per_hour"].default)
     export_rate_per_second: int = field(default=SETTINGS_BY_NAME["export_rate_per_second"].default)
     export_max_concurrent: int = field(default=SETTINGS_BY_NAME["export_max_concurrent"].default)
+    export_max_running: int = field(default=SETTINGS_BY_NAME["export_max_running"].default)
+    export_queue_seconds: int = field(default=SETTINGS_BY_NAME["export_queue_seconds"].default)
+    export_memory_budget_mb: int = field(default=SETTINGS_BY_NAME["export_memory_budget_mb"].default)
+    export_idle_timeout_seconds: int = field(default=SETTINGS_BY_NAME["export_idle_timeout_seconds"].default)
     legacy_signature_auth: bool = field(default=SETTINGS_BY_NAME["legacy_signature_auth"].default)
     ingest_processes: int = field(default=SETTINGS_BY_NAME["ingest_processes"].default)
     engine_memory_limit: str = field(default=SETTINGS_BY_NAME["engine_memory_limit"].default)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import queue
 import re
 import threading
@@ -95,14 +96,23 @@ QUALIFY row_number() OVER (PARTITION BY project_id, time_ms, insert_id, event, d
 
 # An export is a sequence of small ordered window queries. The first window is short so the first
 # byte leaves quickly; later windows are sized from the row density just seen to hold about
-# TARGET_ROWS rows (~9 MB of lines). Small windows sort faster per row (1M rows exported as
-# windows of ~8k rows: 0.8-1.0 s; as daily windows of ~33k rows: 1.9-2.1 s; docs/performance.md)
-# and the sort's memory stays the same whatever the store's size.
+# TARGET_ROWS rows (~9 MB of lines), fewer when the window budget is smaller. Small windows sort
+# faster per row (1M rows exported as windows of ~8k rows: 0.8-1.0 s; as daily windows of ~33k
+# rows: 1.9-2.1 s; docs/performance.md) and the sort's memory stays the same whatever the store's
+# size. Each window query has a LIMIT (a page of rows) and continues after the last (time, seq)
+# it returned, so even a second holding a million rows is read in bounded pages.
 FIRST_CHUNK_MS = 15 * 60 * 1000
 MIN_CHUNK_MS = 1000
 MAX_CHUNK_MS = 7 * 24 * 3600 * 1000
 TARGET_ROWS = 12_000
+MIN_PAGE_ROWS = 256
+FIRST_LINE_BYTES = 1024  # assumed line size until the first page says otherwise
 ROWS_PER_BATCH = 16384
+WINDOW_BYTES = 8 * 1024 * 1024
+# A window query's engine memory (sort, result) relative to its lines, with room to spare; the
+# engine runs at most memory_limit / (ENGINE_OVERHEAD x window) window queries at once, so
+# concurrent exports never hit the engine's limit mid-stream (they wait for their turn instead).
+ENGINE_OVERHEAD = 4
 
 # Engine settings (bench/, docs/performance.md). DuckDB checkpoints (rewrites the WAL into the
 # database file) once the WAL passes checkpoint_threshold, inside the COMMIT that crossed it; the
@@ -125,6 +135,7 @@ class DuckDBStore:
         *,
         memory_limit: str = "192MB",
         commit_interval_ms: int = 2,
+        export_window_bytes: int = WINDOW_BYTES,
         observer: StoreObserver | None = None,
     ) -> None:
         path = Path(data_dir)
@@ -136,6 +147,14 @@ class DuckDBStore:
         self._observer: StoreObserver = observer or NullObserver()
         self._probe_values = itertools.count(1)
         self._probe_lock = threading.Lock()  # one probe at a time: each reads back its own value
+        self._window_bytes = export_window_bytes
+        limit_row = self._db.execute("SELECT current_setting('memory_limit')").fetchone()
+        assert limit_row is not None
+        engine_bytes = _size_bytes(str(limit_row[0]))
+        # No more window queries at once than fit the engine's memory, nor than there are cores:
+        # more would only slow the writer's commits (ingestion) without exporting faster.
+        fit = engine_bytes // (ENGINE_OVERHEAD * export_window_bytes)
+        self._window_queries = threading.BoundedSemaphore(max(1, min(fit, os.cpu_count() or 1)))
         self._next_seq = int(self._db.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])  # type: ignore[index]
         self._commit_interval = commit_interval_ms / 1000
         self._jobs: queue.SimpleQueue[tuple[Any, Future[None]] | None] = queue.SimpleQueue()
@@ -260,29 +279,54 @@ class DuckDBStore:
         return self._next_seq - 1
 
     def export_chunks(self, plan: ExportPlan) -> Iterator[bytes | memoryview]:
+        """Each page is read whole into Arrow memory and its engine result released before the
+        first byte of it is yielded: a slow client holds one page, never engine memory."""
         where = None if plan.where is None else compile_predicate(DuckDBPrinter(plan.timezone), plan.where)
         con = self._db.cursor()
         try:
             plan = narrow_to_data(plan, con)
             remaining = plan.limit
+            line_bytes = FIRST_LINE_BYTES
             pace = _Pace()
             for start, end, offset in _chunks(plan, pace):
+                after: tuple[int, int] | None = None
+                rows = 0
+                while remaining is None or remaining > 0:
+                    page_rows = max(MIN_PAGE_ROWS, min(TARGET_ROWS, self._window_bytes // line_bytes))
+                    pace.target = page_rows
+                    limit = page_rows if remaining is None else min(page_rows, remaining)
+                    page = self._export_page(con, plan, where, (start, end, offset), after, limit)
+                    if page.num_rows == 0:
+                        break
+                    rows += page.num_rows
+                    if remaining is not None:
+                        remaining -= page.num_rows
+                    lines = page.column(0)
+                    line_bytes = max(1, lines.nbytes // page.num_rows)
+                    after = (page.column(1)[-1].as_py(), page.column(2)[-1].as_py())
+                    self._observer.rows_exported(page.num_rows)
+                    for chunk in lines.chunks:
+                        yield _string_column_bytes(chunk)
+                    if page.num_rows < limit:
+                        break
                 if remaining is not None and remaining <= 0:
                     return
-                sql, params = _export_query(plan, where, start, end, offset, remaining)
-                reader = con.sql(sql, params=params).to_arrow_reader(ROWS_PER_BATCH)
-                rows = 0
-                for batch in reader:
-                    if batch.num_rows == 0:
-                        continue
-                    rows += batch.num_rows
-                    if remaining is not None:
-                        remaining -= batch.num_rows
-                    self._observer.rows_exported(batch.num_rows)
-                    yield _string_column_bytes(batch.column(0))
                 pace.observe(end - start, rows)
         finally:
             con.close()
+
+    def _export_page(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        plan: ExportPlan,
+        where: Sql | None,
+        window: tuple[int, int, int],
+        after: tuple[int, int] | None,
+        limit: int,
+    ) -> pa.Table:
+        sql, params = _export_query(plan, where, window, after, limit)
+        with self._window_queries:
+            return con.sql(sql, params=params).to_arrow_table(ROWS_PER_BATCH)
 
     def profiles(
         self, project_id: int, kind: str, group_key: str = ""
@@ -557,17 +601,18 @@ def _connect(path: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
 
 
 class _Pace:
-    """The width of the next export window, steered towards TARGET_ROWS rows per window."""
+    """The width of the next export window, steered towards `target` rows per window."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: int = TARGET_ROWS) -> None:
         self.width = FIRST_CHUNK_MS
+        self.target = target
 
     def observe(self, width_ms: int, rows: int) -> None:
         """Size the next window from the density of the last one: at most 16x wider (sparse or
         filtered exports reach wide windows quickly), at most 4x narrower."""
         if width_ms <= 0:
             return
-        wanted = width_ms * 16 if rows == 0 else width_ms * TARGET_ROWS // rows
+        wanted = width_ms * 16 if rows == 0 else width_ms * self.target // rows
         wanted = max(width_ms // 4, min(width_ms * 16, wanted))
         self.width = max(MIN_CHUNK_MS, min(MAX_CHUNK_MS, wanted))
 
@@ -585,8 +630,14 @@ def _chunks(plan: ExportPlan, pace: _Pace | None = None) -> Iterator[tuple[int, 
 
 
 def _export_query(
-    plan: ExportPlan, where: Sql | None, start: int, end: int, offset_ms: int, limit: int | None
+    plan: ExportPlan,
+    where: Sql | None,
+    window: tuple[int, int, int],
+    after: tuple[int, int] | None,
+    limit: int | None,
 ) -> tuple[str, list[Any]]:
+    """One page of a window: rows in [start, end) after the (time_ms, seq) key `after`."""
+    start, end, offset_ms = window
     if plan.time_in_ms or plan.time_utc:
         # Splice the rendered time (local or UTC; ms or s) over the stored local seconds, whose
         # digits start at time_pos and are as long as the local seconds are.
@@ -601,6 +652,9 @@ def _export_query(
         params = []
     conditions = ["project_id = ?", "time_ms >= ?", "time_ms < ?"]
     params += [plan.project_id, start, end]
+    if after is not None:
+        conditions.append("(time_ms > ? OR (time_ms = ? AND seq > ?))")
+        params += [after[0], after[0], after[1]]
     if plan.events is not None:
         conditions.append("list_contains(?, event)")
         params.append(list(plan.events))
@@ -608,11 +662,25 @@ def _export_query(
         conditions.append(f"({where.text})")
         params.extend(where.params)
     conditions += position_conditions(plan, params)
-    sql = f"SELECT {column} AS line FROM events WHERE {' AND '.join(conditions)} ORDER BY time_ms, seq"
+    sql = (
+        f"SELECT {column} AS line, time_ms, seq FROM events WHERE {' AND '.join(conditions)}"
+        " ORDER BY time_ms, seq"
+    )
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
     return sql, params
+
+
+_UNITS = {"": 1, "b": 1, "bytes": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4}
+_UNITS |= {"kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+
+def _size_bytes(text: str) -> int:
+    """DuckDB's memory sizes ('192MB', '183.1 MiB') in bytes."""
+    number = text.strip().rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ").strip()
+    unit = text.strip()[len(number) :].strip().lower()
+    return int(float(number) * _UNITS[unit])
 
 
 def _selection_sql(selection: EventSelection) -> tuple[str, list[Any]]:

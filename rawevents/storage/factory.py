@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rawevents.errors import BadRequest, StoreInUse
+from rawevents.export.admission import ExportBudget
 from rawevents.settings import Config, redact_store
 from rawevents.storage.base import EventStore, StoreObserver
 
@@ -20,6 +21,7 @@ def _duckdb(config: Config, observer: StoreObserver | None) -> EventStore:
         config.data_dir,
         memory_limit=config.engine_memory_limit,
         commit_interval_ms=config.commit_interval_ms,
+        export_window_bytes=ExportBudget.from_config(config).window_bytes,
         observer=observer,
     )
 

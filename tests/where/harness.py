@@ -41,7 +41,9 @@ PRINTERS: dict[str, type[Printer]] = {
     "clickhouse": ClickHousePrinter,
 }
 EXPORT_QUERIES: dict[str, Any] = {
-    "duckdb": duckdb_store._export_query,
+    "duckdb": lambda plan, predicate, start, end, offset, limit: duckdb_store._export_query(
+        plan, predicate, (start, end, offset), None, limit
+    ),
     "chdb": clickhouse_store.export_query,
     "clickhouse": clickhouse_store.export_query,
 }
@@ -92,7 +94,7 @@ class Harness:
         predicate = compile_predicate(PRINTERS[self.kind](timezone), parse(where))
         sql, params = EXPORT_QUERIES[self.kind](plan, predicate, MIN_MS, MAX_MS, 0, None)
         rows = self.store.query(sql, params)
-        return [int(orjson.loads(line)["properties"]["$insert_id"][1:]) for (line,) in rows]
+        return [int(orjson.loads(line)["properties"]["$insert_id"][1:]) for (line, *_) in rows]
 
     def export_selected(self, project_id: int, where: str, timezone: str, start: int, end: int) -> list[int]:
         """The same through export_chunks (the store's real export path)."""
