@@ -113,6 +113,20 @@ def _bool(params: Mapping[str, str], name: str) -> bool:
     raise BadRequest(f"{name} must be true or false, got {raw!r}")
 
 
+def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """An integer parameter from `low` to `high` (a 400 naming it otherwise); `default` when absent."""
+    raw = params.get(name, "")
+    if raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be an integer from {low} to {high}, got {raw!r}")
+    return value
+
+
 def parse_event_param(raw: str | None) -> tuple[str, ...] | None:
     """`event`: a JSON array of names (`["a", "b"]`). A JSON string, or text that is not JSON at
     all (mixpanel-go passes user input through), is one name. An empty array means every event."""

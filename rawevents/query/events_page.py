@@ -17,8 +17,9 @@ from typing import NamedTuple
 import orjson
 
 from rawevents.errors import BadRequest
+from rawevents.export.params import int_param
 from rawevents.projects import Project
-from rawevents.query.params import choice_param, day_range, int_param, selection
+from rawevents.query.params import choice_param, day_range, selection
 from rawevents.storage.base import EventsPageQuery, EventStore
 
 DEFAULT_PAGE = 50

@@ -28,19 +28,6 @@ class DayRange:
     to_date: dt.date
 
 
-def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = params.get(name, "")
-    if raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be an integer from {low} to {high}, got {raw!r}")
-    return value
-
-
 def choice_param(params: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
     raw = params.get(name, "")
     value = raw.strip().lower() or default

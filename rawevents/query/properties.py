@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rawevents.errors import BadRequest
+from rawevents.export.params import int_param
 from rawevents.projects import Project
-from rawevents.query.params import day_range, int_param, selection
+from rawevents.query.params import day_range, selection
 from rawevents.storage.base import EventStore
 from rawevents.where import ast
 

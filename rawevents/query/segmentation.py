@@ -15,8 +15,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from rawevents.errors import BadRequest
+from rawevents.export.params import int_param
 from rawevents.projects import Project
-from rawevents.query.params import DayRange, choice_param, day_range, int_param, segment_expression, selection
+from rawevents.query.params import DayRange, choice_param, day_range, segment_expression, selection
 from rawevents.storage.base import KINDS, UNITS, EventStore, SegmentationQuery, SegmentCount
 
 DEFAULT_LIMIT = 60  # Mixpanel's default number of segments
