@@ -57,6 +57,7 @@ from rawevents.storage.base import (
 )
 from rawevents.storage.clickhouse_conn import Connection, Engine, Params
 from rawevents.storage.duckdb_plan import BUCKET_MS, SCAN_TARGET_ROWS, pieces
+from rawevents.storage.group_commit import JobQueue, commit_groups, commit_isolated
 from rawevents.where.ast import Node
 from rawevents.where.printer import Sql, compile_predicate
 from rawevents.where.printer.clickhouse import ClickHousePrinter
@@ -153,7 +154,7 @@ class ClickHouseStore:
         self._last_tick = int(writer.table("SELECT max(seq) FROM events").column(0)[0].as_py() or 0)
         self._inflight: int | None = None  # first seq of the commit being written, if any
         self._commit_interval = commit_interval_ms / 1000
-        self._jobs: queue.SimpleQueue[tuple[Any, Future[None]] | None] = queue.SimpleQueue()
+        self._jobs: JobQueue = queue.SimpleQueue()
         self._writer = threading.Thread(
             target=self._write_loop, args=(writer,), name="rawevents-ch-writer", daemon=True
         )
@@ -186,44 +187,11 @@ class ClickHouseStore:
         return future
 
     def _write_loop(self, con: Connection) -> None:
-        while True:
-            first = self._jobs.get()
-            if first is None:
-                break
-            pending = [first]
-            if self._commit_interval > 0:
-                time.sleep(self._commit_interval)
-            stop = False
-            while True:
-                try:
-                    item = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                pending.append(item)
-            self._commit(con, pending)
-            if stop:
-                break
+        for pending in commit_groups(self._jobs, self._commit_interval):
+            # A retried group is harmless: the dedup drops events of it that did land.
+            commit_isolated(pending, lambda jobs: self._run(con, jobs), lambda: None)
         con.command(f"DROP TABLE IF EXISTS {self._staging}")
         con.close()
-
-    def _commit(self, con: Connection, pending: list[tuple[Any, Future[None]]]) -> None:
-        try:
-            self._run(con, [job for job, _ in pending])
-        except Exception:
-            if len(pending) > 1:
-                # One bad job must not fail its neighbours: retry each on its own (the dedup
-                # makes a retry of events that did land harmless).
-                for item in pending:
-                    self._commit(con, [item])
-                return
-            log.exception("storage write failed")
-            pending[0][1].set_exception(StorageError("the event store could not write this batch; retry"))
-            return
-        for _, future in pending:
-            future.set_result(None)
 
     def _run(self, con: Connection, jobs: list[Any]) -> None:
         tables = [

@@ -46,6 +46,7 @@ from rawevents.storage.base import (
 )
 from rawevents.storage.duckdb_backup import affected_rows
 from rawevents.storage.duckdb_plan import narrow_to_data, position_conditions
+from rawevents.storage.group_commit import JobQueue, commit_groups, commit_isolated
 from rawevents.where.ast import Access, Node
 from rawevents.where.printer import Sql, compile_predicate, compile_segment_key
 from rawevents.where.printer.duckdb import DuckDBPrinter
@@ -157,7 +158,7 @@ class DuckDBStore:
         self._window_queries = threading.BoundedSemaphore(max(1, min(fit, os.cpu_count() or 1)))
         self._next_seq = int(self._db.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])  # type: ignore[index]
         self._commit_interval = commit_interval_ms / 1000
-        self._jobs: queue.SimpleQueue[tuple[Any, Future[None]] | None] = queue.SimpleQueue()
+        self._jobs: JobQueue = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="rawevents-writer", daemon=True)
         self._writer.start()
 
@@ -195,47 +196,15 @@ class DuckDBStore:
 
     def _write_loop(self) -> None:
         con = self._db.cursor()
-        while True:
-            first = self._jobs.get()
-            if first is None:
-                break
-            pending = [first]
-            if self._commit_interval > 0:
-                time.sleep(self._commit_interval)
-            stop = False
-            while True:
-                try:
-                    item = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                pending.append(item)
+        for pending in commit_groups(self._jobs, self._commit_interval):
             self._observer.queue_depth(self._jobs.qsize())
             started = time.perf_counter()
-            self._commit(con, pending)
+            commit_isolated(
+                pending, lambda jobs: self._run_transaction(con, jobs), self._observer.commit_failed
+            )
             events = sum(len(job) for job, _ in pending if not callable(job))
             self._observer.committed(len(pending), events, time.perf_counter() - started)
-            if stop:
-                break
         con.close()
-
-    def _commit(self, con: duckdb.DuckDBPyConnection, pending: list[tuple[Any, Future[None]]]) -> None:
-        try:
-            self._run_transaction(con, [job for job, _ in pending])
-        except Exception:
-            if len(pending) > 1:
-                # One bad job must not fail its neighbours: retry each in its own transaction.
-                for item in pending:
-                    self._commit(con, [item])
-                return
-            log.exception("storage write failed")
-            self._observer.commit_failed()
-            pending[0][1].set_exception(StorageError("the event store could not write this batch; retry"))
-            return
-        for _, future in pending:
-            future.set_result(None)
 
     def _run_transaction(self, con: duckdb.DuckDBPyConnection, jobs: list[Any]) -> None:
         tables: list[pa.Table] = []
