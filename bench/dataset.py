@@ -78,8 +78,10 @@ def build(
     root = out / name
     done = root / "complete"
     if done.exists():
-        projects = Registry(root / "data").list_projects()
-        return Dataset(root, n_events, projects[0], int(done.read_text()), small=_second(projects))
+        registry = Registry(root / "data")
+        # Secrets are stored hashed: a reused dataset gets a fresh one to authenticate with.
+        project, *others = (registry.rotate_secret(p.project_id) for p in registry.list_projects())
+        return Dataset(root, n_events, project, int(done.read_text()), small=others[0] if others else None)
     if root.exists():
         shutil.rmtree(root)
     (root / "data").mkdir(parents=True)
@@ -125,10 +127,6 @@ def build(
     if log:
         print(f"  dataset ready in {time.perf_counter() - started:.1f} s: {root}", flush=True)
     return Dataset(root, n_events, project, total_bytes, small=small)
-
-
-def _second(projects: list[Project]) -> Project | None:
-    return projects[1] if len(projects) > 1 else None
 
 
 def _arrival(n: int, seed: int, arrival: str) -> np.ndarray:

@@ -33,7 +33,7 @@ from bench.baselines import (
     isal_raw,
 )
 from bench.dataset import OUT, Dataset, build
-from rawevents.settings import SETTINGS_BY_NAME
+from rawevents.settings import SETTINGS_BY_NAME, redact_store
 
 
 @dataclass
@@ -104,16 +104,24 @@ def _date(ms: int) -> str:
 
 
 def direct_export(
-    ds: Dataset, reps: int, memory_limit: str | None = None, project_id: int | None = None
+    ds: Dataset,
+    reps: int,
+    memory_limit: str | None = None,
+    store_setting: str = "duckdb",
+    project_id: int | None = None,
 ) -> tuple[float, float]:
-    """(scan-only seconds, scan + ISA-L level 1 seconds) of DuckDBStore.export_chunks in process."""
+    """(scan-only seconds, scan + ISA-L level 1 seconds) of the store's export_chunks in process."""
     from isal import isal_zlib
 
+    from rawevents.settings import load_config
+    from rawevents.storage import open_store
     from rawevents.storage.base import ExportPlan, TimeSegment
-    from rawevents.storage.duckdb_store import DuckDBStore
 
     default_limit = SETTINGS_BY_NAME["engine_memory_limit"].default
-    store = DuckDBStore(ds.data_dir, memory_limit=memory_limit or default_limit, background_compaction=False)
+    config = load_config(
+        {}, data_dir=str(ds.data_dir), store=store_setting, engine_memory_limit=memory_limit or default_limit
+    )
+    store = open_store(config)
     plan = ExportPlan(project_id or ds.project.project_id, [TimeSegment(ds.start_ms, ds.end_ms, 0)])
     try:
 
@@ -134,6 +142,31 @@ def direct_export(
         return median_of(reps, scan), median_of(reps, scan_gzip)
     finally:
         store.close()
+
+
+def into_store(ds: Dataset, store_setting: str, log: Callable[[str], None]) -> None:
+    """Copy the dataset (built as a DuckDB file) into another store once, with `rawevents migrate`'s
+    code, so every store serves the very same rows."""
+    if store_setting == "duckdb":
+        return
+    from rawevents.settings import load_config
+    from rawevents.storage import open_store
+    from rawevents.storage.migrate import migrate_duckdb
+
+    marker = ds.root / f"migrated-{_suffix(store_setting).lstrip('-')}"
+    if store_setting == "chdb" and marker.exists():
+        return
+    log(f"copying the dataset into {redact_store(store_setting)}")
+    store = open_store(load_config({}, data_dir=str(ds.data_dir), store=store_setting))
+    try:
+        migrate_duckdb(ds.data_dir, store)
+    finally:
+        store.close()
+    marker.touch()
+
+
+def _suffix(store_setting: str) -> str:
+    return "" if store_setting == "duckdb" else "-" + store_setting.split("://")[0]
 
 
 def raw_lines(ds: Dataset, limit_bytes: int = 1 << 30) -> list[bytes]:
@@ -158,6 +191,7 @@ def export_sections(
     filters: tuple[Filter, ...] = FILTERS,
     duckdb_copy: bool = True,
     chdb_json: bool = True,
+    baselines: bool = True,
     env: dict[str, str] | None = None,
     log: Callable[[str], None],
 ) -> tuple[list[Section], dict[str, str]]:
@@ -165,10 +199,11 @@ def export_sections(
     counts = {flt.name: expected(ds, flt) for flt in filters}
     sections = {flt.name: Section(f"export {flt.name}, gzip", ours="rawevents HTTP") for flt in filters}
     memory_limit = (env or {}).get("RAWEVENTS_ENGINE_MEMORY_LIMIT")
+    store_setting = (env or {}).get("RAWEVENTS_STORE", "duckdb")
 
-    log("in-process store export (no HTTP)")
+    log(f"in-process store export (no HTTP), store {store_setting}")
     rows, size = counts[FULL.name]
-    scan_s, scan_gzip_s = direct_export(ds, reps, memory_limit)
+    scan_s, scan_gzip_s = direct_export(ds, reps, memory_limit, store_setting)
     full = sections[FULL.name]
     full.rows.append(Row("rawevents in-process, export_chunks + ISA-L L1, 1 thread", scan_gzip_s, size, rows))
     full.rows.append(Row("rawevents in-process, export_chunks only (no gzip)", scan_s, size, rows))
@@ -203,7 +238,9 @@ def export_sections(
     log("chdb baselines (loading tables on first use)")
     if not chdb_installed():
         facts["chdb baselines"] = "skipped: chdb is not installed (pip install -e '.[bench]')"
-    chdb = ChdbBaseline(ds, json_table=chdb_json) if chdb_installed() else None
+    if not baselines:
+        facts["chdb baselines"] = "skipped (--store other than duckdb: see the duckdb run)"
+    chdb = ChdbBaseline(ds, json_table=chdb_json) if chdb_installed() and baselines else None
     for flt in filters if chdb is not None else ():
         rows, size = counts[flt.name]
         runs = [chdb.export_line(flt, work / "ch.gz") for _ in range(reps)]
@@ -291,6 +328,7 @@ def layout_section(
     section = Section(f"export full range by arrival order and tenant size ({ordered.n_events:,} events)")
     facts: dict[str, str] = {}
     memory_limit = (env or {}).get("RAWEVENTS_ENGINE_MEMORY_LIMIT")
+    store_setting = (env or {}).get("RAWEVENTS_STORE", "duckdb")
     rows, size = expected(ordered, FULL)
     small_rows, small_size = expected(shuffled, FULL, shuffled.small.project_id)
     http: dict[str, float] = {}
@@ -301,7 +339,7 @@ def layout_section(
     ]
     for label, ds, project, n, nbytes in targets:
         log(f"layout: {label}")
-        scan_s, _ = direct_export(ds, reps, memory_limit, project.project_id)
+        scan_s, _ = direct_export(ds, reps, memory_limit, store_setting, project.project_id)
         server = live.Server(ds.data_dir, ds.root / "server.log", env)
         try:
             path = live.export_query(FULL, _date(ds.start_ms), _date(ds.end_ms - 1))
@@ -464,8 +502,14 @@ def main(argv: list[str] | None = None) -> Report:
         help="run the servers with RAWEVENTS_ENGINE_MEMORY_LIMIT set to this (default: the server's default)",
     )
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--store",
+        default="duckdb",
+        help="store the server and in-process figures use (duckdb, chdb, clickhouse://…)",
+    )
     args = parser.parse_args(argv)
     env = {"RAWEVENTS_ENGINE_MEMORY_LIMIT": args.engine_memory_limit} if args.engine_memory_limit else {}
+    env["RAWEVENTS_STORE"] = args.store
 
     started = time.perf_counter()
 
@@ -481,24 +525,31 @@ def main(argv: list[str] | None = None) -> Report:
     report.facts["dataset"] = (
         f"{ds.n_events:,} events, {ds.line_bytes / 1e6:.1f} MB JSONL ({per_line:.0f} B/line)"
     )
-    sections, facts = export_sections(ds, args.reps, chdb_json=not args.no_chdb_json, env=env, log=log)
+    report.facts["store"] = redact_store(args.store)
+    into_store(ds, args.store, log)
+    sections, facts = export_sections(
+        ds, args.reps, chdb_json=not args.no_chdb_json, baselines=args.store == "duckdb", env=env, log=log
+    )
     report.sections += sections
     report.facts.update(facts)
     if not args.skip_layout:
         log("shuffled dataset with a 1 % project")
         mixed = build(args.events, args.seed, out=args.out, arrival="shuffled", small_share=0.01)
+        into_store(mixed, args.store, log)
         layout, layout_facts = layout_section(ds, mixed, args.reps, log, env)
         report.sections.append(layout)
         report.facts.update(layout_facts)
     if args.big:
         log(f"big dataset: {args.big_events:,} events, arrived shuffled")
         big = build(args.big_events, args.seed, out=args.out, arrival="shuffled")
+        into_store(big, args.store, log)
         big_sections, big_facts = export_sections(
             big,
             max(1, min(args.reps, 3)),
             filters=(FULL,),
             duckdb_copy=False,
             chdb_json=False,
+            baselines=args.store == "duckdb",
             env=env,
             log=log,
         )
@@ -523,7 +574,7 @@ def main(argv: list[str] | None = None) -> Report:
     print()
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"results-{args.events}.md").write_text(text + "\n")
+    (args.out / f"results-{args.events}{_suffix(args.store)}.md").write_text(text + "\n")
     payload: dict[str, Any] = {
         "facts": report.facts,
         "sections": [
@@ -534,7 +585,7 @@ def main(argv: list[str] | None = None) -> Report:
             for s in report.sections
         ],
     }
-    (args.out / f"results-{args.events}.json").write_text(json.dumps(payload, indent=2))
+    (args.out / f"results-{args.events}{_suffix(args.store)}.json").write_text(json.dumps(payload, indent=2))
     log("done")
     return report
 

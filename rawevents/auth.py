@@ -14,12 +14,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rawevents.errors import BadRequest, Forbidden, Unauthorized
-from rawevents.projects import Project, Registry
+from rawevents.projects import Project, Registry, ServiceAccount
 
 INVALID_SECRET = (
     "Unauthorized, invalid project secret. See docs for more information: "
     "https://developer.mixpanel.com/reference/authentication#project-secret"
 )
+INVALID_SERVICE_ACCOUNT = (
+    "Unauthorized, invalid service account credentials. See docs for more information: "
+    "https://developer.mixpanel.com/reference/service-accounts"
+)
+REVOKED_SERVICE_ACCOUNT = "Unauthorized, this service account has been revoked"
+NO_SIGNING_SECRET = (
+    "Invalid API signature: this project keeps its secret hashed; legacy signatures need "
+    "`rawevents project rotate-secret --legacy-signature`"
+)
+
+
+class ServiceAccountUnauthorized(Unauthorized):
+    """A service account's credentials were refused: its message names the service account."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +98,16 @@ def authenticate_query(
             "missing credentials: send the project secret or a service account with HTTP Basic auth"
         )
     try:
-        return _resolve_secret_or_account(registry, credentials, project_id)
-    except Unauthorized:
+        return _resolve_secret_or_account(registry, credentials, project_id, now)
+    except Unauthorized as refused:
         # A plain-text secret can happen to be valid base64 too: try the text as sent.
         plain = _plain_basic(authorization)
         if plain is None or plain == credentials:
             raise
-        return _resolve_secret_or_account(registry, plain, project_id)
+        try:
+            return _resolve_secret_or_account(registry, plain, project_id, now)
+        except Unauthorized:
+            raise refused from None  # the decoded reading's reason is the one to report
 
 
 def _plain_basic(header: str | None) -> BasicCredentials | None:
@@ -122,23 +138,40 @@ def authenticate_import(
 
 
 def _resolve_secret_or_account(
-    registry: Registry, credentials: BasicCredentials, project_id: int | None
+    registry: Registry, credentials: BasicCredentials, project_id: int | None, now: float | None = None
 ) -> Project:
     if project_id is not None and credentials.password:
-        account = registry.service_account(credentials.username, credentials.password)
-        if account is not None:
-            if project_id not in account.projects:
-                raise Forbidden(f"service account has no access to project {project_id}")
-            project = registry.project_by_id(project_id)
-            if project is None:
-                raise Forbidden(f"service account has no access to project {project_id}")
-            return project
+        # `user:secret` with a project_id can only be a service account (a project secret has no
+        # password): say so when it is refused, without telling whether the username exists.
+        account = check_service_account(registry, credentials.username, credentials.password, now)
+        if project_id not in account.projects:
+            raise Forbidden(f"service account has no access to project {project_id}")
+        project = registry.project_by_id(project_id)
+        if project is None:
+            raise Forbidden(f"service account has no access to project {project_id}")
+        return project
     project = registry.project_by_secret(credentials.username) if not credentials.password else None
     if project is None:
         raise Unauthorized(INVALID_SECRET)
     if project_id is not None and project_id != project.project_id:
         raise Forbidden(f"project secret does not belong to project {project_id}")
     return project
+
+
+def check_service_account(
+    registry: Registry, username: str, secret: str, now: float | None = None
+) -> ServiceAccount:
+    """The account, if the secret matches and it is neither revoked nor expired."""
+    account = registry.service_account(username, secret)
+    if account is None:
+        raise ServiceAccountUnauthorized(INVALID_SERVICE_ACCOUNT)
+    if account.revoked_at_ms is not None:
+        raise ServiceAccountUnauthorized(REVOKED_SERVICE_ACCOUNT)
+    now_ms = int((time.time() if now is None else now) * 1000)
+    if account.expires_at_ms is not None and account.expired(now_ms):
+        expired_on = time.strftime("%Y-%m-%d", time.gmtime(account.expires_at_ms / 1000))
+        raise ServiceAccountUnauthorized(f"Unauthorized, this service account expired on {expired_on}")
+    return account
 
 
 def signature(params: Mapping[str, str], secret: str, *, sort_pairs: bool = False) -> str:
@@ -164,6 +197,8 @@ def _authenticate_signature(registry: Registry, params: Mapping[str, str], now: 
         raise Unauthorized("Expired request") from exc
     if (time.time() if now is None else now) > expire:
         raise Unauthorized("Expired request")
+    if project.api_secret is None:
+        raise Unauthorized(NO_SIGNING_SECRET)
     sent = params.get("sig", "").lower().encode()
     ok = False
     for sort_pairs in (False, True):
@@ -172,3 +207,48 @@ def _authenticate_signature(registry: Registry, params: Mapping[str, str], now: 
     if not ok:
         raise Unauthorized("Invalid API signature")
     return project
+
+
+@dataclass(frozen=True, slots=True)
+class GdprCaller:
+    project: Project
+    requested_by: str  # the service account's username, or "project-secret"
+
+
+MISSING_BEARER = (
+    "missing credentials: send `Authorization: Bearer <project secret>` or "
+    "`Authorization: Bearer <service account username>:<secret>`"
+)
+
+
+def authenticate_gdpr(registry: Registry, authorization: str | None, params: Mapping[str, str]) -> GdprCaller:
+    """The GDPR API's caller. Mixpanel authenticates it with a personal OAuth token; self-hosted,
+    the bearer token is the project secret or `username:secret` of a service account with access
+    to the project (HTTP Basic with the same credentials works too). `token` names the project."""
+    token = params.get("token", "")
+    if not token:
+        raise BadRequest("missing required parameter: token")
+    credentials = _bearer(authorization) or parse_basic(authorization)
+    if credentials is None:
+        raise Unauthorized(MISSING_BEARER)
+    project = registry.project_by_token(token)
+    if credentials.password:
+        account = check_service_account(registry, credentials.username, credentials.password)
+        if project is None or project.project_id not in account.projects:
+            raise Forbidden("service account has no access to the project of this token")
+        return GdprCaller(project, account.username)
+    owner = registry.project_by_secret(credentials.username)
+    if owner is None:
+        raise Unauthorized(INVALID_SECRET)
+    if project is None or not hmac.compare_digest(owner.token.encode(), project.token.encode()):
+        raise Forbidden("project secret does not belong to the project of this token")
+    return GdprCaller(owner, "project-secret")
+
+
+def _bearer(header: str | None) -> BasicCredentials | None:
+    scheme, _, value = (header or "").strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value:
+        return None
+    username, _, password = value.partition(":")
+    return BasicCredentials(username, password)

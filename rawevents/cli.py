@@ -1,6 +1,7 @@
 """`rawevents` command line: one click group; each subcommand is registered here.
 
-Server-side commands (serve, project, service-account) take their defaults from the settings
+Server-side commands (serve, project, service-account, retention, backup, restore; their logic
+is in rawevents.admin.commands) take their defaults from the settings
 table (and so from the RAWEVENTS_* environment variables). `export` and `import` are clients of
 a running server and thin layers over rawevents.client. Every failure is one line on stderr
 (`rawevents: …`) and exit status 2, never a traceback.
@@ -19,9 +20,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import click
 
 from rawevents import __version__
+from rawevents.admin import commands
 from rawevents.errors import RawEventsError
-from rawevents.projects import Registry
-from rawevents.settings import CONFIG_ENV, PRIVATE_UMASK, SETTINGS, SETTINGS_BY_NAME, load_config
+from rawevents.settings import CONFIG_ENV, PRIVATE_UMASK, SETTINGS, SETTINGS_BY_NAME, Config, load_config
 
 if TYPE_CHECKING:  # the client is imported by its commands only: `serve` starts without it
     from rawevents.client import Connection
@@ -69,25 +70,77 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     run_server(load_config(config_file=config_file, flags=flags))
 
 
+@cli.command()
+@click.option("--from", "source", type=click.Choice(["duckdb"]), required=True, help="Store to copy from.")
+@click.option("--to", "target", required=True, help="Store to copy into: chdb, or a clickhouse:// URL.")
+@click.option("--data-dir", default=None, help=SETTINGS_BY_NAME["data_dir"].help)
+def migrate(source: str, target: str, data_dir: str | None) -> None:
+    """Copy the embedded DuckDB store's events and profiles into another store (re-runnable)."""
+    from rawevents.storage.migrate import migrate_into
+
+    config = load_config(flags={"data_dir": data_dir, "store": target})
+    _print(migrate_into(config, lambda n: click.echo(f"{n} events", err=True)))
+
+
 @cli.group()
 def project() -> None:
     """Manage projects."""
 
 
+_LEGACY_HELP = (
+    "Keep the plaintext secret so the retired api_key + expire + sig signature works "
+    "(otherwise only its SHA-256 digest is stored)."
+)
+
+
 @project.command("create")
 @click.option("--name", required=True, help="Name of the project.")
 @click.option("--timezone", default="UTC", show_default=True, help="IANA time zone of the project.")
+@click.option("--legacy-signature", is_flag=True, help=_LEGACY_HELP)
 @_data_dir_option
-def project_create(name: str, timezone: str, data_dir: str | None) -> None:
-    """Create a project and print its credentials as JSON."""
-    _print(_registry(data_dir).create_project(name, timezone).public_dict())
+def project_create(name: str, timezone: str, legacy_signature: bool, data_dir: str | None) -> None:
+    """Create a project and print its credentials as JSON (the only time its secret is shown)."""
+    _print(commands.project_create(_config(data_dir), name, timezone, legacy_signature))
 
 
 @project.command("list")
+@click.option(
+    "--show-secrets",
+    is_flag=True,
+    help="Include api_secret: the plaintext where kept for legacy signatures, else null.",
+)
 @_data_dir_option
-def project_list(data_dir: str | None) -> None:
-    """Print every project as a JSON array."""
-    _print([p.public_dict() for p in _registry(data_dir).list_projects()])
+def project_list(show_secrets: bool, data_dir: str | None) -> None:
+    """Print every project as a JSON array, without secrets."""
+    _print(commands.project_list(_config(data_dir), show_secrets))
+
+
+@project.command("rotate-secret")
+@click.option("--project", "project_id", type=int, required=True, help="The project's id.")
+@click.option("--legacy-signature/--no-legacy-signature", default=None, help=_LEGACY_HELP)
+@_data_dir_option
+def project_rotate_secret(project_id: int, legacy_signature: bool | None, data_dir: str | None) -> None:
+    """Print a new secret for a project; the old one stops working at once."""
+    _print(commands.project_rotate_secret(_config(data_dir), project_id, legacy_signature))
+
+
+@project.command("delete")
+@click.option("--project", "project_id", type=int, required=True, help="The project's id.")
+@_data_dir_option
+def project_delete(project_id: int, data_dir: str | None) -> None:
+    """Delete a project, its credentials and all its events and profiles."""
+    _print(commands.project_delete(_config(data_dir), project_id))
+
+
+@project.command("set-retention")
+@click.option("--project", "project_id", type=int, required=True, help="The project's id.")
+@click.option(
+    "--days", type=click.IntRange(0), required=True, help="Calendar days kept before today; 0: forever."
+)
+@_data_dir_option
+def project_set_retention(project_id: int, days: int, data_dir: str | None) -> None:
+    """Keep a project's last N calendar days (and today); older events are dropped."""
+    _print(commands.project_set_retention(_config(data_dir), project_id, days))
 
 
 @cli.group("service-account")
@@ -98,15 +151,60 @@ def service_account() -> None:
 @service_account.command("create")
 @click.option("--project", "project_id", type=int, required=True, help="Project the account may use.")
 @click.option("--name", default="service-account", show_default=True, help="Name of the account.")
+@click.option("--expires", type=int, default=None, metavar="DAYS", help="Expire after DAYS days.")
 @_data_dir_option
-def service_account_create(project_id: int, name: str, data_dir: str | None) -> None:
-    """Create a service account with access to a project."""
-    account = _registry(data_dir).create_service_account(project_id, name)
-    _print({"username": account.username, "secret": account.secret, "projects": list(account.projects)})
+def service_account_create(project_id: int, name: str, expires: int | None, data_dir: str | None) -> None:
+    """Create a service account with access to a project (the only time its secret is shown)."""
+    _print(commands.service_account_create(_config(data_dir), project_id, name, expires))
 
 
-def _registry(data_dir: str | None) -> Registry:
-    return Registry(load_config(data_dir=data_dir).data_dir)
+@service_account.command("list")
+@click.option("--project", "project_id", type=int, default=None, help="Only accounts with access to it.")
+@_data_dir_option
+def service_account_list(project_id: int | None, data_dir: str | None) -> None:
+    """Print service accounts as a JSON array, without secrets."""
+    _print(commands.service_account_list(_config(data_dir), project_id))
+
+
+@service_account.command("revoke")
+@click.option("--username", required=True, help="The account's username.")
+@_data_dir_option
+def service_account_revoke(username: str, data_dir: str | None) -> None:
+    """Revoke a service account at once."""
+    _print(commands.service_account_revoke(_config(data_dir), username))
+
+
+@cli.group()
+def retention() -> None:
+    """Apply project retention."""
+
+
+@retention.command("apply")
+@click.option("--project", "project_id", type=int, default=None, help="Only this project.")
+@_data_dir_option
+def retention_apply(project_id: int | None, data_dir: str | None) -> None:
+    """Drop every project's events older than its retention now."""
+    _print(commands.retention_apply(_config(data_dir), project_id))
+
+
+@cli.command()
+@click.option("--out", required=True, help="New (or empty) directory for the backup.")
+@_data_dir_option
+def backup(out: str, data_dir: str | None) -> None:
+    """Write a consistent snapshot of the store and registry (also while the server runs)."""
+    _print(commands.backup_write(_config(data_dir), out))
+
+
+@cli.command()
+@click.option("--from", "source", required=True, help="A directory written by backup.")
+@_data_dir_option
+def restore(source: str, data_dir: str | None) -> None:
+    """Rebuild an empty data directory from a backup."""
+    _print(commands.backup_restore(_config(data_dir), source))
+
+
+def _config(data_dir: str | None) -> Config:
+    return load_config(data_dir=data_dir)
 
 
 def _print(payload: object) -> None:

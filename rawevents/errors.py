@@ -46,6 +46,17 @@ class RateLimited(RawEventsError):
         self.retry_after = retry_after
 
 
+class ServerBusy(RawEventsError):
+    """The server is at capacity (e.g. every export slot is taken); the client should retry."""
+
+    code = "server_busy"
+    status = 503
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NotFound(RawEventsError):
     code = "not_found"
     status = 404
@@ -63,3 +74,16 @@ class StartupError(RawEventsError):
     the CLI prints the message on one line and exits non-zero."""
 
     code = "startup_error"
+
+
+class StoreInUse(StartupError):
+    """Another process (a running server) holds the event store's write lock."""
+
+    code = "store_in_use"
+
+
+class Unsupported(RawEventsError):
+    """The configured store cannot do this (said before anything is changed)."""
+
+    code = "unsupported"
+    status = 501

@@ -1,8 +1,13 @@
-"""Start and stop the server (uvicorn on uvloop + httptools; access log off: it costs throughput).
+"""Start and stop the server (uvicorn on uvloop + httptools), with our logging, TLS and proxies.
 
 Start: private file modes, then the checks that turn an operator's mistake into one line instead
-of a traceback (data directory not writable, port taken, store in use by another server), then
-the store and the ingest workers, and only then "listening".
+of a traceback (TLS files unreadable, data directory not writable, port taken, store in use by
+another server), then the store and the ingest workers, and only then "listening".
+
+Logging is configured here (not by uvicorn) so every line, uvicorn's and ours, has one format
+(`log_format`) and passes the query-string redaction (rawevents.logconfig). The client address
+comes from X-Forwarded-For only when the connecting peer is one of `forwarded_allow_ips`
+(uvicorn's proxy-headers middleware).
 
 Stop (SIGTERM, SIGINT): uvicorn stops accepting and gives in-flight requests and exports
 `shutdown_timeout_s` to finish; then the workers stop and the store closes, and the process exits
@@ -16,20 +21,27 @@ import contextlib
 import ctypes
 import errno
 import json
+import logging.config
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
+from uvicorn.supervisors import Multiprocess
 
 from rawevents.errors import StartupError
 from rawevents.http.app import create_app
 from rawevents.http.protocol import MixpanelErrorsProtocol
+from rawevents.logconfig import log_config
 from rawevents.service import Services, ensure_demo_project
-from rawevents.settings import PRIVATE_UMASK, Config
+from rawevents.settings import PRIVATE_UMASK, SETTINGS, Config, load_config
+from rawevents.storage.factory import SINGLE_PROCESS, store_kind
 
 _M_ARENA_MAX = -8  # glibc mallopt parameter
 
@@ -41,6 +53,36 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
     six). Must run before those threads start; a no-op where libc has no mallopt."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, arenas)
+
+
+def tls_options(config: Config) -> dict[str, Any]:
+    """uvicorn's TLS arguments, after loading the pair once so a bad file fails in one line."""
+    if not config.ssl_certfile:
+        if config.ssl_keyfile:
+            raise StartupError("setting ssl_keyfile needs ssl_certfile (the certificate) too")
+        return {}
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            config.ssl_certfile, config.ssl_keyfile or None
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(
+            f"settings ssl_certfile/ssl_keyfile: cannot load {config.ssl_certfile}: {exc.strerror or exc}"
+        ) from None
+    return {"ssl_certfile": config.ssl_certfile, "ssl_keyfile": config.ssl_keyfile or None}
+
+
+def announce_demo_project(services: Services, config: Config) -> None:
+    """Print the demo project; its secret only when just created (later it exists as a digest)."""
+    project, created = ensure_demo_project(services.registry)
+    print("rawevents demo project:", json.dumps(project.public_dict()), file=sys.stderr, flush=True)
+    if not created:
+        print(
+            "rawevents: the demo project's secret was printed when it was created; for a new one run"
+            f" `rawevents project rotate-secret --project {project.project_id} --data-dir {config.data_dir}`",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def check_data_dir(path: str) -> None:
@@ -101,37 +143,69 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             host, port = self.config.host, self.config.port
-            print(f"rawevents listening on http://{host}:{port}", file=sys.stderr, flush=True)
+            scheme = "https" if self.config.is_ssl else "http"
+            print(f"rawevents listening on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
+
+
+def worker_app() -> Starlette:
+    """The app of one `serve --workers N` process: its settings come from the environment the
+    parent filled; its services open in the app's lifespan."""
+    return create_app(load_config())
+
+
+def _uvicorn_config(config: Config, app: Any, **extra: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        loop="uvloop",
+        http=MixpanelErrorsProtocol,
+        access_log=config.access_log,
+        log_config=None,
+        log_level=config.log_level,
+        timeout_keep_alive=75,
+        timeout_graceful_shutdown=config.shutdown_timeout_s,
+        proxy_headers=True,
+        forwarded_allow_ips=config.forwarded_allow_ips,
+        **tls_options(config),
+        **extra,
+    )
+
+
+def _serve_workers(config: Config, sock: socket.socket) -> None:
+    """N server processes on one listening socket (a server store: all state is in ClickHouse)."""
+    os.environ.update({s.env: str(getattr(config, s.name)) for s in SETTINGS})
+    uv_config = _uvicorn_config(config, "rawevents.server:worker_app", factory=True, workers=config.workers)
+    print(
+        f"rawevents: {config.workers} workers on http://{config.host}:{config.port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    Multiprocess(uv_config, sockets=[sock]).run()
 
 
 def serve(config: Config) -> None:
+    if config.workers > 1 and store_kind(config) in SINGLE_PROCESS:
+        raise StartupError(
+            "serve --workers above 1 needs a clickhouse:// store: an embedded store is owned by one process"
+        )
     os.umask(PRIVATE_UMASK)
     limit_malloc_arenas()
+    tls_options(config)  # a bad certificate or key fails here, in one line, before anything starts
+    logging.config.dictConfig(log_config(config.log_format, config.log_level))
     check_data_dir(config.data_dir)
     sock = bind_socket(config.host, config.port)
     with contextlib.closing(sock):
+        if config.workers > 1:
+            _serve_workers(config, sock)
+            return
         services = Services.open(config)
         try:
             if services.ingest_workers is not None:
                 services.ingest_workers.warm()
             if config.demo:
-                project = ensure_demo_project(services.registry)
-                print(
-                    "rawevents demo project:", json.dumps(project.public_dict()), file=sys.stderr, flush=True
-                )
-            server = _Server(
-                uvicorn.Config(
-                    create_app(config, services),
-                    host=config.host,
-                    port=config.port,
-                    loop="uvloop",
-                    http=MixpanelErrorsProtocol,
-                    access_log=False,
-                    log_level=config.log_level,
-                    timeout_keep_alive=75,
-                    timeout_graceful_shutdown=config.shutdown_timeout_s,
-                )
-            )
+                announce_demo_project(services, config)
+            server = _Server(_uvicorn_config(config, create_app(config, services)))
             server.run(sockets=[sock])
         finally:
             services.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rawevents.ingest.workers import IngestWorkers
+from rawevents.metrics import Metrics
 from rawevents.projects import Project, Registry
 from rawevents.settings import Config
 from rawevents.storage import EventStore, open_store
@@ -18,17 +19,19 @@ class Services:
     registry: Registry
     store: EventStore
     ingest_workers: IngestWorkers | None = field(default=None)
+    metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
     def open(cls, config: Config) -> Services:
         registry = Registry(config.data_dir)
-        store = open_store(config)
+        metrics = Metrics(config.data_dir)
+        store = open_store(config, observer=metrics)
         workers = (
             IngestWorkers(config.ingest_processes, job_timeout=config.ingest_job_timeout_s)
             if config.ingest_processes > 0
             else None
         )
-        return cls(config, registry, store, workers)
+        return cls(config, registry, store, workers, metrics)
 
     def close(self) -> None:
         if self.ingest_workers is not None:
@@ -36,9 +39,10 @@ class Services:
         self.store.close()
 
 
-def ensure_demo_project(registry: Registry) -> Project:
-    """The demo project, created on first start (UTC, so exported times are true epochs)."""
+def ensure_demo_project(registry: Registry) -> tuple[Project, bool]:
+    """The demo project, created on first start (UTC, so exported times are true epochs), and
+    whether it was created now: only then is its secret known (it is stored hashed)."""
     for project in registry.list_projects():
         if project.name == DEMO_PROJECT_NAME:
-            return project
-    return registry.create_project(DEMO_PROJECT_NAME, "UTC")
+            return project, False
+    return registry.create_project(DEMO_PROJECT_NAME, "UTC"), True

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rawevents.errors import RawEventsError
 
@@ -82,6 +83,25 @@ def _size(text: str) -> str:
     return text.strip()
 
 
+def redact_store(store: str) -> str:
+    """The store setting with any password replaced by `***` (for logs and messages)."""
+    return re.sub(r"^([a-z]+://[^:/@]*:)[^/?#]*@", r"\1***@", store)
+
+
+def _store(text: str) -> str:
+    value = text.strip()
+    if value in ("duckdb", "chdb"):
+        return value
+    parts = urlsplit(value)
+    if parts.scheme == "clickhouse" and parts.hostname:
+        return value
+    # Raised as SettingError here, not ValueError: the message must not echo a password.
+    raise SettingError(
+        f"setting store: expected duckdb, chdb or clickhouse://user:password@host:8123/database,"
+        f" got {redact_store(value)!r}"
+    )
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "data_dir",
@@ -89,6 +109,22 @@ SETTINGS: tuple[Setting, ...] = (
         "RAWEVENTS_DATA_DIR",
         "Directory holding the event store and the project registry.",
         _text,
+    ),
+    Setting(
+        "store",
+        "duckdb",
+        "RAWEVENTS_STORE",
+        "Event store: `duckdb` (embedded, under data_dir), `chdb` (ClickHouse engine in process,"
+        " under data_dir) or `clickhouse://user:password@host:8123/database[?cluster=NAME]`"
+        " (a ClickHouse server or cluster over HTTP).",
+        _store,
+    ),
+    Setting(
+        "workers",
+        1,
+        "RAWEVENTS_WORKERS",
+        "Server processes (`serve --workers N`); above 1 only with a `clickhouse://` store.",
+        _int(1),
     ),
     Setting("host", "127.0.0.1", "RAWEVENTS_HOST", "Address the HTTP server binds to.", _text),
     Setting("port", 8000, "RAWEVENTS_PORT", "TCP port the HTTP server listens on.", _int(1, 65535)),
@@ -149,6 +185,34 @@ SETTINGS: tuple[Setting, ...] = (
         _int(),
     ),
     Setting(
+        "export_max_running",
+        8,
+        "RAWEVENTS_EXPORT_MAX_RUNNING",
+        "Exports streaming at once, server-wide; more wait for a slot, then get 503 + Retry-After.",
+        int,
+    ),
+    Setting(
+        "export_queue_seconds",
+        30,
+        "RAWEVENTS_EXPORT_QUEUE_SECONDS",
+        "How long an export over the server-wide cap waits for a slot before its 503.",
+        int,
+    ),
+    Setting(
+        "export_memory_budget_mb",
+        256,
+        "RAWEVENTS_EXPORT_MEMORY_BUDGET_MB",
+        "MiB shared by the running exports for engine windows and buffered output (equal shares).",
+        int,
+    ),
+    Setting(
+        "export_idle_timeout_seconds",
+        60,
+        "RAWEVENTS_EXPORT_IDLE_TIMEOUT_SECONDS",
+        "End an export whose client accepts no data for this long (frees its slot); 0 waits forever.",
+        int,
+    ),
+    Setting(
         "legacy_signature_auth",
         True,
         "RAWEVENTS_LEGACY_SIGNATURE_AUTH",
@@ -184,6 +248,20 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
     ),
     Setting(
+        "retention_interval_seconds",
+        3600,
+        "RAWEVENTS_RETENTION_INTERVAL_SECONDS",
+        "How often the server drops events older than each project's retention; 0: only on start.",
+        _int(),
+    ),
+    Setting(
+        "gdpr_deletion_delay_seconds",
+        0,
+        "RAWEVENTS_GDPR_DELETION_DELAY_SECONDS",
+        "How long a GDPR deletion waits (PENDING, cancellable) before it runs.",
+        _int(),
+    ),
+    Setting(
         "log_level",
         "info",
         "RAWEVENTS_LOG_LEVEL",
@@ -204,6 +282,33 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds an ingest worker process may spend on one body before it is killed and replaced (503).",
         _int(1),
     ),
+    Setting(
+        "log_format",
+        "text",
+        "RAWEVENTS_LOG_FORMAT",
+        "Server log lines as `text` or `json` (one JSON object per line).",
+        _choice("text", "json"),
+    ),
+    Setting(
+        "access_log",
+        True,
+        "RAWEVENTS_ACCESS_LOG",
+        "Log one line per HTTP request (query-string credentials and `data` redacted).",
+        _bool,
+    ),
+    Setting(
+        "ssl_certfile",
+        "",
+        "RAWEVENTS_SSL_CERTFILE",
+        "PEM certificate (chain) file: serve HTTPS instead of HTTP. Needs `ssl_keyfile`.",
+    ),
+    Setting("ssl_keyfile", "", "RAWEVENTS_SSL_KEYFILE", "PEM private key file of `ssl_certfile`."),
+    Setting(
+        "forwarded_allow_ips",
+        "127.0.0.1",
+        "RAWEVENTS_FORWARDED_ALLOW_IPS",
+        "Comma-separated proxy addresses/networks whose X-Forwarded-For gives the client IP; `*` trusts any.",
+    ),
 )
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
@@ -214,6 +319,8 @@ class Config:
     """Resolved settings; field names match the table above."""
 
     data_dir: str = field(default=SETTINGS_BY_NAME["data_dir"].default)
+    store: str = field(default=SETTINGS_BY_NAME["store"].default)
+    workers: int = field(default=SETTINGS_BY_NAME["workers"].default)
     host: str = field(default=SETTINGS_BY_NAME["host"].default)
     port: int = field(default=SETTINGS_BY_NAME["port"].default)
     max_request_bytes: int = field(default=SETTINGS_BY_NAME["max_request_bytes"].default)
@@ -224,14 +331,31 @@ class Config:
     export_rate_per_hour: int = field(default=SETTINGS_BY_NAME["export_rate_per_hour"].default)
     export_rate_per_second: int = field(default=SETTINGS_BY_NAME["export_rate_per_second"].default)
     export_max_concurrent: int = field(default=SETTINGS_BY_NAME["export_max_concurrent"].default)
+    export_max_running: int = field(default=SETTINGS_BY_NAME["export_max_running"].default)
+    export_queue_seconds: int = field(default=SETTINGS_BY_NAME["export_queue_seconds"].default)
+    export_memory_budget_mb: int = field(default=SETTINGS_BY_NAME["export_memory_budget_mb"].default)
+    export_idle_timeout_seconds: int = field(default=SETTINGS_BY_NAME["export_idle_timeout_seconds"].default)
     legacy_signature_auth: bool = field(default=SETTINGS_BY_NAME["legacy_signature_auth"].default)
     ingest_processes: int = field(default=SETTINGS_BY_NAME["ingest_processes"].default)
     engine_memory_limit: str = field(default=SETTINGS_BY_NAME["engine_memory_limit"].default)
     compact_rows: int = field(default=SETTINGS_BY_NAME["compact_rows"].default)
     demo: bool = field(default=SETTINGS_BY_NAME["demo"].default)
+    retention_interval_seconds: int = field(default=SETTINGS_BY_NAME["retention_interval_seconds"].default)
+    gdpr_deletion_delay_seconds: int = field(default=SETTINGS_BY_NAME["gdpr_deletion_delay_seconds"].default)
     log_level: str = field(default=SETTINGS_BY_NAME["log_level"].default)
     shutdown_timeout_s: int = field(default=SETTINGS_BY_NAME["shutdown_timeout_s"].default)
     ingest_job_timeout_s: int = field(default=SETTINGS_BY_NAME["ingest_job_timeout_s"].default)
+    log_format: str = field(default=SETTINGS_BY_NAME["log_format"].default)
+    access_log: bool = field(default=SETTINGS_BY_NAME["access_log"].default)
+    ssl_certfile: str = field(default=SETTINGS_BY_NAME["ssl_certfile"].default)
+    ssl_keyfile: str = field(default=SETTINGS_BY_NAME["ssl_keyfile"].default)
+    forwarded_allow_ips: str = field(default=SETTINGS_BY_NAME["forwarded_allow_ips"].default)
+
+    def __repr__(self) -> str:
+        # The store URL may carry a password: never print it (logs, tracebacks).
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["store"] = redact_store(self.store)
+        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     def with_overrides(self, **overrides: Any) -> Config:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -15,6 +15,10 @@ from typing import Any
 import requests
 
 from rawevents.projects import Project, Registry
+from rawevents.settings import load_config
+from rawevents.storage import EventStore, open_store
+
+START_TIMEOUT_S = 120
 
 
 def free_port() -> int:
@@ -27,9 +31,17 @@ def free_port() -> int:
 class LiveServer:
     data_dir: Path
     env: dict[str, str] = field(default_factory=dict)
+    store: str = "duckdb"
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
-    log: Path | None = None  # where the server's stderr goes (default: a pipe, read if it dies)
+    log: Path | None = None  # where the server's stderr (its log) goes; default: beside data_dir
+    args: list[str] = field(default_factory=list)  # extra `serve` flags
+
+    @property
+    def log_path(self) -> Path:
+        """A file, never a pipe: a pipe nobody reads fills up and blocks the server once access
+        logging writes a line per request."""
+        return self.log or self.data_dir.with_name(self.data_dir.name + ".server.log")
 
     @property
     def base_url(self) -> str:
@@ -42,41 +54,32 @@ class LiveServer:
     def create_project(self, name: str = "test", timezone: str = "UTC") -> Project:
         return self.registry.create_project(name, timezone)
 
+    def open_store(self) -> EventStore:
+        """The server's store opened directly (stop the server first: embedded stores are owned
+        by one process)."""
+        return open_store(load_config({}, data_dir=str(self.data_dir), store=self.store))
+
     def start(self) -> LiveServer:
         self.port = self.port or free_port()
-        env = {**os.environ, **self.env}
-        stderr: Any = subprocess.PIPE if self.log is None else self.log.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rawevents.cli",
-                "serve",
-                "--data-dir",
-                str(self.data_dir),
-                "--port",
-                str(self.port),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-        if self.log is not None:
-            stderr.close()  # the child has its own copy
-        deadline = time.monotonic() + 30
+        env = {**os.environ, **self.env, "RAWEVENTS_STORE": self.store}
+        command = [sys.executable, "-m", "rawevents.cli", "serve", "--data-dir", str(self.data_dir)]
+        command += ["--port", str(self.port), *self.args]
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        # Generous: a chdb server starts the embedded ClickHouse engine (seconds on a busy machine).
+        deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                output = self.process.stderr.read() if self.process.stderr else self.log_text().encode()
-                raise RuntimeError(f"server exited: {output.decode(errors='replace')}")
+                raise RuntimeError(f"server exited: {self.log_text()}")
             try:
                 requests.get(self.base_url + "/", timeout=0.5)
                 return self
             except requests.ConnectionError:
                 time.sleep(0.05)
-        raise RuntimeError("server did not start in 30 s")
+        raise RuntimeError(f"server did not start in {START_TIMEOUT_S} s")
 
     def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log is not None and self.log.exists() else ""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -86,18 +89,12 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self._forget()
+        self.process = None
 
     def kill9(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
-        self._forget()
-
-    def _forget(self) -> None:
-        """Drop the exited process, closing its stderr pipe (left open, it is a ResourceWarning)."""
-        if self.process is not None and self.process.stderr is not None:
-            self.process.stderr.close()
         self.process = None
 
     def restart(self) -> LiveServer:
@@ -109,3 +106,6 @@ class LiveServer:
 
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.post(self.base_url + path, timeout=30, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.delete(self.base_url + path, timeout=30, **kwargs)

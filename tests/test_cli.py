@@ -35,7 +35,12 @@ def test_project_create_and_list_print_json(tmp_path: Path) -> None:
     assert set(project) == {"project_id", "name", "token", "api_secret", "timezone"}
     assert (project["name"], project["timezone"]) == ("shop", "Europe/Berlin")
     listed = json.loads(_cli("project", "list", "--data-dir", str(tmp_path)).stdout)
-    assert listed == [project]
+    public = {k: v for k, v in project.items() if k != "api_secret"}
+    assert listed == [{**public, "retention_days": 0, "legacy_signature": False}]
+    # The secret is stored as a digest: even when asked for, it cannot be shown again.
+    shown = json.loads(_cli("project", "list", "--show-secrets", "--data-dir", str(tmp_path)).stdout)
+    assert shown == [{**listed[0], "api_secret": None}]
+    assert project["api_secret"] not in (tmp_path / "registry.sqlite3").read_bytes().decode("latin-1")
 
 
 def test_unknown_timezone_is_a_clear_error(tmp_path: Path) -> None:
@@ -52,7 +57,7 @@ def test_service_account_create(tmp_path: Path) -> None:
         "service-account", "create", "--project", str(project["project_id"]), "--data-dir", str(tmp_path)
     )
     account = json.loads(result.stdout)
-    assert set(account) == {"username", "secret", "projects"}
+    assert set(account) == {"username", "name", "secret", "projects", "created", "expires", "revoked"}
     assert account["projects"] == [project["project_id"]]
     missing = _cli("service-account", "create", "--project", "999", "--data-dir", str(tmp_path))
     assert missing.returncode == 2
@@ -109,7 +114,7 @@ def test_serve_demo_prints_a_ready_project(tmp_path: Path) -> None:
             raise AssertionError("demo server did not answer")
     finally:
         process.terminate()
-        process.wait(10)
+        process.communicate(timeout=10)  # reaps it and closes its pipe
 
 
 def test_version() -> None:

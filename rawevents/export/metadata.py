@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from rawevents.errors import BadRequest
+from rawevents.export.params import int_param
 from rawevents.projects import Project
 from rawevents.storage.base import EventStore, ProfileQuery
 
@@ -23,19 +24,6 @@ MAX_PAGE_SIZE = 100_000
 PROPERTY_SAMPLE_ROWS = 100_000  # most recent events scanned for property names
 PROFILE_SAMPLE = 100_000  # profiles scanned for property types
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z?")
-
-
-def _int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = params.get(name, "")
-    if raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be an integer from {low} to {high}, got {raw!r}")
-    return value
 
 
 def _string_list(params: Mapping[str, str], name: str) -> list[str] | None:
@@ -55,8 +43,8 @@ def engage_page(store: EventStore, project: Project, params: Mapping[str, str]) 
     """One page of people profiles, ordered by distinct_id, so pages are stable and complete
     (the result never depends on the page size). `session_id` is echoed for clients that send
     it back; it carries no state."""
-    page = _int_param(params, "page", 0, 0, 10**9)
-    page_size = _int_param(params, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    page = int_param(params, "page", 0, 0, 10**9)
+    page_size = int_param(params, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     ids = _string_list(params, "distinct_ids")
     if params.get("distinct_id"):
         ids = [*(ids or []), params["distinct_id"]]
@@ -95,16 +83,38 @@ def event_property_counts(store: EventStore, project: Project, params: Mapping[s
     """`{"<property>": {"count": N}}` over the most recent events (of `event`, when given),
     most frequent first. No `limit` means every property seen (Mixpanel's default is 10, which
     would hide columns from the connectors that use this for schema discovery)."""
-    limit = _int_param(params, "limit", 0, 1, 1_000_000) or None
+    limit = int_param(params, "limit", 0, 1, 1_000_000) or None
     counts = store.event_property_counts(
         project.project_id, params.get("event") or None, PROPERTY_SAMPLE_ROWS, limit
     )
     return {name: {"count": count} for name, count in counts}
 
 
+# Mixpanel's reserved profile properties: engage/properties lists them even before any profile
+# exists, so schema discovery (Airbyte's Mixpanel source fails on an empty `results`) always
+# finds the columns every profile can have.
+DEFAULT_PROFILE_PROPERTIES: dict[str, str] = {
+    "$email": "string",
+    "$name": "string",
+    "$first_name": "string",
+    "$last_name": "string",
+    "$phone": "string",
+    "$avatar": "string",
+    "$created": "datetime",
+    "$last_seen": "datetime",
+    "$city": "string",
+    "$region": "string",
+    "$country_code": "string",
+    "$timezone": "string",
+    "$os": "string",
+    "$browser": "string",
+}
+
+
 def profile_property_types(store: EventStore, project: Project) -> dict[str, Any]:
     """`{"results": {"<property>": {"count": N, "type": "string"|"number"|…}}, "status": "ok"}`,
-    each property's most common type over the profiles."""
+    each property's most common type over the profiles, then the default profile properties not
+    seen (count 0), so `results` is never empty."""
     types: dict[str, Counter[str]] = {}
     for seen, (_, properties) in enumerate(store.profiles(project.project_id, PEOPLE_KIND)):
         if seen >= PROFILE_SAMPLE:
@@ -115,6 +125,8 @@ def profile_property_types(store: EventStore, project: Project) -> dict[str, Any
         key: {"count": sum(counter.values()), "type": counter.most_common(1)[0][0]}
         for key, counter in sorted(types.items(), key=lambda item: (-sum(item[1].values()), item[0]))
     }
+    for key, kind in DEFAULT_PROFILE_PROPERTIES.items():
+        results.setdefault(key, {"count": 0, "type": kind})
     return {"results": results, "status": "ok"}
 
 

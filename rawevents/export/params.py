@@ -47,8 +47,8 @@ def parse_export_params(
     current = timeutil.today(project.zone) if today is None else today
     # With a cursor (an extension) the days are optional: "everything stored after C".
     incremental = any(params.get(name, "").strip() for name in _CURSOR_PARAMS)
-    from_date = _date(params, "from_date", _FIRST_DAY if incremental else None)
-    to_date = _date(params, "to_date", current if incremental else None)
+    from_date = parse_date(params, "from_date", _FIRST_DAY if incremental else None)
+    to_date = parse_date(params, "to_date", current if incremental else None)
     if from_date > to_date:
         raise BadRequest(f"from_date {from_date.isoformat()} is after to_date {to_date.isoformat()}")
     if to_date > current:
@@ -71,7 +71,7 @@ _FIRST_DAY = dt.date(1970, 1, 1)
 _CURSOR_PARAMS = ("after_cursor", "upto_cursor", "cursor")
 
 
-def _date(params: Mapping[str, str], name: str, default: dt.date | None = None) -> dt.date:
+def parse_date(params: Mapping[str, str], name: str, default: dt.date | None = None) -> dt.date:
     raw = params.get(name)
     if raw is None or raw.strip() == "":
         if default is not None:
@@ -111,6 +111,20 @@ def _bool(params: Mapping[str, str], name: str) -> bool:
     if text in _FALSE:
         return False
     raise BadRequest(f"{name} must be true or false, got {raw!r}")
+
+
+def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """An integer parameter from `low` to `high` (a 400 naming it otherwise); `default` when absent."""
+    raw = params.get(name, "")
+    if raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be an integer from {low} to {high}, got {raw!r}")
+    return value
 
 
 def parse_event_param(raw: str | None) -> tuple[str, ...] | None:

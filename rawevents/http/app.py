@@ -1,17 +1,20 @@
-"""ASGI application: mounts the ingestion, export and query route modules on shared services."""
+"""ASGI application: mounts the ingestion, export, query and explorer route modules on shared services."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from rawevents.admin.runner import TaskRunner
 from rawevents.errors import BadRequest
-from rawevents.http import export_routes, ingest_routes, query_routes
+from rawevents.http import explore_routes, export_routes, gdpr_routes, ingest_routes, ops_routes, query_routes
 from rawevents.http.responses import json_response, query_api_error
 from rawevents.service import Services
 from rawevents.settings import Config
@@ -34,9 +37,18 @@ def create_app(config: Config, services: Services | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = services is None
         app.state.services = services if services is not None else Services.open(config)
+        # GDPR requests, retention and the CLI's hand-overs run here, in the background.
+        runner = TaskRunner(
+            app.state.services.registry,
+            app.state.services.store,
+            Path(app.state.services.config.data_dir),
+            retention_interval_s=app.state.services.config.retention_interval_seconds,
+        )
+        app.state.task_runner = runner.start()
         try:
             yield
         finally:
+            runner.stop()
             if owned:
                 app.state.services.close()
 
@@ -44,5 +56,8 @@ def create_app(config: Config, services: Services | None = None) -> Starlette:
     routes += ingest_routes.routes()
     routes += export_routes.routes()
     routes += query_routes.routes()
-    routes.append(Route("/api/{rest:path}", unknown_api, methods=["GET", "POST", "HEAD"]))
-    return Starlette(routes=routes, lifespan=lifespan)
+    routes += ops_routes.routes()
+    routes += gdpr_routes.routes()
+    routes += explore_routes.routes()
+    routes.append(Route("/api/{rest:path}", unknown_api, methods=["GET", "POST", "HEAD", "DELETE"]))
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(ops_routes.ResponseMetrics)])

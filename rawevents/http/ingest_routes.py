@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rawevents.errors import PayloadTooLarge
+from rawevents.http.proxies import client_ip, trusted_proxies
 from rawevents.ingest import IngestRequest, Reply, ingest
 from rawevents.ingest.decode import too_large
 from rawevents.ingest.pipeline import ENDPOINTS
@@ -36,20 +37,6 @@ def cors_headers(request: Request) -> dict[str, str]:
     else:
         headers["Access-Control-Allow-Origin"] = "*"
     return headers
-
-
-def client_ip(request: Request) -> str | None:
-    """The client address, honouring X-Forwarded-For / X-Real-IP (set by Mixpanel's tracking proxy
-    and most TLS terminators)."""
-    forwarded = request.headers.get("x-forwarded-for")
-    if forwarded:
-        first = forwarded.split(",", 1)[0].strip()
-        if first:
-            return first
-    real = request.headers.get("x-real-ip")
-    if real and real.strip():
-        return real.strip()
-    return request.client.host if request.client else None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -132,7 +119,7 @@ async def _handle(endpoint: str, request: Request, services: Services) -> Respon
             content_type=headers.get("content-type", ""),
             content_encoding=headers.get("content-encoding", ""),
             authorization=headers.get("authorization"),
-            client_ip=client_ip(request),
+            client_ip=client_ip(request, trusted_proxies(request)),
             host=headers.get("host", ""),
             received_ms=received_ms,
         ),

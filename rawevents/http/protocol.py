@@ -6,15 +6,24 @@ plain-text 400. Clients of every endpoint parse JSON error bodies, so this answe
 of the endpoint the request was for, as far as its path was read: `{"request", "error"}` under
 /api/, `{"error", "status": 0}` for /track, /engage and /groups, `{"code", "error", "status"}`
 otherwise (/import's shape).
+
+ASGI has no way to drop a connection either: an app that stops mid-body only makes uvicorn close
+the transport gracefully, which waits until the client has read what is buffered, so a client
+that never reads would keep its connection and buffers for good. Each request's scope gets
+`extensions["rawevents.connection"]["abort"]`, which resets the connection at once (the export
+idle timeout uses it).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from rawevents.ingest import responses
 
+CONNECTION_EXTENSION = "rawevents.connection"
 INVALID_REQUEST = "invalid HTTP request: the request line or a header could not be parsed"
 _PROFILE_OR_TRACK = ("/track", "/engage", "/groups")
 
@@ -43,3 +52,8 @@ class MixpanelErrorsProtocol(HttpToolsProtocol):
         ]
         self.transport.write(b"".join(head) + body)
         self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        scope: Any = self.scope
+        scope.setdefault("extensions", {})[CONNECTION_EXTENSION] = {"abort": self.transport.abort}
+        super().on_headers_complete()

@@ -1,4 +1,5 @@
-"""Query-API endpoints that ETL connectors call around the export (compat §6), answered from
+"""Query-API endpoints: what ETL connectors call around the export (compat §6), Mixpanel's
+segmentation and property discovery, and the explorer's paged event list; all answered from
 stored data in Mixpanel's shapes, with the export's auth and error shape."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rawevents.export import metadata
 from rawevents.http.export_routes import authenticate, request_params
 from rawevents.http.responses import json_response, query_api_error
 from rawevents.projects import Project
+from rawevents.query import events_page, properties, segmentation
 from rawevents.service import Services
 
 Answer = Callable[[Services, Project, dict[str, str]], Any]
@@ -31,6 +33,8 @@ def _endpoint(answer: Answer) -> Callable[[Request], Awaitable[Response]]:
             payload = await run_in_threadpool(answer, services, project, params)
         except RawEventsError as error:
             return query_api_error(request, error)
+        if isinstance(payload, events_page.RawJson):
+            return Response(payload.body, media_type="application/json")
         return json_response(payload)
 
     return endpoint
@@ -44,8 +48,20 @@ def _top_properties(services: Services, project: Project, params: dict[str, str]
     return metadata.event_property_counts(services.store, project, params)
 
 
+def _property_values(services: Services, project: Project, params: dict[str, str]) -> Any:
+    return properties.property_values(services.store, project, params)
+
+
 def _engage_properties(services: Services, project: Project, params: dict[str, str]) -> Any:
     return metadata.profile_property_types(services.store, project)
+
+
+def _segmentation(services: Services, project: Project, params: dict[str, str]) -> Any:
+    return segmentation.segmentation(services.store, project, params)
+
+
+def _events_page(services: Services, project: Project, params: dict[str, str]) -> Any:
+    return events_page.events_page(services.store, project, params)
 
 
 def _cohorts(services: Services, project: Project, params: dict[str, str]) -> Any:
@@ -63,6 +79,11 @@ _ENDPOINTS: dict[str, Answer] = {
     "/api/query/engage": _engage,
     "/api/2.0/events/properties/top": _top_properties,
     "/api/query/events/properties/top": _top_properties,
+    "/api/2.0/events/properties/values": _property_values,
+    "/api/query/events/properties/values": _property_values,
+    "/api/2.0/segmentation": _segmentation,
+    "/api/query/segmentation": _segmentation,
+    "/api/query/events/page": _events_page,
     "/api/2.0/engage/properties": _engage_properties,
     "/api/query/engage/properties": _engage_properties,
     "/api/2.0/cohorts/list": _cohorts,

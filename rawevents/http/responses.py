@@ -8,7 +8,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rawevents.errors import RateLimited, RawEventsError
+from rawevents.errors import RateLimited, RawEventsError, ServerBusy
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -23,5 +23,7 @@ def request_target(request: Request) -> str:
 
 def query_api_error(request: Request, error: RawEventsError) -> Response:
     """Export/query API error body: `{"request": "<path?query>", "error": "<message>"}`."""
-    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else None
+    headers = None
+    if isinstance(error, RateLimited | ServerBusy):
+        headers = {"Retry-After": str(error.retry_after)}
     return json_response({"request": request_target(request), "error": error.message}, error.status, headers)

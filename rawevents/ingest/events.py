@@ -52,6 +52,7 @@ DISALLOWED_IDS = frozenset(
     }
 )
 _HOUR_MS = 3_600_000
+TOO_OLD = "'properties.time' is invalid: too old for /track, send it to /import"
 _LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _TO_LETTER = bytes(_LETTERS[i % len(_LETTERS)] for i in range(256))
 
@@ -88,6 +89,7 @@ class EventBatch:
     rows: list[StoredEvent] = field(default_factory=list)
     failed: list[FailedRecord] = field(default_factory=list)
     dropped: int = 0  # valid but discarded: `$ignore`, or a token no project has
+    unknown_token: int = 0  # of `dropped`: events whose token no project has
 
     @property
     def stored(self) -> int:
@@ -96,6 +98,14 @@ class EventBatch:
     @property
     def accepted(self) -> int:
         return len(self.rows) + self.dropped
+
+
+class _Dropped(Exception):
+    """A valid event that is discarded: its token has no project, or it says `$ignore`."""
+
+    def __init__(self, unknown_token: bool) -> None:
+        super().__init__()
+        self.unknown_token = unknown_token
 
 
 class Invalid(Exception):
@@ -172,8 +182,9 @@ def normalize_events(
                 FailedRecord(index, None, "properties", f"'properties' is invalid: {_out_of_range(exc)}")
             )
             continue
-        if target is None:
+        except _Dropped as drop:
             batch.dropped += 1
+            batch.unknown_token += drop.unknown_token
             continue
         time_ms, event, distinct_id, insert_id, props, nested = row_parts
         clock = clocks.get(target.project_id)
@@ -201,7 +212,7 @@ def _normalize_one(
     resolve: Callable[[str], Project | None] | None,
     lenient: bool,
     server_props: dict[str, Any],
-) -> tuple[Project | None, _Parts]:
+) -> tuple[Project, _Parts]:
     if type(item) is not dict:
         message = getattr(item, "message", None) or "each event must be a JSON object"
         raise Invalid("event", message)
@@ -226,9 +237,11 @@ def _normalize_one(
         project = resolve(token)
     else:
         props.pop("token", None)
+    if project is None:
+        raise _Dropped(unknown_token=True)
     ignore = props.get("$ignore")
-    if project is None or (ignore is not None and ignore is not False):
-        return None, (0, event, None, "", props, False)
+    if ignore is not None and ignore is not False:
+        raise _Dropped(unknown_token=False)
 
     # time
     raw_time = props.pop("time", None)
@@ -249,9 +262,7 @@ def _normalize_one(
         elif time_ms < MIN_TIME_MS and (strict or time_ms < 0):
             raise Invalid("properties.time", "'properties.time' is invalid: must be after 1971-01-01")
         if ctx.max_age_ms and ctx.endpoint == "track" and time_ms < now_ms - ctx.max_age_ms:
-            raise Invalid(
-                "properties.time", "'properties.time' is invalid: too old for /track, send it to /import"
-            )
+            raise Invalid("properties.time", TOO_OLD)
 
     ip = props.pop("ip", None)
     nested = _truncate_strings(props)

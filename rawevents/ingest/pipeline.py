@@ -8,7 +8,9 @@ commit holding its rows has resolved; a failed write is a 503, never a 200 for u
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,13 +34,15 @@ from rawevents.ingest.decode import (
     parse_payload,
     too_large,
 )
-from rawevents.ingest.events import EventBatch, EventContext, normalize_events
+from rawevents.ingest.events import TOO_OLD, EventBatch, EventContext, normalize_events
 from rawevents.ingest.profiles import apply_update, parse_updates
-from rawevents.ingest.responses import Reply
+from rawevents.ingest.responses import FailedRecord, Reply
 from rawevents.projects import Project, Registry
 
 if TYPE_CHECKING:  # the service owns the ingest workers: import it for types only
     from rawevents.service import Services
+
+log = logging.getLogger(__name__)
 
 ENDPOINTS = ("track", "import", "engage", "groups")
 _DAY_MS = 86_400_000
@@ -104,11 +108,17 @@ async def ingest(services: Services, request: IngestRequest) -> Reply:
     """Handle one request; never raises for bad input (every failure becomes Mixpanel's body)."""
     query = request.query
     flags = _flags(request.endpoint, query)
+    services.metrics.ingest_request(request.endpoint, len(request.body))
     try:
         reply, flags = await _ingest(services, request)
     except RawEventsError as exc:
-        reply = _error_reply(request.endpoint, flags, exc)
+        reply = _refuse(services, request.endpoint, flags, exc)
     return responses.wrap(reply, img=flags.img, callback=flags.callback)
+
+
+def _refuse(services: Services, endpoint: str, flags: _Flags, exc: RawEventsError) -> Reply:
+    services.metrics.ingest_refused(endpoint, exc.code)
+    return _error_reply(endpoint, flags, exc)
 
 
 def _error_reply(endpoint: str, flags: _Flags, exc: RawEventsError) -> Reply:
@@ -164,6 +174,7 @@ async def _ingest(services: Services, request: IngestRequest) -> tuple[Reply, _F
             )
         )
         await _write(services, packed)
+        _account(services, "import", packed.stored, _rejections(packed.failed), {"ignored": packed.dropped})
         return _events_reply("import", flags, packed), flags
     if encoding in ("gzip", "x-gzip", "deflate"):
         body = await _offload(len(body) * 4, gunzip_capped, body, limit, deflate=encoding == "deflate")
@@ -205,8 +216,33 @@ async def _ingest(services: Services, request: IngestRequest) -> tuple[Reply, _F
         )
         await _write(services, batch)
     except RawEventsError as exc:
-        return _error_reply(endpoint, flags, exc), flags
+        return _refuse(services, endpoint, flags, exc), flags
+    _account(services, endpoint, batch.stored, _rejections(batch.failed), _drops(batch))
     return _events_reply(endpoint, flags, batch), flags
+
+
+def _drops(batch: EventBatch) -> dict[str, int]:
+    return {"unknown_token": batch.unknown_token, "ignored": batch.dropped - batch.unknown_token}
+
+
+def _rejections(failed: list[FailedRecord]) -> dict[str, int]:
+    return Counter("too_old" if record.message == TOO_OLD else "invalid" for record in failed)
+
+
+def _account(
+    services: Services, endpoint: str, stored: int, rejected: Mapping[str, int], drops: Mapping[str, int]
+) -> None:
+    """Count what became of a batch's events and log every event that was not stored (unless
+    only `$ignore` dropped it: the client asked for that) with its reason and count."""
+    dropped = {reason: count for reason, count in drops.items() if count}
+    services.metrics.ingest_batch(endpoint, stored, rejected, dropped)
+    lost = {**rejected, **dropped}
+    if lost:
+        level = logging.INFO if lost.keys() == {"ignored"} else logging.WARNING
+        reasons = ", ".join(f"{reason}={count}" for reason, count in sorted(lost.items()))
+        noun = "updates" if endpoint in ("engage", "groups") else "events"
+        total = sum(lost.values())
+        log.log(level, "/%s: %d of %d %s not stored (%s)", endpoint, total, stored + total, noun, reasons)
 
 
 def _event_context(
@@ -271,6 +307,9 @@ async def _profiles(
         for result in results:
             if isinstance(result, BaseException):
                 raise StorageError("the profile store could not write this batch; retry") from result
+    rejected = {"invalid": len(batch.errors)} if batch.errors else {}
+    stored = batch.accepted - batch.unknown_token
+    _account(services, endpoint, stored, rejected, {"unknown_token": batch.unknown_token})
     ok = batch.accepted > 0
     error = batch.errors[0] if batch.errors and not ok else None
     return responses.received(ok, verbose=flags.verbose, error=error)
@@ -299,6 +338,8 @@ def _authenticate_import(registry: Registry, request: IngestRequest, params: Map
     except RawEventsError as exc:
         if exc.status == 401:
             message = responses.INVALID_CREDENTIALS if params.get("project_id") else auth.INVALID_SECRET
+            if isinstance(exc, auth.ServiceAccountUnauthorized):
+                message = exc.message
             raise type(exc)(message) from exc
         raise
     except (UnicodeError, ValueError) as exc:

@@ -45,6 +45,7 @@ class ProfileTarget:
 class ProfileBatch:
     updates: dict[tuple[int, str, str], tuple[ProfileTarget, list[ProfileUpdate]]]
     accepted: int = 0  # valid updates, including those for unknown tokens (discarded)
+    unknown_token: int = 0  # of `accepted`: updates whose token no project has
     errors: list[str] | None = None
 
     def error(self, message: str) -> None:
@@ -75,6 +76,7 @@ def parse_updates(
         batch.accepted += 1
         project = resolve(token)
         if project is None:
+            batch.unknown_token += 1
             continue
         key = (project.project_id, kind, group_key)
         entry = batch.updates.get(key)

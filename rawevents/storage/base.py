@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import pyarrow as pa
@@ -113,8 +114,114 @@ class ProfileUpdate:
     time_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class DeletedRows:
+    events: int
+    profiles: int
+
+
+@dataclass(frozen=True, slots=True)
+class BackupInfo:
+    """What a store snapshot holds: enough to tell which acknowledged writes it includes."""
+
+    events: int
+    profiles: int
+    last_seq: int  # ingestion-order number of the newest event in the snapshot (0: none)
+
+
+@dataclass(frozen=True, slots=True)
+class EventSelection:
+    """Which events a query reads: one project, a UTC range cut where the UTC offset changes,
+    optionally some event names and a parsed `where` (compiled by each store in `timezone`)."""
+
+    project_id: int
+    segments: Sequence[TimeSegment]
+    timezone: str = "UTC"
+    events: tuple[str, ...] | None = None
+    where: Node | None = None
+
+
+UNITS = ("minute", "hour", "day", "week", "month")
+KINDS = ("general", "unique", "average")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentationQuery:
+    """Counts per local-time bucket and segment key. Without `on`, the key is the event name.
+    Only the `limit` keys with the most events over the whole range are counted."""
+
+    selection: EventSelection
+    unit: str  # one of UNITS; buckets start at local wall-clock boundaries (weeks on Monday)
+    on: Node | None = None  # keyed by `string(on)`, undefined and null left out
+    limit: int = 60
+    unique: bool = False  # also count distinct distinct_ids per bucket
+
+
+class SegmentCount(NamedTuple):
+    bucket_ms: int  # local wall-clock start of the bucket, as epoch milliseconds
+    key: str
+    events: int
+    users: int  # distinct distinct_ids (0 unless the query asked for unique)
+
+
+@dataclass(frozen=True, slots=True)
+class EventsPageQuery:
+    """One page of raw events in (time, ingestion) order, resuming after `cursor` (keyset)."""
+
+    selection: EventSelection
+    limit: int
+    newest_first: bool = False
+    cursor: tuple[int, int] | None = None  # (time_ms, seq) of the last row already shown
+
+
+class PageRow(NamedTuple):
+    time_ms: int
+    seq: int
+    line: str  # the export line, newline included
+
+
 # Applies one update to a profile's current properties (None: no profile); None result deletes it.
 ProfileApplier = Callable[[dict[str, Any] | None, ProfileUpdate], dict[str, Any] | None]
+
+
+class StoreObserver(Protocol):
+    """What a store reports about its own work (the server's metrics implement it), so every engine
+    feeds the same dashboards. Called from the store's threads: implementations must be thread-safe
+    and cheap."""
+
+    def queue_depth(self, jobs: int) -> None:
+        """Write jobs waiting for the writer, after one was queued or a commit took some."""
+
+    def committed(self, jobs: int, events: int, seconds: float) -> None:
+        """One group commit: requests (jobs) and event rows it held, and how long it took."""
+
+    def commit_failed(self) -> None:
+        """A write transaction failed (its requests get a 503, nothing of it was acknowledged)."""
+
+    def rows_exported(self, rows: int) -> None:
+        """An export scan produced `rows` more rows."""
+
+    def compacted(self, seconds: float) -> None:
+        """A background compaction (part merge, retention rewrite) finished."""
+
+
+class NullObserver:
+    """The observer of a store nobody watches."""
+
+    def queue_depth(self, jobs: int) -> None:
+        pass
+
+    def committed(self, jobs: int, events: int, seconds: float) -> None:
+        pass
+
+    def commit_failed(self) -> None:
+        pass
+
+    def rows_exported(self, rows: int) -> None:
+        pass
+
+    def compacted(self, seconds: float) -> None:
+        pass
 
 
 class EventStore(Protocol):
@@ -158,5 +265,43 @@ class EventStore(Protocol):
     ) -> list[tuple[str, int]]:
         """(property name, events carrying it) over the project's `sample_rows` most recent events
         (of `event`, when given), most frequent first, then by name; `time` excluded."""
+
+    def check(self, timeout: float) -> None:
+        """Raise StorageError unless the store answers a read and its write path takes a job
+        within `timeout` seconds (the readiness probe)."""
+
+    # -- data lifecycle (GDPR requests, retention, project deletion, backup) ---------------------
+    # Writes are serialised with ingestion commits and durable when they return.
+
+    def delete_users(self, project_id: int, distinct_ids: Sequence[str]) -> DeletedRows:
+        """Delete every event whose distinct_id is listed and the users' profiles (not groups')."""
+
+    def drop_events_before(self, project_id: int, cutoff_ms: int) -> int:
+        """Delete the project's events with time_ms < cutoff_ms; returns how many."""
+
+    def delete_project(self, project_id: int) -> DeletedRows:
+        """Delete every event and profile of the project."""
+
+    def user_events(self, project_id: int, distinct_ids: Sequence[str]) -> Iterator[bytes | memoryview]:
+        """The users' events as export lines, in (time, ingestion order)."""
+
+    def user_profiles(
+        self, project_id: int, distinct_ids: Sequence[str]
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The users' profiles as (distinct_id, properties), ordered by id."""
+
+    def backup(self, target: Path) -> BackupInfo:
+        """Write a consistent snapshot of the whole store into the new directory `target`, while
+        ingestion goes on; a restore of it exports byte-identical lines."""
+
+    def segmentation(self, query: SegmentationQuery) -> list[SegmentCount]:
+        """Event (and optionally user) counts per bucket and key, for the top `limit` keys."""
+
+    def top_values(self, selection: EventSelection, on: Node, limit: int) -> list[tuple[str, int]]:
+        """The `limit` most frequent values of `on` (as `string()` renders them; undefined and
+        null values are left out) with their event counts, most frequent first, then by value."""
+
+    def events_page(self, query: EventsPageQuery) -> list[PageRow]:
+        """Up to `limit` rows after the cursor, in the asked order."""
 
     def close(self) -> None: ...

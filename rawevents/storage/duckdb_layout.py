@@ -202,6 +202,17 @@ def _stored_keys(con: duckdb.DuckDBPyConnection, project_id: int, times: list[in
     return pa.concat_tables(tables)
 
 
+def delete_events(con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> int:
+    """Delete the events matching `where` from both areas (in the caller's transaction, holding
+    the maintenance lock); rows deleted. A run's recorded bounds may then be wider than its rows,
+    which costs an export nothing but an empty page."""
+    deleted = 0
+    for table in (SORTED, RECENT):
+        found = con.execute(f"DELETE FROM {table} WHERE {where}", params).fetchone()
+        deleted += int(found[0]) if found else 0
+    return deleted
+
+
 # -- export planning -----------------------------------------------------------------------------
 
 

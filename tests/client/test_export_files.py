@@ -58,14 +58,13 @@ def _days(server: LiveServer, name: str, days: int) -> Project:
     return project
 
 
-def _cli(server: LiveServer, project: Project, *args: str) -> subprocess.Popen[str]:
+def _cli(server: LiveServer, project: Project, *args: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "RAWEVENTS_SECRET": project.api_secret}
     return subprocess.Popen(
         [sys.executable, "-m", "rawevents.cli", "export", "--url", server.base_url, *args],
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -146,6 +145,9 @@ class _WithoutRaweventsTime(httpx.BaseTransport):
             stream=request.stream,
         )
         return self.inner.handle_request(plain)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 @pytest.mark.parametrize("zone", sorted(DST_CASES))

@@ -143,6 +143,9 @@ class _Mixpanelish(httpx.BaseTransport):
             url = url.copy_remove_param(name)
         return self.inner.handle_request(httpx.Request(request.method, url, headers=request.headers))
 
+    def close(self) -> None:
+        self.inner.close()
+
 
 def test_without_cursors_each_run_refetches_the_lookback_window(
     store_server: LiveServer, tmp_path: Path

@@ -5,19 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from rawevents.projects import Project, Registry
-from rawevents.storage.duckdb_store import DuckDBStore
+from rawevents.settings import load_config
+from rawevents.storage import open_store
 from tests.export.helpers import stored_event
 
 BATCH = 50_000
 
 
-def build(data_dir: Path, count: int, start_ms: int, step_ms: int = 250, timezone: str = "UTC") -> Project:
+def build(
+    data_dir: Path,
+    count: int,
+    start_ms: int,
+    step_ms: int = 250,
+    timezone: str = "UTC",
+    store: str = "duckdb",
+) -> Project:
     """`count` events of a new project, `step_ms` apart from `start_ms`, ~300 bytes each."""
     project = Registry(data_dir).create_project("big", timezone)
-    store = DuckDBStore(data_dir, commit_interval_ms=0)
+    events = open_store(load_config({}, data_dir=str(data_dir), store=store, commit_interval_ms=0))
     try:
         for first in range(0, count, BATCH):
-            store.submit_events(
+            events.submit_events(
                 [
                     stored_event(
                         project,
@@ -33,5 +41,5 @@ def build(data_dir: Path, count: int, start_ms: int, step_ms: int = 250, timezon
                 ]
             ).result()
     finally:
-        store.close()
+        events.close()
     return project

@@ -13,11 +13,12 @@ with warnings.catch_warnings():
 from rawevents.http.app import create_app
 from rawevents.service import Services
 from rawevents.settings import Config, load_config
+from tests.stores import store_setting
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
-    return load_config({}, data_dir=str(tmp_path / "data"))
+def config(tmp_path: Path, store_kind: str) -> Config:
+    return load_config({}, data_dir=str(tmp_path / "data"), store=store_setting(store_kind))
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import pytest
 from starlette.testclient import TestClient
 
-from rawevents.auth import INVALID_SECRET, signature
+from rawevents.auth import INVALID_SECRET, INVALID_SERVICE_ACCOUNT, NO_SIGNING_SECRET, signature
 from rawevents.projects import Project
 from rawevents.service import Services
 from tests.export.helpers import basic
@@ -20,6 +20,12 @@ QUERY = {"from_date": "2024-05-01", "to_date": "2024-05-01"}
 @pytest.fixture
 def project(services: Services) -> Project:
     return services.registry.create_project("auth", "UTC")
+
+
+@pytest.fixture
+def signing_project(services: Services) -> Project:
+    """A project that keeps its plaintext secret for legacy request signatures."""
+    return services.registry.create_project("signing", "UTC", legacy_signature=True)
 
 
 def get(client: TestClient, params: dict[str, str], headers: dict[str, str] | None = None) -> tuple[int, str]:
@@ -73,7 +79,10 @@ def test_service_account(client: TestClient, project: Project, services: Service
     # Without project_id the username is taken for a project secret (Mixpanel's answer).
     assert get(client, QUERY, creds) == (401, INVALID_SECRET)
     wrong = basic(account.username, "not-the-secret")
-    assert get(client, {**QUERY, "project_id": str(project.project_id)}, wrong)[0] == 401
+    assert get(client, {**QUERY, "project_id": str(project.project_id)}, wrong) == (
+        401,
+        INVALID_SERVICE_ACCOUNT,
+    )
 
 
 MISSING = "missing credentials: send the project secret or a service account with HTTP Basic auth"
@@ -104,14 +113,22 @@ def _signed(
 
 
 @pytest.mark.parametrize("sort_pairs", [False, True])
-def test_legacy_signature_in_both_sort_orders(client: TestClient, project: Project, sort_pairs: bool) -> None:
+def test_legacy_signature_in_both_sort_orders(
+    client: TestClient, signing_project: Project, sort_pairs: bool
+) -> None:
     # `event` and `event-x` sort differently as keys and as "k=v" pairs.
     extra = {"event": '["a"]', "event-x": "1", "callback": "ignored"}
-    params = _signed(project, int(time.time()) + 600, sort_pairs=sort_pairs, extra=extra)
+    params = _signed(signing_project, int(time.time()) + 600, sort_pairs=sort_pairs, extra=extra)
     assert get(client, params) == (200, "")
 
 
-def test_legacy_signature_errors(client: TestClient, project: Project) -> None:
+def test_legacy_signature_needs_a_kept_secret(client: TestClient, project: Project) -> None:
+    # The project's secret is only a digest in the registry: an md5 signature cannot be checked.
+    assert get(client, _signed(project, int(time.time()) + 600, sort_pairs=False)) == (401, NO_SIGNING_SECRET)
+
+
+def test_legacy_signature_errors(client: TestClient, signing_project: Project) -> None:
+    project = signing_project
     expired = _signed(project, int(time.time()) - 1, sort_pairs=False)
     assert get(client, expired) == (401, "Expired request")
     bad = {**_signed(project, int(time.time()) + 600, sort_pairs=False), "sig": "0" * 32}

@@ -23,6 +23,7 @@ from rawevents.projects import Project
 from tests.export.bigdata import build
 from tests.export.helpers import basic, rows
 from tests.live_server import LiveServer
+from tests.stores import store_setting
 
 NY = "America/New_York"
 # Local day 2024-05-01 in New York is [04:00Z on May 1, 04:00Z on May 2).
@@ -259,10 +260,11 @@ BIG_COUNT = 200_000
 
 
 @pytest.fixture(scope="module")
-def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, Project]]:
+def big(tmp_path_factory: pytest.TempPathFactory, store_kind: str) -> Iterator[tuple[LiveServer, Project]]:
     data_dir = tmp_path_factory.mktemp("big") / "data"
-    project = build(data_dir, BIG_COUNT, BIG_DAY_MS, step_ms=400)
-    live = LiveServer(data_dir).start()
+    store = store_setting(store_kind)
+    project = build(data_dir, BIG_COUNT, BIG_DAY_MS, step_ms=400, store=store)
+    live = LiveServer(data_dir, store=store).start()
     yield live, project
     live.stop()
 
@@ -337,12 +339,12 @@ def _server_has_export_threads(pid: int) -> bool:
     return any(name.startswith("rawevents-expor") for name in comm)
 
 
-def test_rate_limits(tmp_path: Path) -> None:
+def test_rate_limits(tmp_path: Path, store_kind: str) -> None:
     env = {
         "RAWEVENTS_EXPORT_RATE_PER_HOUR": "3",
         "RAWEVENTS_EXPORT_MAX_CONCURRENT": "1",
     }
-    live = LiveServer(tmp_path / "data", env=env).start()
+    live = LiveServer(tmp_path / "data", env=env, store=store_setting(store_kind)).start()
     try:
         hourly = live.create_project("hourly", "UTC")
         url = "/api/2.0/export?from_date=2024-05-01&to_date=2024-05-01"
@@ -367,10 +369,11 @@ def test_rate_limits(tmp_path: Path) -> None:
         live.stop()
 
 
-def test_concurrency_limit(tmp_path: Path) -> None:
+def test_concurrency_limit(tmp_path: Path, store_kind: str) -> None:
     data_dir = tmp_path / "data"
-    project = build(data_dir, 100_000, BIG_DAY_MS, step_ms=800)
-    live = LiveServer(data_dir, env={"RAWEVENTS_EXPORT_MAX_CONCURRENT": "1"}).start()
+    store = store_setting(store_kind)
+    project = build(data_dir, 100_000, BIG_DAY_MS, step_ms=800, store=store)
+    live = LiveServer(data_dir, env={"RAWEVENTS_EXPORT_MAX_CONCURRENT": "1"}, store=store).start()
     try:
         url = f"{live.base_url}/api/2.0/export?from_date=2024-05-01&to_date=2024-05-01"
         held = requests.get(

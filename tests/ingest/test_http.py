@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rawevents.auth import INVALID_SECRET
+from rawevents.auth import INVALID_SECRET, INVALID_SERVICE_ACCOUNT
 from rawevents.errors import StorageError
 from rawevents.ingest.responses import PIXEL_PNG
 from rawevents.projects import Project
@@ -355,7 +355,8 @@ def test_import_auth_failures(app: App, project: Project) -> None:
     response = app.client.post(
         f"/import?project_id={project.project_id}", json=body, auth=(account.username, "bad")
     )
-    assert response.content == UNAUTHORIZED
+    # a refused service account is told so, in /import's 401 shape
+    assert response.json() == {"code": 401, "error": INVALID_SERVICE_ACCOUNT, "status": "Unauthorized"}
     other = app.project()
     response = app.client.post(
         f"/import?project_id={other.project_id}", json=body, auth=(account.username, account.secret)

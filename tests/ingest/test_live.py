@@ -19,7 +19,6 @@ import requests
 from mixpanel import BufferedConsumer, Consumer, Mixpanel, ServiceAccountCredentials
 
 from rawevents.projects import Project
-from rawevents.storage.duckdb_store import DuckDBStore
 from tests.live_server import LiveServer
 
 NOW = int(time.time())
@@ -47,12 +46,19 @@ def exported(live: LiveServer, project: Project) -> list[dict[str, Any]]:
     return [json.loads(line) for line in response.text.splitlines() if line]
 
 
-def stored(live: LiveServer, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """Stop the server (it holds the store's lock), read the store directly, start it again."""
+def stored_profiles(
+    live: LiveServer, project_id: int, kinds: list[tuple[str, str]]
+) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Stop the server (it owns the store's files), read the profiles through the store
+    contract, start it again."""
     live.stop()
-    store = DuckDBStore(live.data_dir)
+    store = live.open_store()
     try:
-        return store.query(sql, params)
+        return {
+            (kind, key, pid): props
+            for kind, key in kinds
+            for pid, props in store.profiles(project_id, kind, key)
+        }
     finally:
         store.close()
         live.start()
@@ -121,10 +127,10 @@ def test_sdk_import_with_service_account(server: LiveServer) -> None:
     consumer.flush()
     assert len(exported(server, project)) == 60
 
-    # Wrong secret: the SDK surfaces Mixpanel's error
+    # Wrong secret: the SDK surfaces the error, which names the service account
     bad = ServiceAccountCredentials(account.username, "wrong", str(project.project_id))
     mp_bad = Mixpanel(project.token, consumer=Consumer(credentials=bad, **sdk_urls(server)))
-    with pytest.raises(mixpanel.MixpanelException, match="Invalid credentials"):
+    with pytest.raises(mixpanel.MixpanelException, match="invalid service account credentials"):
         mp_bad.import_data(api_key=None, distinct_id="x", event_name="Nope", timestamp=NOW - 60)
 
 
@@ -141,13 +147,7 @@ def test_sdk_people_and_groups(fresh_server: LiveServer) -> None:
     mp.people_set("user-2", {"name": "Gone"})
     mp.people_delete("user-2")
     mp.group_set("company", "acme", {"tier": "gold"})
-    users = stored(
-        fresh_server,
-        "SELECT kind, group_key, profile_id, properties FROM profiles"
-        " WHERE project_id = ? ORDER BY kind, profile_id",
-        [project.project_id],
-    )
-    profiles = {(kind, key, pid): json.loads(props) for kind, key, pid, props in users}
+    profiles = stored_profiles(fresh_server, project.project_id, [("user", ""), ("group", "company")])
     user = profiles[("user", "", "user-1")]
     assert {k: v for k, v in user.items() if k != "$last_seen"} == {
         "name": "Ann",
@@ -223,9 +223,11 @@ def test_acknowledged_events_survive_kill_9(fresh_server: LiveServer) -> None:
         acknowledged = set(acked)
     assert len(acknowledged) >= 3000
 
-    store = DuckDBStore(fresh_server.data_dir)
+    store = fresh_server.open_store()
     try:
-        rows = store.query("SELECT insert_id FROM events WHERE project_id = ?", [project.project_id])
+        rows = store.query(  # type: ignore[attr-defined]
+            "SELECT insert_id FROM events WHERE project_id = ?", [project.project_id]
+        )
     finally:
         store.close()
     present = {r[0] for r in rows}

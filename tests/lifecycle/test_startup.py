@@ -179,7 +179,8 @@ def test_the_config_file_sets_the_server_and_the_environment_and_flags_override_
         assert response.json()["error"] == "request exceeds max limit of 2 events"  # env beats the file
     finally:
         process.terminate()
-        assert process.wait(20) == 0
+        process.communicate(timeout=20)  # reaps it and closes its pipe
+        assert process.returncode == 0
 
 
 def test_every_file_in_the_data_dir_is_private(tmp_path: Path) -> None:

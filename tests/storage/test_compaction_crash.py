@@ -4,7 +4,7 @@ acknowledged event is exported exactly once afterwards.
 Two tests: the store alone (a child process compacts in small slices and is killed while it does),
 and the real server (clients importing shuffled events with acknowledgements, compaction running
 after every few hundred rows, killed and restarted). The long variant of the server test runs
-more rounds: `pytest -m crash tests/storage/test_compaction_crash.py`.
+more rounds: `pytest -m reliability_full tests/storage/test_compaction_crash.py`.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from tests.live_server import LiveServer
 DAY = 86_400_000
 T0 = 1_790_812_800_000
 
-# The child: compacts the store in slices of 2,000 rows, announcing the start on stdout.
+# The child: compacts the store in slices of 200 rows (many short transactions), announcing the start on stdout.
 _CHILD = """
 import sys
 from rawevents.storage import duckdb_layout
 from rawevents.storage.duckdb_store import DuckDBStore
-duckdb_layout.SLICE_ROWS = 2000
+duckdb_layout.SLICE_ROWS = 200
 store = DuckDBStore(sys.argv[1], background_compaction=False)
 print("compacting", flush=True)
 store.compact()
@@ -89,7 +89,7 @@ def test_kill_9_during_compaction_loses_and_repeats_nothing(tmp_path: Path) -> N
             assert in_runs == sorted_rows  # the run list matches the rows: no half-done step
         finally:
             store.close()
-    assert "done" not in outcomes[0]  # the first kill did land mid-compaction
+    assert any("done" not in outcome for outcome in outcomes)  # kills did land mid-compaction
     store = DuckDBStore(tmp_path, commit_interval_ms=0, background_compaction=False)
     try:
         store.compact()
@@ -186,6 +186,6 @@ def test_server_kill_9_while_compacting_keeps_every_acknowledged_event_once(tmp_
     _server_rounds(tmp_path, rounds=2)
 
 
-@pytest.mark.crash
+@pytest.mark.reliability_full
 def test_server_kill_9_while_compacting_many_rounds(tmp_path: Path) -> None:
     _server_rounds(tmp_path, rounds=12)

@@ -161,10 +161,10 @@ def test_delete_events_removes_from_both_areas(store: DuckDBStore) -> None:
     store.submit_events(events[:35]).result()
     store.compact()
     store.submit_events(events[35:]).result()
-    deleted = store.delete_events(1, distinct_ids=["u0"])
-    assert deleted == 10
+    deleted = store.delete_users(1, ["u0"])
+    assert deleted.events == 10
     assert _ns(store, _full()) == [n for n in range(70) if n % 7]
-    assert store.delete_events(1, before_ms=T0 + 40_000) == 40 - 6
+    assert store.drop_events_before(1, T0 + 40_000) == 40 - 6
     assert _ns(store, _full()) == [n for n in range(40, 70) if n % 7]
 
 

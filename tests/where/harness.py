@@ -1,5 +1,6 @@
 """Runs `where` expressions both ways: the reference evaluator and the compiled SQL over a real
-DuckDBStore, with events stored exactly as ingest stores them (assemble_line)."""
+store (DuckDB, or ClickHouse through chdb or a server), with events stored exactly as ingest
+stores them (assemble_line)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ from typing import Any
 import orjson
 
 from rawevents.eventline import assemble_line
+from rawevents.settings import load_config
+from rawevents.storage import clickhouse_store, duckdb_export, open_store
 from rawevents.storage.base import ExportPlan, StoredEvent
-from rawevents.storage.duckdb_layout import Piece
-from rawevents.storage.duckdb_store import DuckDBStore, _export_query
 from rawevents.timeutil import TimeSegment, local_seconds, zone
 from rawevents.where import evaluate, parse
-from rawevents.where.printer import Sql, compile_predicate
+from rawevents.where.printer import Printer, Sql, compile_predicate
+from rawevents.where.printer.clickhouse import ClickHousePrinter
 from rawevents.where.printer.duckdb import DuckDBPrinter
+from tests.stores import store_setting
 
 MIN_MS = -62_135_596_800_000
 MAX_MS = 253_402_300_799_999
@@ -31,9 +34,26 @@ class Ev:
     event: str = "e"
 
 
+# Per store: its printer, and its one-window export query (the exact SQL an export runs).
+PRINTERS: dict[str, type[Printer]] = {
+    "duckdb": DuckDBPrinter,
+    "chdb": ClickHousePrinter,
+    "clickhouse": ClickHousePrinter,
+}
+EXPORT_QUERIES: dict[str, Any] = {
+    "duckdb": lambda plan, predicate, start, end, offset, limit: duckdb_export.export_query(
+        plan, predicate, (start, end, offset), None, None, limit
+    ),
+    "chdb": clickhouse_store.export_query,
+    "clickhouse": clickhouse_store.export_query,
+}
+
+
 class Harness:
-    def __init__(self, data_dir: Path) -> None:
-        self.store = DuckDBStore(data_dir, commit_interval_ms=0)
+    def __init__(self, data_dir: Path, kind: str = "duckdb") -> None:
+        self.kind = kind
+        config = load_config({}, data_dir=str(data_dir), store=store_setting(kind), commit_interval_ms=0)
+        self.store: Any = open_store(config)
         self._projects = itertools.count(1)
 
     def close(self) -> None:
@@ -71,10 +91,10 @@ class Harness:
     def sql_selected(self, project_id: int, where: str, timezone: str) -> list[int]:
         """Indexes of the events the export query with this `where` returns, in export order."""
         plan = ExportPlan(project_id, [TimeSegment(MIN_MS, MAX_MS, 0)], where=parse(where), timezone=timezone)
-        predicate = compile_predicate(DuckDBPrinter(timezone), parse(where))
-        sql, params = _export_query(plan, predicate, Piece(MIN_MS, MAX_MS, 0, None), (MIN_MS, MAX_MS), None)
+        predicate = compile_predicate(PRINTERS[self.kind](timezone), parse(where))
+        sql, params = EXPORT_QUERIES[self.kind](plan, predicate, MIN_MS, MAX_MS, 0, None)
         rows = self.store.query(sql, params)
-        return [int(orjson.loads(line)["properties"]["$insert_id"][1:]) for (line,) in rows]
+        return [int(orjson.loads(line)["properties"]["$insert_id"][1:]) for (line, *_) in rows]
 
     def export_selected(self, project_id: int, where: str, timezone: str, start: int, end: int) -> list[int]:
         """The same through export_chunks (the store's real export path)."""

@@ -19,8 +19,8 @@ from tests.where.harness import Ev, Harness, reference_selected
 
 
 @pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    h = Harness(Path(tmp_path_factory.mktemp("where-agreement")))
+def harness(tmp_path_factory: pytest.TempPathFactory, store_kind: str) -> Iterator[Harness]:
+    h = Harness(Path(tmp_path_factory.mktemp("where-agreement")), store_kind)
     yield h
     h.close()
 

@@ -12,6 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rawevents.where import parse
+from rawevents.where.printer import compile_predicate
+from rawevents.where.printer.clickhouse import ClickHousePrinter
 from tests.where.harness import Ev, Harness, duckdb_where, reference_selected
 
 PAYLOADS = [
@@ -46,8 +49,8 @@ def _lit(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    h = Harness(Path(tmp_path_factory.mktemp("where-injection")))
+def harness(tmp_path_factory: pytest.TempPathFactory, store_kind: str) -> Iterator[Harness]:
+    h = Harness(Path(tmp_path_factory.mktemp("where-injection")), store_kind)
     yield h
     h.close()
 
@@ -95,6 +98,21 @@ def test_sql_text_never_contains_user_values(payload: str) -> None:
         for number in ("12345.678", "98765", "4242.5"):
             assert number not in compiled.text
         assert _placeholders(compiled.text) == len(compiled.params)
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_clickhouse_sql_text_never_contains_user_values(payload: str) -> None:
+    payload = f"ZQ{payload}XJ"
+    where = (
+        f"properties[{_lit(payload)}] == {_lit(payload)} or properties['x'] in [{_lit(payload)}, 12345.678]"
+        f" or any(X, properties['l'], X[{_lit(payload)}] == {_lit(payload)})"
+    )
+    compiled = compile_predicate(ClickHousePrinter("UTC"), parse(where))
+    assert payload not in compiled.text and "12345.678" not in compiled.text
+    names = re.findall(r"\{(w[0-9]+):[A-Za-z0-9()]+\}", compiled.text)
+    assert sorted(set(names)) == sorted(name for name, _ in compiled.params)
+    values = [value for _, value in compiled.params]
+    assert payload in values and any(isinstance(v, list) and 12345.678 in v for v in values)
 
 
 def test_numbers_and_booleans_are_bound() -> None:

@@ -7,7 +7,7 @@ from rawevents.where.errors import WhereTooComplex
 from rawevents.where.printer.base import Printer
 from rawevents.where.printer.sql import Sql, SqlTooLarge, sql
 
-__all__ = ["Printer", "Sql", "compile_predicate"]
+__all__ = ["Printer", "Sql", "compile_predicate", "compile_segment_key"]
 
 
 def compile_predicate(printer: Printer, node: Node) -> Sql:
@@ -22,3 +22,13 @@ def compile_predicate(printer: Printer, node: Node) -> Sql:
         text = to_text(node)
         raise WhereTooComplex("expression too complex to compile", text, 0, len(text)) from None
     return predicate
+
+
+def compile_segment_key(printer: Printer, node: Node) -> Sql:
+    """SQL giving `string(node)` per row, NULL when undefined or null: the key of a segmentation
+    `on`; WhereTooComplex (a 400) when it outgrows the limits."""
+    try:
+        return printer.segment_key(node)
+    except (SqlTooLarge, RecursionError):
+        text = to_text(node)
+        raise WhereTooComplex("expression too complex to compile", text, 0, len(text)) from None

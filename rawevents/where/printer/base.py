@@ -90,6 +90,12 @@ class Printer(ABC):
         self._impure = ast.impure_nodes(node)
         return self.compile(node, {})
 
+    def segment_key(self, node: ast.Node) -> Sql:
+        """The expression as text, as `string()` converts it, for a segmentation `on`: a string
+        per row, NULL when undefined or null (such rows belong to no segment)."""
+        text = self.call("string", [self.value(node)]).arm("string")
+        return self._param(None, "string") if text is None else text
+
     def prefilter(self, node: ast.Node, line_vars: frozenset[str] = frozenset()) -> Sql | None:
         """A cheap condition that every selected row satisfies, or None.
 

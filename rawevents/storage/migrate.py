@@ -1,0 +1,76 @@
+"""Moving an embedded DuckDB store's data into another store (`rawevents migrate`).
+
+Events are read from the DuckDB file (read-only, in export order) and submitted to the target
+in batches through the store contract, so the target's own dedup applies: a migration that
+stopped half-way can simply be run again. Profiles are written with their current properties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from rawevents.settings import Config, redact_store
+from rawevents.storage.base import INCOMING_SCHEMA, EventStore, ProfileUpdate
+from rawevents.storage.duckdb_store import EVENTS_FILE
+
+BATCH_ROWS = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    events: int
+    profiles: int
+
+
+def _replace(_current: dict[str, Any] | None, update: ProfileUpdate) -> dict[str, Any] | None:
+    value: dict[str, Any] = update.value
+    return value
+
+
+def migrate_duckdb(
+    data_dir: str | Path, target: EventStore, progress: Callable[[int], None] | None = None
+) -> Moved:
+    """Copy every event and profile of the DuckDB store under `data_dir` into `target`."""
+    con = duckdb.connect(str(Path(data_dir) / EVENTS_FILE), read_only=True)
+    try:
+        events = 0
+        reader: pa.RecordBatchReader = con.sql(
+            "SELECT project_id, time_ms, event, distinct_id, insert_id, time_pos, line FROM events"
+            " ORDER BY project_id, time_ms, seq"
+        ).to_arrow_reader(BATCH_ROWS)
+        for batch in reader:
+            if batch.num_rows:
+                target.submit_events(pa.Table.from_batches([batch]).cast(INCOMING_SCHEMA)).result()
+                events += batch.num_rows
+                if progress is not None:
+                    progress(events)
+        rows = con.execute(
+            "SELECT project_id, kind, group_key, profile_id, properties, updated_ms FROM profiles"
+            " ORDER BY project_id, kind, group_key, profile_id"
+        ).fetchall()
+    finally:
+        con.close()
+    for (project_id, kind, group_key), group in groupby(rows, key=lambda r: (r[0], r[1], r[2])):
+        updates = [ProfileUpdate(r[3], "$set", orjson.loads(r[4]), r[5]) for r in group]
+        target.submit_profile_updates(project_id, kind, group_key, updates, _replace).result()
+    return Moved(events, len(rows))
+
+
+def migrate_into(target: Config, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """`rawevents migrate`: the DuckDB store under `target.data_dir` into `target.store`."""
+    from rawevents.storage.factory import open_store
+
+    store = open_store(target)
+    try:
+        moved = migrate_duckdb(target.data_dir, store, progress)
+    finally:
+        store.close()
+    return {"events": moved.events, "profiles": moved.profiles, "to": redact_store(target.store)}

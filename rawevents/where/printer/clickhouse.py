@@ -1,0 +1,320 @@
+"""The ClickHouse printer: a JSON value is its raw JSON text (a Nullable String, NULL when
+missing), read with JSONExtractRaw / JSONType / JSONExtract* over the stored `line`; list
+quantifiers are arrayExists / arrayAll lambdas; values are bound as `{name:Type}` parameters.
+
+Columns used: `line` (the export line, valid JSON), `event` (name), `time_ms` (UTC ms).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rawevents.where.printer.base import Printer, Value
+from rawevents.where.printer.sql import Sql, atom, sql
+from rawevents.where.values import (
+    DATETIME_MS_THRESHOLD,
+    DATETIME_PATTERN,
+    MAX_DATETIME_MS,
+    MIN_DATETIME_MS,
+    NUMBER_PATTERN,
+    naive_offsets,
+)
+
+_JSON_TYPE_NAMES = {
+    "string": ("String",),
+    "number": ("Int64", "UInt64", "Double"),
+    "boolean": ("Bool",),
+    "null": ("Null",),
+    "list": ("Array",),
+    "object": ("Object",),
+}
+_JSON_PAYLOAD = {
+    "string": "JSONExtractString({})",
+    # JSONExtractRaw re-serialises -0.0 as "-0" (which JSONExtractFloat reads as 0); stored
+    # lines never hold an integer -0 (ingest writes it as 0), so "-0" is always -0.0.
+    "number": "if({} = '-0', -0., JSONExtractFloat({}))",
+    "boolean": "(JSONExtractBool({}) = 1)",
+    "list": "{}",
+    "object": "{}",
+}
+_PARAM_TYPES = {"string": "String", "number": "Float64", "boolean": "Bool", "integer": "Int64"}
+# extractGroups positions of DATETIME_PATTERN's groups (values.DATETIME_GROUPS order).
+_YY, _MO, _DD, _HH, _MI, _SS, _FR, _ZZ, _SG, _ZH, _ZM = range(1, 12)
+
+
+def _literal(text: str) -> str:
+    """A ClickHouse string literal for the printer's own constants (never user values)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _type_test(kinds: tuple[str, ...]) -> str:
+    names = ", ".join(f"'{name}'" for kind in kinds for name in _JSON_TYPE_NAMES[kind])
+    return f"(JSONType({{}}) IN ({names}))"
+
+
+class ClickHousePrinter(Printer):
+    def __init__(self, timezone: str) -> None:
+        super().__init__(timezone)
+        self._bound = 0
+
+    def _param(self, value: Any, kind: str) -> Sql:
+        element = kind.removesuffix("[]")
+        spelled = _PARAM_TYPES[element]
+        if element != kind:
+            spelled = f"Array({spelled})"
+        self._bound += 1
+        name = f"w{self._bound}"
+        return Sql(f"{{{name}:{spelled}}}", ((name, value),), atomic=True)
+
+    def _fresh(self) -> str:
+        self._lambdas += 1
+        return f"__w{self._lambdas}"
+
+    def _boolean_to_number(self, flag: Sql) -> Sql:
+        return sql("toFloat64({})", flag)
+
+    def _boolean_to_string(self, flag: Sql) -> Sql:
+        # `if` would read a NULL condition as false; CASE keeps NULL.
+        return self._let(flag, lambda f: sql("CASE WHEN {} THEN 'true' WHEN NOT {} THEN 'false' END", f, f))
+
+    def _rounding(self, name: str, number: Sql) -> Sql:
+        if name != "round":
+            return sql(f"{name}({{}})", number)
+
+        # C round(): halves away from zero, the sign (and that of zero) kept.
+        def body(x: Sql) -> Sql:
+            magnitude = sql("(floor(abs({})) + (abs({}) - floor(abs({})) >= 0.5))", x, x, x)
+            return sql("if({} < 0 OR ({} = 0 AND 1 / {} < 0), -{}, {})", x, x, x, magnitude, magnitude)
+
+        return self._let(number, body)
+
+    def _line_contains(self, text: str) -> Sql:
+        return sql("(position(line, {}) > 0)", self._param(text, "string"))
+
+    def _property_json(self, pointer: list[str | int]) -> Sql:
+        keys = [self._param(key, "string" if isinstance(key, str) else "integer") for key in pointer]
+        template = "nullIf(JSONExtractRaw(line, 'properties'" + ", {}" * len(keys) + "), '')"
+        return sql(template, *keys)
+
+    def _json_at(self, base: Sql, key: str | int) -> Sql:
+        # A string key reads an object member only; a number reads a list element only (JSON
+        # functions would read the N-th member of an object), 1-based in ClickHouse.
+        if isinstance(key, str):
+            return sql("nullIf(JSONExtractRaw({}, {}), '')", base, self._param(key, "string"))
+        index = self._param(key + 1, "integer")
+        return self._let(
+            base,
+            lambda j: sql(
+                "CASE WHEN JSONType({}) = 'Array' THEN nullIf(JSONExtractRaw({}, {}), '') END", j, j, index
+            ),
+        )
+
+    def _json_arm(self, json: Sql, kind: str) -> Sql:
+        test = _type_test((kind,))
+        if kind == "null":
+            return sql(f"CASE WHEN {test} THEN TRUE END", json)
+        template = f"CASE WHEN {test} THEN {_JSON_PAYLOAD[kind]} END"
+        return self._let(json, lambda j: sql(template, *[j] * template.count("{}")))
+
+    def _json_type_in(self, json: Sql, kinds: tuple[str, ...]) -> Sql:
+        return sql(_type_test(kinds), json)
+
+    def _json_absent(self, json: Sql) -> Sql:
+        return sql("coalesce(JSONType({}) = 'Null', TRUE)", json)
+
+    def _list_quantify(self, kind: str, json_list: Sql, body: Callable[[Value], Sql]) -> Sql:
+        name = self._fresh()
+        function = "arrayExists" if kind == "any" else "arrayAll"
+        return sql(
+            f"{function}({name} -> {{}}, JSONExtractArrayRaw(ifNull({{}}, '')))",
+            body(self.json_value(atom(name))),
+            json_list,
+        )
+
+    def _list_has(self, values: list[Any], kind: str, needle: Sql) -> Sql:
+        listed = self._param(values, f"{kind}[]")
+        return self._let(
+            needle, lambda n: sql("if(isNull({}), NULL, has({}, assumeNotNull({})))", n, listed, n)
+        )
+
+    def _when_list(self, json: Sql, then: Callable[[Sql], Sql]) -> Sql:
+        return self._let(json, lambda j: sql("CASE WHEN JSONType({}) = 'Array' THEN {} END", j, then(j)))
+
+    def _let(self, value: Sql, body: Callable[[Sql], Sql]) -> Sql:
+        """`body` over `value` computed once per row: a one-element arrayMap lambda."""
+        if value.atomic:
+            return body(value)
+        name = self._fresh()
+        return sql(f"arrayMap({name} -> {{}}, [{{}}])[1]", body(atom(name)), value)
+
+    def _event_time(self) -> Sql:
+        return Sql("toFloat64(time_ms)")
+
+    def _event_name(self) -> Sql:
+        return atom("event")
+
+    def _parse_number(self, text: Sql) -> Sql:
+        pattern = _literal(f"^{NUMBER_PATTERN}$")
+        return self._finite(
+            self._let(text, lambda t: sql(f"if(match({{}}, {pattern}), toFloat64OrNull({{}}), NULL)", t, t))
+        )
+
+    def _format_number(self, number: Sql) -> Sql:
+        """Python's repr of a float, ".0" dropped: shortest digits, exponent form below 1e-4
+        and from 1e16 (ClickHouse's toString gives the same digits, spelled differently)."""
+
+        def digits_and_exponent(x: Sql) -> Sql:
+            text = sql("toString(abs({}))", x)
+            return self._let(text, lambda s: self._let(_mantissa_digits(s), lambda d: _python_repr(x, s, d)))
+
+        return self._let(number, digits_and_exponent)
+
+    def _format_datetime(self, ms: Sql) -> Sql:
+        return self._let(sql("toInt64(floor({}))", ms), _iso_datetime)
+
+    def _datetime_from_number(self, number: Sql) -> Sql:
+        def body(n: Sql) -> Sql:
+            ms = sql(
+                f"CASE WHEN abs({{}}) >= {DATETIME_MS_THRESHOLD!r} THEN {{}} ELSE {{}} * 1000.0 END", n, n, n
+            )
+            return self._in_datetime_range(ms)
+
+        return self._let(number, body)
+
+    def _in_datetime_range(self, ms: Sql) -> Sql:
+        return self._let(
+            ms,
+            lambda m: sql(
+                f"CASE WHEN {{}} BETWEEN {MIN_DATETIME_MS} AND {MAX_DATETIME_MS} THEN {{}} END", m, m
+            ),
+        )
+
+    def _finite(self, number: Sql) -> Sql:
+        return self._let(number, lambda x: sql("CASE WHEN isFinite({}) THEN {} END", x, x))
+
+    def _string_contains(self, haystack: Sql, needle: Sql) -> Sql:
+        return sql("(position({}, {}) > 0)", haystack, needle)
+
+    def _list_length(self, json_list: Sql) -> Sql:
+        return self._let(
+            json_list,
+            lambda j: sql("if(isNull({}), NULL, length(JSONExtractArrayRaw(ifNull({}, ''))))", j, j),
+        )
+
+    def _parse_datetime(self, text: Sql) -> Sql:
+        groups = sql(f"extractGroups({{}}, {_literal(f'^{DATETIME_PATTERN}$')})", text)
+        return self._let(groups, self._datetime_from_groups)
+
+    def _datetime_from_groups(self, g: Sql) -> Sql:
+        def group(i: int) -> str:
+            return f"{g.text}[{i}]"
+
+        def num(i: int) -> str:
+            return f"coalesce(toInt64OrNull({group(i)}), 0)"
+
+        y, mo, d = num(_YY), num(_MO), num(_DD)
+        hh, mi, ss = num(_HH), num(_MI), num(_SS)
+        zh, zm = num(_ZH), num(_ZM)
+        millis = f"toInt64(substring(rightPad({group(_FR)}, 3, '0'), 1, 3))"
+        dim = (
+            f"CASE WHEN {mo} = 2 THEN CASE WHEN ({y} % 4 = 0 AND {y} % 100 <> 0) OR {y} % 400 = 0 "
+            f"THEN 29 ELSE 28 END WHEN {mo} IN (4, 6, 9, 11) THEN 30 ELSE 31 END"
+        )
+        yy = f"({y} - if({mo} <= 2, 1, 0))"
+        yoe = f"({yy} - intDiv({yy}, 400) * 400)"
+        doy = f"(intDiv(153 * ({mo} + if({mo} > 2, -3, 9)) + 2, 5) + {d} - 1)"
+        doe = f"({yoe} * 365 + intDiv({yoe}, 4) - intDiv({yoe}, 100) + {doy})"
+        days = f"(intDiv({yy}, 400) * 146097 + {doe} - 719468)"
+        wall = f"({days} * 86400000 + {hh} * 3600000 + {mi} * 60000 + {ss} * 1000 + {millis})"
+        valid = (
+            f"{group(_YY)} <> '' AND {y} >= 1 AND {mo} BETWEEN 1 AND 12 AND {d} BETWEEN 1 AND {dim}"
+            f" AND {hh} <= 23 AND {mi} <= 59 AND {ss} <= 59 AND {zh} <= 23 AND {zm} <= 59"
+        )
+        shift = f"if({group(_SG)} = '+', 1, -1) * ({zh} * 3600000 + {zm} * 60000)"
+        naive = self._naive_to_utc(Sql(wall))
+        utc = sql(
+            f"multiIf({group(_ZZ)} <> '', {wall}, {group(_SG)} <> '', {wall} - {shift}, {{}})",
+            naive,
+        )
+        return self._in_datetime_range(sql(f"if({valid}, toFloat64({{}}), NULL)", utc))
+
+    def _naive_to_utc(self, wall: Sql) -> Sql:
+        if self.timezone == "UTC":
+            return wall
+        breaks, offsets = naive_offsets(self.timezone)
+        if not breaks:
+            return sql("({} - {})", wall, self._param(offsets[0], "integer"))
+        name = self._fresh()
+        return sql(
+            f"({{}} - {{}}[arrayCount({name} -> {name} <= {{}}, {{}}) + 1])",
+            wall,
+            self._param(list(offsets), "integer[]"),
+            wall,
+            self._param(list(breaks), "integer[]"),
+        )
+
+
+def _mantissa_digits(s: Sql) -> Sql:
+    """The significant digits of ClickHouse's shortest text of a positive number."""
+    return sql(
+        "replaceRegexpOne(replaceRegexpOne(replaceAll(splitByChar('e', {})[1], '.', ''), '^0+', ''),"
+        " '0+$', '')",
+        s,
+    )
+
+
+def _python_repr(x: Sql, s: Sql, d: Sql) -> Sql:
+    # e: decimal exponent of the first significant digit.
+    mantissa = f"splitByChar('e', {s.text})[1]"
+    whole = f"splitByChar('.', {mantissa})[1]"
+    plain = f"replaceAll({mantissa}, '.', '')"
+    leading = f"(length({plain}) - length(replaceRegexpOne({plain}, '^0+', '')))"
+    exponent = f"if(position({s.text}, 'e') > 0, toInt64(splitByChar('e', {s.text})[2]), 0)"
+    e = f"(toInt64(length({whole})) - 1 - {leading} + {exponent})"
+    dt = d.text
+    # Every branch is computed for every row: clamp lengths so the unused ones stay valid.
+    whole_len = f"toUInt64(greatest({e} + 1, 0))"
+    fixed_big = (
+        f"rightPad(substring({dt}, 1, {whole_len}), {whole_len}, '0')"
+        f" || if(toInt64(length({dt})) > {e} + 1, '.' || substring({dt}, {whole_len} + 1), '')"
+    )
+    fixed_small = f"'0.' || repeat('0', toUInt64(greatest(-{e} - 1, 0))) || {dt}"
+    scientific = (
+        f"substring({dt}, 1, 1) || if(length({dt}) > 1, '.' || substring({dt}, 2), '')"
+        f" || 'e' || if({e} < 0, '-', '+') || if(abs({e}) < 10, '0', '') || toString(abs({e}))"
+    )
+    sign = f"if(startsWith(toString({x.text}), '-'), '-', '')"
+    # Array-valued steps (splitByChar) turn NULL into "": NULL in, NULL out, explicitly.
+    body = (
+        f"if(isNull({x.text}), NULL, {sign} || multiIf({x.text} = 0, '0',"
+        f" {e} >= 16 OR {e} < -4, {scientific},"
+        f" {e} >= 0, {fixed_big}, {fixed_small}))"
+    )
+    return Sql(body, x.params + s.params + d.params)
+
+
+def _iso_datetime(m: Sql) -> Sql:
+    """`YYYY-MM-DDTHH:MM:SS.mmmZ` of integer UTC ms (proleptic Gregorian, years 1..9999)."""
+    ms = m.text
+    day_ms = f"positiveModulo({ms}, 86400000)"
+    z = f"(intDiv({ms} - {day_ms}, 86400000) + 719468)"
+    era = f"intDiv({z} - positiveModulo({z}, 146097), 146097)"
+    doe = f"positiveModulo({z}, 146097)"
+    yoe = f"intDiv({doe} - intDiv({doe}, 1460) + intDiv({doe}, 36524) - intDiv({doe}, 146096), 365)"
+    doy = f"({doe} - (365 * {yoe} + intDiv({yoe}, 4) - intDiv({yoe}, 100)))"
+    mp = f"intDiv(5 * {doy} + 2, 153)"
+    day = f"({doy} - intDiv(153 * {mp} + 2, 5) + 1)"
+    month = f"if({mp} < 10, {mp} + 3, {mp} - 9)"
+    year = f"({yoe} + {era} * 400 + if({month} <= 2, 1, 0))"
+
+    def pad(expr: str, width: int) -> str:
+        return f"leftPad(toString({expr}), {width}, '0')"
+
+    text = (
+        f"{pad(year, 4)} || '-' || {pad(month, 2)} || '-' || {pad(day, 2)} || 'T' ||"
+        f" {pad(f'intDiv({day_ms}, 3600000)', 2)} || ':' ||"
+        f" {pad(f'intDiv({day_ms}, 60000) % 60', 2)} || ':' ||"
+        f" {pad(f'intDiv({day_ms}, 1000) % 60', 2)} || '.' || {pad(f'{day_ms} % 1000', 3)} || 'Z'"
+    )
+    return Sql(f"if(isNull({ms}), NULL, {text})", m.params)

@@ -1,0 +1,263 @@
+"""What the reliability tests share: sizes (CI or full), real clients, process measurements.
+
+Sizes: the CI run is small enough for the whole package to stay within a few minutes on two
+shared cores; the full run (`pytest tests/reliability -m reliability_full`) uses the sizes of
+issue 10 (40 concurrent exports, 100 abandoned, 40 stalled, many kills).
+
+Figures: when RAWEVENTS_RELIABILITY_REPORT names a file, tests append what they measured to it
+as JSON lines (docs/reliability.md quotes them); nothing is timed or asserted on speed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import random
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import psutil
+import pytest
+import requests
+
+from rawevents.projects import Project
+from tests.live_server import LiveServer
+
+
+@dataclass(frozen=True)
+class Sizes:
+    name: str
+    kills: int
+    ingest_clients: int
+    export_rows: int
+    concurrent_exports: int
+    abandoned_exports: int
+    stalled_readers: int
+    fuzz_examples: int
+
+
+CI = Sizes("ci", kills=3, ingest_clients=4, export_rows=20_000, concurrent_exports=8,
+           abandoned_exports=20, stalled_readers=8, fuzz_examples=60)  # fmt: skip
+FULL = Sizes("full", kills=20, ingest_clients=16, export_rows=200_000, concurrent_exports=40,
+             abandoned_exports=100, stalled_readers=40, fuzz_examples=1500)  # fmt: skip
+
+SIZES = [pytest.param(CI, id="ci"), pytest.param(FULL, id="full", marks=pytest.mark.reliability_full)]
+
+
+def report(surface: str, **figures: Any) -> None:
+    path = os.environ.get("RAWEVENTS_RELIABILITY_REPORT")
+    if path:
+        with open(path, "ab") as out:
+            out.write(orjson.dumps({"surface": surface, **figures}, option=orjson.OPT_NON_STR_KEYS) + b"\n")
+
+
+def basic(username: str, password: str = "") -> tuple[str, str]:
+    return (username, password)
+
+
+# -- ingestion ------------------------------------------------------------------------------------
+
+
+def event(project: Project, time_s: int, client: int, n: int) -> dict[str, Any]:
+    return {
+        "event": "load",
+        "properties": {
+            "time": time_s,
+            "distinct_id": f"client-{client}",
+            "$insert_id": f"{client}-{n}-{uuid.uuid4().hex[:8]}",
+            "n": n,
+            "token": project.token,
+        },
+    }
+
+
+@dataclass
+class Ingester:
+    """Threads posting gzip `/import` batches; records every acknowledged `$insert_id` and the
+    latency of every request. Errors (connection refused while the server is down, 5xx) are
+    counted, and their batches are not acknowledged."""
+
+    server: LiveServer
+    project: Project
+    clients: int
+    batch: int = 200
+    time_s: int = 1_700_000_000
+    timeout: float = 60
+    acknowledged: set[str] = field(default_factory=set)
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    failures: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> Ingester:
+        for client in range(self.clients):
+            thread = threading.Thread(target=self._run, args=(client,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def wait_for_first_ack(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.acknowledged and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.acknowledged, f"no batch acknowledged in {timeout}s: {self.statuses}"
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self.timeout + 5)
+            assert not thread.is_alive(), "an ingest client hung"
+
+    def _run(self, client: int) -> None:
+        session = requests.Session()
+        n = 0
+        while not self._stop.is_set():
+            events = [event(self.project, self.time_s + n + i, client, n + i) for i in range(self.batch)]
+            n += self.batch
+            self.post(session, events)
+        session.close()
+
+    def post(self, session: requests.Session, events: list[dict[str, Any]]) -> None:
+        body = gzip.compress(orjson.dumps(events), 1)
+        started = time.monotonic()
+        try:
+            response = session.post(
+                f"{self.server.base_url}/import?strict=1",
+                data=body,
+                headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+                auth=(self.project.api_secret, ""),
+                timeout=self.timeout,
+            )
+        except requests.RequestException:
+            with self._lock:
+                self.failures += 1
+            time.sleep(0.05)
+            return
+        with self._lock:
+            self.latencies.append(time.monotonic() - started)
+            self.statuses[response.status_code] = self.statuses.get(response.status_code, 0) + 1
+            if response.status_code == 200:
+                self.acknowledged.update(e["properties"]["$insert_id"] for e in events)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+# -- export ---------------------------------------------------------------------------------------
+
+
+class CutOff(Exception):
+    """A 200 export whose body ended early (truncated gzip or chunked body)."""
+
+
+def export_url(server: LiveServer, from_date: str, to_date: str, **params: str) -> str:
+    query = "&".join(f"{k}={v}" for k, v in {"from_date": from_date, "to_date": to_date, **params}.items())
+    return f"{server.base_url}/api/2.0/export?{query}"
+
+
+def export_once(url: str, project: Project, *, gzip_body: bool = True) -> requests.Response:
+    headers = {"Accept-Encoding": "gzip" if gzip_body else "identity"}
+    return requests.get(url, auth=(project.api_secret, ""), headers=headers, stream=True, timeout=120)
+
+
+def read_export(response: requests.Response) -> bytes:
+    """The whole decoded body of a streamed 200, or CutOff if it ended early."""
+    try:
+        raw = b"".join(response.raw.stream(1 << 16, decode_content=False))
+    except (requests.RequestException, OSError, Exception) as error:
+        raise CutOff(repr(error)) from error
+    finally:
+        response.close()
+    if response.headers.get("content-encoding") != "gzip":
+        return raw
+    decoder = zlib.decompressobj(31)
+    data = decoder.decompress(raw) + decoder.flush()
+    if not decoder.eof:
+        raise CutOff("gzip stream is truncated")
+    return data
+
+
+def export_with_retry(url: str, project: Project, *, attempts: int = 200) -> tuple[bytes, int]:
+    """An export that honours 429/503 Retry-After as a well-behaved client does; returns the body
+    and how many times it was told to wait."""
+    waits = 0
+    for _ in range(attempts):
+        response = export_once(url, project)
+        if response.status_code in (429, 503):
+            assert response.headers["Retry-After"].isdigit()
+            assert set(response.json()) == {"request", "error"}
+            waits += 1
+            response.close()
+            time.sleep(min(2.0, int(response.headers["Retry-After"])) * random.uniform(0.5, 1.0))
+            continue
+        assert response.status_code == 200, response.text
+        return read_export(response), waits
+    raise AssertionError("export never admitted")
+
+
+# -- the server process -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Usage:
+    rss: int
+    threads: int
+    fds: int
+
+    @classmethod
+    def of(cls, server: LiveServer) -> Usage:
+        assert server.process is not None
+        process = psutil.Process(server.process.pid)
+        return cls(process.memory_info().rss, process.num_threads(), process.num_fds())
+
+    def mib(self) -> float:
+        return round(self.rss / 2**20, 1)
+
+
+class PeakRss:
+    """Samples the server's RSS in a thread; `peak` is the highest seen."""
+
+    def __init__(self, server: LiveServer, interval: float = 0.05) -> None:
+        assert server.process is not None
+        self._process = psutil.Process(server.process.pid)
+        self._interval = interval
+        self._stop = threading.Event()
+        self.peak = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self._process.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(self._interval)
+
+    def mib(self) -> float:
+        return round(self.peak / 2**20, 1)
+
+
+def settle(server: LiveServer, seconds: float = 30) -> Iterator[Usage]:
+    """Usage samples once a second until the thread count stops falling (or `seconds` pass)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        yield Usage.of(server)
+        time.sleep(1)
