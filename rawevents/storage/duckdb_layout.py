@@ -246,13 +246,16 @@ def project_runs(con: duckdb.DuckDBPyConnection, project_id: int, start_ms: int,
     return [Run(*map(int, row)) for row in rows]
 
 
-def recent_buckets(con: duckdb.DuckDBPyConnection, project_id: int, start_ms: int, end_ms: int) -> list[int]:
-    """The RECENT_BUCKET_MS buckets holding the project's recent rows in the range."""
+def recent_buckets(
+    con: duckdb.DuckDBPyConnection, project_id: int, start_ms: int, end_ms: int
+) -> dict[int, int]:
+    """Rows of the project's recent area in the range, per RECENT_BUCKET_MS bucket."""
     rows = con.execute(
-        f"SELECT DISTINCT time_ms // ? FROM {RECENT} WHERE project_id = ? AND time_ms >= ? AND time_ms < ?",
+        f"SELECT time_ms // ?, count(*) FROM {RECENT}"
+        " WHERE project_id = ? AND time_ms >= ? AND time_ms < ? GROUP BY 1",
         [RECENT_BUCKET_MS, project_id, start_ms, end_ms],
     ).fetchall()
-    return sorted(int(b) for (b,) in rows)
+    return {int(bucket): int(count) for bucket, count in rows}
 
 
 def plan_pieces(segments: Sequence[TimeSegment], runs: Sequence[Run], buckets: Sequence[int]) -> list[Piece]:

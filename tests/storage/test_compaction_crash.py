@@ -33,7 +33,8 @@ from tests.live_server import LiveServer
 DAY = 86_400_000
 T0 = 1_790_812_800_000
 
-# The child: compacts the store in slices of 200 rows (many short transactions), announcing the start on stdout.
+# The child: compacts the store in slices of 200 rows (many short transactions), announcing
+# the start on stdout.
 _CHILD = """
 import sys
 from rawevents.storage import duckdb_layout

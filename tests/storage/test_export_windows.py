@@ -19,6 +19,16 @@ from rawevents.timeutil import TimeSegment
 HOUR = 3_600_000
 
 
+@pytest.fixture(autouse=True, params=["query-per-run", "one-window"])
+def export_reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ways an export reads the layout: each run in storage order (a big export), and the
+    whole range as one sorted window (a small one)."""
+    if request.param == "query-per-run":
+        monkeypatch.setattr(duckdb_export, "SMALL_EXPORT_ROWS", 0)
+    else:
+        monkeypatch.setattr(duckdb_export, "SMALL_EXPORT_ROWS", 10**9)
+
+
 def _event(time_ms: int, n: int) -> StoredEvent:
     pos, line = assemble_line("e", {"distinct_id": f"u{n}", "$insert_id": f"i{n}", "n": n}, time_ms // 1000)
     return StoredEvent(1, time_ms, "e", f"u{n}", f"i{n}", pos, line)
