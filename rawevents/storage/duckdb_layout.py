@@ -35,6 +35,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import groupby, pairwise
 from typing import Any
@@ -296,6 +297,18 @@ def _segment_pieces(segment: TimeSegment, sources: Iterable[tuple[int, int, int 
     return pieces
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One transaction on `con`: committed when the block ends, rolled back if it raises."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
 # -- compaction ----------------------------------------------------------------------------------
 
 
@@ -368,8 +381,7 @@ class Compactor:
             if count is None or count[0] < min_rows:
                 return False
             batch = self._last_batch + 1
-            con.execute("BEGIN TRANSACTION")
-            try:
+            with transaction(con):
                 upto = con.execute(
                     f"SELECT max(seq) FROM (SELECT seq FROM {RECENT} ORDER BY seq LIMIT ?)", [SLICE_ROWS]
                 ).fetchone()
@@ -386,10 +398,6 @@ class Compactor:
                     params,
                 )
                 con.execute(f"DELETE FROM {RECENT} WHERE seq <= ?", [upto[0]])
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
             self._last_batch = batch
             return True
 
@@ -405,8 +413,7 @@ class Compactor:
             batches = [r.run_batch for r in due]
             where = "project_id = ? AND time_ms >= ? AND time_ms < ? AND list_contains(?, run_batch)"
             params: list[Any] = [first.project_id, low, high, batches]
-            con.execute("BEGIN TRANSACTION")
-            try:
+            with transaction(con):
                 # Consecutive time windows of about SORT_ROWS rows each, appended in order: one
                 # run, whose sorts stay within the engine's memory however big the day is.
                 for start, end in _windows(low, high, sum(r.rows for r in due)):
@@ -425,10 +432,6 @@ class Compactor:
                     f" FROM {SORTED} WHERE run_batch = ? HAVING count(*) > 0",
                     [batch, first.project_id, first.part, batch],
                 )
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
             self._last_batch = batch
             return True
 

@@ -193,16 +193,11 @@ class DuckDBStore:
                 tables.append(job if isinstance(job, pa.Table) else events_table(job))
         rows = pa.concat_tables(tables) if tables else None
         seq_start = self._next_seq
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with layout.transaction(con):
             if rows is not None:
                 self._insert_events(con, rows, seq_start)
             for fn in callables:
                 fn(con)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
         self._next_seq = seq_start + (rows.num_rows if rows is not None else 0)
         if rows is not None:
             self._unflushed += rows.num_rows

@@ -19,14 +19,7 @@ from rawevents.timeutil import TimeSegment
 HOUR = 3_600_000
 
 
-@pytest.fixture(autouse=True, params=["query-per-run", "one-window"])
-def export_reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both ways an export reads the layout: each run in storage order (a big export), and the
-    whole range as one sorted window (a small one)."""
-    if request.param == "query-per-run":
-        monkeypatch.setattr(duckdb_export, "SMALL_EXPORT_ROWS", 0)
-    else:
-        monkeypatch.setattr(duckdb_export, "SMALL_EXPORT_ROWS", 10**9)
+pytestmark = pytest.mark.usefixtures("export_reading")
 
 
 def _event(time_ms: int, n: int) -> StoredEvent:

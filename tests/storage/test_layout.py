@@ -14,7 +14,6 @@ import orjson
 import pytest
 
 from rawevents.eventline import assemble_line
-from rawevents.storage import duckdb_export
 from rawevents.storage import duckdb_layout as layout
 from rawevents.storage.base import ExportPlan, StoredEvent
 from rawevents.storage.duckdb_store import DuckDBStore
@@ -39,14 +38,7 @@ def _full(project: int = 1, **kwargs: object) -> ExportPlan:
     return ExportPlan(project, [TimeSegment(T0 - DAY, T0 + 40 * DAY, 0)], **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.fixture(autouse=True, params=["query-per-run", "one-window"])
-def export_reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both ways an export reads the layout: each run in storage order (a big export), and the
-    whole range as one sorted window (a small one)."""
-    if request.param == "query-per-run":
-        monkeypatch.setattr(duckdb_export, "SMALL_EXPORT_ROWS", 0)
-    else:
-        monkeypatch.setattr(duckdb_export, "SMALL_EXPORT_ROWS", 10**9)
+pytestmark = pytest.mark.usefixtures("export_reading")
 
 
 @pytest.fixture
