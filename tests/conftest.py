@@ -29,20 +29,3 @@ def fresh_server(tmp_path: Path, store_kind: str) -> Iterator[LiveServer]:
     live = LiveServer(tmp_path / "data", store=store_setting(store_kind)).start()
     yield live
     live.stop()
-
-
-# The stores a live server can run on, as the server environment that selects each one. Tests
-# that must hold on every store take `store_server`; a new store adds its row here.
-STORE_ENVS: dict[str, dict[str, str]] = {"duckdb": {}, "chdb": {"RAWEVENTS_STORE": "chdb"}}
-
-
-@pytest.fixture(scope="module", params=sorted(STORE_ENVS))
-def store_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    """A live server per store (module scope); tests create their own projects."""
-    live = LiveServer(
-        tmp_path_factory.mktemp(f"store-{request.param}"), env=STORE_ENVS[request.param]
-    ).start()
-    yield live
-    live.stop()
