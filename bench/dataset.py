@@ -26,8 +26,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.gen import DAY_MS, DAYS, START_MS, generate
-from rawevents.projects import Project, Registry
+from rawevents.projects import Project
 from rawevents.storage.duckdb_store import DuckDBStore
+from rawevents.storage.sqlite_registry import SqliteRegistry
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -59,7 +60,7 @@ def build(n_events: int, seed: int = 42, *, out: Path = OUT, log: bool = True) -
     root = out / f"ds-{n_events}-{seed}"
     done = root / "complete"
     if done.exists():
-        registry = Registry(root / "data")
+        registry = SqliteRegistry(root / "data")
         # Secrets are stored hashed: a reused dataset gets a fresh one to authenticate with.
         project = registry.rotate_secret(registry.list_projects()[0].project_id)
         return Dataset(root, n_events, project, int(done.read_text()))
@@ -67,7 +68,7 @@ def build(n_events: int, seed: int = 42, *, out: Path = OUT, log: bool = True) -
         shutil.rmtree(root)
     (root / "data").mkdir(parents=True)
     started = time.perf_counter()
-    project = Registry(root / "data").create_project("bench", "UTC")
+    project = SqliteRegistry(root / "data").create_project("bench", "UTC")
     DuckDBStore(root / "data").close()  # creates the schema exactly as the server does
     con = duckdb.connect(str(root / "data" / "events.duckdb"))
     con.execute("SET enable_progress_bar = false")

@@ -1,37 +1,44 @@
-"""Project, service-account and task registry, kept in SQLite beside the event store.
+"""The project, service-account and task registry of the embedded stores: a SQLite file beside
+the event store in `data_dir`.
 
 SQLite (WAL mode) lets the CLI write while `rawevents serve` is running: the server reads the
 registry on every lookup, so a new project, a rotated secret or a revoked service account takes
 effect at once. The registry is also how the CLI hands store work (project deletion, retention,
 backup) to a running server, which alone may open the event store: see `rawevents.admin`.
-
-Secrets are stored as SHA-256 digests of 128-bit (or longer) random values: a digest of a
-high-entropy secret cannot be reversed, so no slow hash is needed, and lookups stay an index probe.
-A digest is compared with `hmac.compare_digest`. A project's plaintext secret is kept only when the
-project opted into the retired `api_key + expire + sig` signature, whose md5 needs it.
+Secrets are kept as digests (`rawevents.projects`); deleted rows are overwritten (secure_delete).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rawevents.errors import BadRequest, NotFound
+from rawevents.projects import (
+    DAY_MS,
+    PENDING,
+    REVOKED,
+    STARTED,
+    Project,
+    ServiceAccount,
+    Task,
+    account_slug,
+    check_expires_days,
+    check_retention_days,
+    digest,
+    validate_timezone,
+)
+from rawevents.projects import now_ms as _now_ms
 
 REGISTRY_FILE = "registry.sqlite3"
 SCHEMA_VERSION = 2
-DAY_MS = 24 * 3600 * 1000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -76,110 +83,8 @@ CREATE TABLE IF NOT EXISTS runner (
 );
 """
 
-# Mixpanel's task states (GDPR API v3). A task can be cancelled until it is STARTED.
-PENDING, STARTED, SUCCESS, FAILURE, REVOKED = "PENDING", "STARTED", "SUCCESS", "FAILURE", "REVOKED"
-FINAL_STATES = frozenset({SUCCESS, FAILURE, REVOKED})
 
-
-@dataclass(frozen=True, slots=True)
-class Project:
-    project_id: int
-    name: str
-    token: str
-    # The plaintext secret: set on the value that create/rotate return (shown once), and on
-    # lookups only for a project that keeps it for legacy request signatures.
-    api_secret: str | None
-    timezone: str
-    retention_days: int = 0
-    legacy_signature: bool = False
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    def public_dict(self, *, show_secret: bool = True) -> dict[str, object]:
-        """What the CLI prints: the secret only when known and asked for."""
-        shown: dict[str, object] = {
-            "project_id": self.project_id,
-            "name": self.name,
-            "token": self.token,
-            "timezone": self.timezone,
-        }
-        if show_secret and self.api_secret is not None:
-            shown["api_secret"] = self.api_secret
-        return shown
-
-    def listing_dict(self, *, show_secrets: bool) -> dict[str, object]:
-        shown = self.public_dict(show_secret=False)
-        shown["retention_days"] = self.retention_days
-        shown["legacy_signature"] = self.legacy_signature
-        if show_secrets:
-            # Hashed secrets cannot be shown again: null says so rather than omitting the key.
-            shown["api_secret"] = self.api_secret
-        return shown
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceAccount:
-    username: str
-    name: str
-    projects: tuple[int, ...]
-    created_at_ms: int
-    expires_at_ms: int | None = None
-    revoked_at_ms: int | None = None
-    secret: str | None = None  # plaintext: only on the value `create_service_account` returns
-
-    def expired(self, now_ms: int) -> bool:
-        return self.expires_at_ms is not None and now_ms >= self.expires_at_ms
-
-    def public_dict(self) -> dict[str, object]:
-        return {
-            "username": self.username,
-            "name": self.name,
-            "projects": list(self.projects),
-            "created": _iso(self.created_at_ms),
-            "expires": _iso(self.expires_at_ms),
-            "revoked": _iso(self.revoked_at_ms),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Task:
-    task_id: str
-    kind: str
-    project_id: int | None
-    status: str
-    payload: dict[str, Any]
-    result: str
-    requested_by: str
-    created_at_ms: int
-
-
-def digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
-
-
-def validate_timezone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise BadRequest(
-            f"unknown timezone {name!r}: use an IANA name such as 'UTC' or 'Europe/Berlin'"
-        ) from exc
-    return name
-
-
-class Registry:
+class SqliteRegistry:
     """Thread-safe access to the registry file; one SQLite connection per thread."""
 
     def __init__(self, data_dir: str | Path) -> None:
@@ -286,8 +191,7 @@ class Registry:
         )
 
     def set_retention(self, project_id: int, days: int) -> Project:
-        if days < 0:
-            raise BadRequest("retention days must be 0 (keep forever) or a positive number of days")
+        check_retention_days(days)
         self.require_project(project_id)
         self._conn().execute(
             "UPDATE projects SET retention_days = ? WHERE project_id = ?", (days, project_id)
@@ -329,9 +233,8 @@ class Registry:
         """A new account; the returned value carries the plaintext secret (shown this once)."""
         if self.project_by_id(project_id) is None:
             raise BadRequest(f"no project with id {project_id}")
-        if expires_days is not None and expires_days <= 0:
-            raise BadRequest("--expires must be a positive number of days")
-        username = f"{_slug(name)}.{secrets.token_hex(4)}.mp-service-account"
+        check_expires_days(expires_days)
+        username = f"{account_slug(name)}.{secrets.token_hex(4)}.mp-service-account"
         secret = secrets.token_urlsafe(24)
         created = _now_ms()
         expires = created + expires_days * DAY_MS if expires_days is not None else None
@@ -511,6 +414,13 @@ class Registry:
         row = self._conn().execute("SELECT heartbeat_ms FROM runner WHERE id = 1").fetchone()
         return row is not None and _now_ms() - row[0] <= within_ms
 
+    def close(self) -> None:
+        """Close this thread's connection (others close with their threads)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
     # -- backup ---------------------------------------------------------------------------------
 
     def backup_to(self, path: Path) -> None:
@@ -551,11 +461,6 @@ def _task(row: sqlite3.Row, status: str | None = None) -> Task:
         row["requested_by"],
         row["created_at_ms"],
     )
-
-
-def _slug(name: str) -> str:
-    cleaned = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
-    return cleaned or "sa"
 
 
 # -- schema migrations --------------------------------------------------------------------------
