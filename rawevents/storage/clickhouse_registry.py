@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pyarrow as pa
 from cachetools import TTLCache
 
 from rawevents.errors import BadRequest, NotFound, Unsupported
@@ -58,6 +59,7 @@ from rawevents.projects import (
     validate_timezone,
 )
 from rawevents.storage.clickhouse_conn import Connection, Engine, Params
+from rawevents.storage.sqlite_registry import StoredCredentials
 
 CACHE_SECONDS = 2.0  # the bound on how long another host's change takes to reach this one
 CACHE_ENTRIES = 4096
@@ -584,11 +586,73 @@ class ClickHouseRegistry:
         """Some host's runner beat within `within_ms` of the server's clock."""
         return bool(self._rows(_LIVE_RUNNERS + " LIMIT 1", {"within": within_ms}))
 
+    # -- migration and backup -------------------------------------------------------------------
+
+    def adopt(self, source: StoredCredentials) -> dict[str, int]:
+        """Take over an embedded store's registry (`rawevents migrate`): projects keep their ids
+        (their events are stored under them), tokens and secret digests; accounts their digests
+        and grants. The rows go in as version 1, so whatever changed here since wins and a re-run
+        changes nothing. Refuses ids this registry already gave to other projects."""
+        self._check_ids_free(source.projects)
+        tables = [
+            ("registry_projects", source.projects, _PROJECT_TYPES),
+            ("registry_service_accounts", source.accounts, _ACCOUNT_TYPES),
+            ("registry_grants", source.grants, _GRANT_TYPES),
+        ]
+        with self._connection() as con:
+            for table, rows, types in tables:
+                if rows:
+                    con.insert(table, _adopted(rows, types))
+        self._forget()
+        return {"projects": len(source.projects), "service_accounts": len(source.accounts)}
+
+    def _check_ids_free(self, projects: list[dict[str, Any]]) -> None:
+        tokens = {row["project_id"]: row["token"] for row in projects}
+        used = self._rows(
+            "SELECT DISTINCT project_id, token FROM registry_projects"
+            " WHERE has({ids:Array(Int32)}, project_id) AND token != ''",
+            {"ids": list(tokens)},
+        )
+        taken = sorted({row["project_id"] for row in used if row["token"] != tokens[row["project_id"]]})
+        if taken:
+            raise BadRequest(
+                f"project ids {taken} are already used by other projects in this ClickHouse registry"
+            )
+
     def backup_to(self, path: Path) -> None:
         raise Unsupported(
             "rawevents backup copies the embedded stores' registry file; a ClickHouse registry is"
             " backed up with its database (ClickHouse's BACKUP … TO, docs/scale-out.md)"
         )
+
+
+# Column types of the rows `adopt` inserts (SQLite's rows, plus deleted = 0 and version = 1).
+_PROJECT_TYPES = {
+    "project_id": pa.int32(),
+    "name": pa.string(),
+    "token": pa.string(),
+    "secret_digest": pa.string(),
+    "signing_secret": pa.string(),
+    "timezone": pa.string(),
+    "retention_days": pa.int32(),
+    "created_at_ms": pa.int64(),
+}
+_ACCOUNT_TYPES = {
+    "username": pa.string(),
+    "name": pa.string(),
+    "secret_digest": pa.string(),
+    "created_at_ms": pa.int64(),
+    "expires_at_ms": pa.int64(),
+    "revoked_at_ms": pa.int64(),
+}
+_GRANT_TYPES = {"username": pa.string(), "project_id": pa.int32()}
+
+
+def _adopted(rows: list[dict[str, Any]], types: dict[str, pa.DataType]) -> pa.Table:
+    columns = {name: pa.array([row[name] for row in rows], kind) for name, kind in types.items()}
+    columns["deleted"] = pa.array([0] * len(rows), pa.uint8())
+    columns["version"] = pa.array([1] * len(rows), pa.uint64())
+    return pa.table(columns)
 
 
 def _clock_ms(given: int | None) -> int:

@@ -17,6 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,18 @@ from rawevents.projects import (
 from rawevents.projects import now_ms as _now_ms
 
 REGISTRY_FILE = "registry.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCredentials:
+    """Every project, service account and grant row as stored (digests, never secrets), for
+    `rawevents migrate` into a ClickHouse registry."""
+
+    projects: list[dict[str, Any]]
+    accounts: list[dict[str, Any]]
+    grants: list[dict[str, Any]]
+
+
 SCHEMA_VERSION = 2
 
 _SCHEMA = """
@@ -421,7 +434,15 @@ class SqliteRegistry:
             conn.close()
             self._local.conn = None
 
-    # -- backup ---------------------------------------------------------------------------------
+    # -- backup and migration -------------------------------------------------------------------
+
+    def credentials(self) -> StoredCredentials:
+        with self._transaction() as conn:  # one consistent snapshot of the three tables
+            return StoredCredentials(
+                [dict(row) for row in conn.execute("SELECT * FROM projects ORDER BY project_id")],
+                [dict(row) for row in conn.execute("SELECT * FROM service_accounts ORDER BY username")],
+                [dict(row) for row in conn.execute("SELECT * FROM service_account_grants")],
+            )
 
     def backup_to(self, path: Path) -> None:
         """A consistent copy of the registry (SQLite's online backup), without the backup tasks

@@ -17,10 +17,11 @@ import pyarrow as pa
 import pytest
 
 from rawevents.auth import ServiceAccountUnauthorized, authenticate_query
-from rawevents.errors import Unauthorized, Unsupported
+from rawevents.errors import BadRequest, Unauthorized, Unsupported
 from rawevents.projects import PENDING, REVOKED, STARTED, digest
 from rawevents.storage.clickhouse_conn import ChdbEngine, HttpEngine, ServerAddress
 from rawevents.storage.clickhouse_registry import CACHE_SECONDS, ClickHouseRegistry
+from rawevents.storage.sqlite_registry import SqliteRegistry
 
 
 class Clock:
@@ -245,3 +246,41 @@ def test_a_token_lookup_over_http_is_one_parameterised_query_then_cached() -> No
     assert registry.project_by_secret("wrong") is None  # a digest that matches no row
     assert parse_qs(sent[-1].url.query.decode())["param_d"] == [digest("wrong")]
     registry.close()
+
+
+# -- `rawevents migrate`: the embedded registry moves into ClickHouse -------------------------------
+
+
+def test_an_embedded_registry_is_adopted_with_its_ids_and_digests(tmp_path: Path, chdb_path: Path) -> None:
+    source = SqliteRegistry(tmp_path / "data")
+    target = ClickHouseRegistry(ChdbEngine(chdb_path), settle_s=0.0)
+    try:
+        web = source.create_project("web", "Europe/Berlin")
+        legacy = source.create_project("old", legacy_signature=True)
+        source.set_retention(web.project_id, 7)
+        account = source.create_service_account(web.project_id, "etl", expires_days=3)
+        assert web.api_secret is not None and account.secret is not None
+
+        assert target.adopt(source.credentials()) == {"projects": 2, "service_accounts": 1}
+        assert target.list_projects() == source.list_projects()
+        found = target.project_by_secret(web.api_secret)
+        assert found is not None and (found.project_id, found.retention_days) == (web.project_id, 7)
+        assert target.project_by_token(legacy.token) == source.project_by_token(legacy.token)
+        assert target.service_account(account.username, account.secret) == source.service_account(
+            account.username, account.secret
+        )
+
+        rotated = target.rotate_secret(web.project_id)  # changed in ClickHouse since: kept
+        assert target.adopt(source.credentials()) == {"projects": 2, "service_accounts": 1}
+        assert rotated.api_secret is not None and target.project_by_secret(rotated.api_secret) is not None
+        assert target.project_by_secret(web.api_secret) is None
+        assert len(target.list_projects()) == 2
+
+        native = target.create_project("native")
+        clash = source.credentials()
+        clash.projects[0]["project_id"] = native.project_id
+        with pytest.raises(BadRequest, match=str(native.project_id)):
+            target.adopt(clash)
+    finally:
+        source.close()
+        target.close()
