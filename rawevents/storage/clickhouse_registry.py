@@ -131,8 +131,8 @@ _PROJECTS = (
     "SELECT project_id, name, token, secret_digest, signing_secret, timezone, retention_days"
     " FROM registry_projects FINAL WHERE deleted = 0"
 )
-# A new version of a project row: {changes} are the new values of secret_digest, signing_secret,
-# retention_days, token and deleted (the row's own column names keep a value).
+# A new version of a project row: {token}, {secret_digest}, {signing_secret}, {retention_days} and
+# {deleted} are each the new value's SQL, or the column's own name to keep it.
 _PROJECT_VERSION = (
     "INSERT INTO registry_projects (project_id, name, token, secret_digest, signing_secret, timezone,"
     " retention_days, created_at_ms, deleted, version)"
