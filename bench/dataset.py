@@ -33,9 +33,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.gen import DAY_MS, DAYS, START_MS, Chunk, generate
-from rawevents.projects import Project, Registry
+from rawevents.projects import Project
 from rawevents.storage.duckdb_layout import KEY_HASH, RECENT
 from rawevents.storage.duckdb_store import DuckDBStore
+from rawevents.storage.sqlite_registry import SqliteRegistry
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -78,7 +79,7 @@ def build(
     root = out / name
     done = root / "complete"
     if done.exists():
-        registry = Registry(root / "data")
+        registry = SqliteRegistry(root / "data")
         # Secrets are stored hashed: a reused dataset gets a fresh one to authenticate with.
         project, *others = (registry.rotate_secret(p.project_id) for p in registry.list_projects())
         return Dataset(root, n_events, project, int(done.read_text()), small=others[0] if others else None)
@@ -86,7 +87,7 @@ def build(
         shutil.rmtree(root)
     (root / "data").mkdir(parents=True)
     started = time.perf_counter()
-    registry = Registry(root / "data")
+    registry = SqliteRegistry(root / "data")
     project = registry.create_project("bench", "UTC")
     small = registry.create_project("small", "UTC") if small_share else None
     DuckDBStore(root / "data", background_compaction=False).close()  # the schema, as the server makes it

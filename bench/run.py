@@ -436,9 +436,9 @@ def _ingest_row(
         log(f"ingest {label} run {rep + 1}/{reps}")
         data_dir = ds.root / "ingest-data"
         shutil.rmtree(data_dir, ignore_errors=True)
-        from rawevents.projects import Registry
+        from rawevents.storage.sqlite_registry import SqliteRegistry
 
-        project = Registry(data_dir).create_project("ingest", "UTC")
+        project = SqliteRegistry(data_dir).create_project("ingest", "UTC")
         server = live.Server(data_dir, ds.root / "server.log", env)
         try:
             runs.append(

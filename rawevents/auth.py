@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rawevents.errors import BadRequest, Forbidden, Unauthorized
-from rawevents.projects import Project, Registry, ServiceAccount
+from rawevents.projects import Project, ProjectRegistry, ServiceAccount
 
 INVALID_SECRET = (
     "Unauthorized, invalid project secret. See docs for more information: "
@@ -79,7 +79,7 @@ def _project_id_param(params: Mapping[str, str]) -> int | None:
 
 
 def authenticate_query(
-    registry: Registry,
+    registry: ProjectRegistry,
     authorization: str | None,
     params: Mapping[str, str],
     *,
@@ -119,7 +119,7 @@ def _plain_basic(header: str | None) -> BasicCredentials | None:
 
 
 def authenticate_import(
-    registry: Registry, authorization: str | None, params: Mapping[str, str]
+    registry: ProjectRegistry, authorization: str | None, params: Mapping[str, str]
 ) -> Project | None:
     """The project of an `/import` request: service account + project_id, project secret, or the
     project token as Basic username (compat §3.4). None when no credentials were sent at all."""
@@ -138,7 +138,7 @@ def authenticate_import(
 
 
 def _resolve_secret_or_account(
-    registry: Registry, credentials: BasicCredentials, project_id: int | None, now: float | None = None
+    registry: ProjectRegistry, credentials: BasicCredentials, project_id: int | None, now: float | None = None
 ) -> Project:
     if project_id is not None and credentials.password:
         # `user:secret` with a project_id can only be a service account (a project secret has no
@@ -159,7 +159,7 @@ def _resolve_secret_or_account(
 
 
 def check_service_account(
-    registry: Registry, username: str, secret: str, now: float | None = None
+    registry: ProjectRegistry, username: str, secret: str, now: float | None = None
 ) -> ServiceAccount:
     """The account, if the secret matches and it is neither revoked nor expired."""
     account = registry.service_account(username, secret)
@@ -186,7 +186,9 @@ def signature(params: Mapping[str, str], secret: str, *, sort_pairs: bool = Fals
     return hashlib.md5((text + secret).encode("utf-8")).hexdigest()
 
 
-def _authenticate_signature(registry: Registry, params: Mapping[str, str], now: float | None) -> Project:
+def _authenticate_signature(
+    registry: ProjectRegistry, params: Mapping[str, str], now: float | None
+) -> Project:
     api_key = params.get("api_key", "")
     project = registry.project_by_token(api_key) if api_key else None
     if project is None:
@@ -221,7 +223,9 @@ MISSING_BEARER = (
 )
 
 
-def authenticate_gdpr(registry: Registry, authorization: str | None, params: Mapping[str, str]) -> GdprCaller:
+def authenticate_gdpr(
+    registry: ProjectRegistry, authorization: str | None, params: Mapping[str, str]
+) -> GdprCaller:
     """The GDPR API's caller. Mixpanel authenticates it with a personal OAuth token; self-hosted,
     the bearer token is the project secret or `username:secret` of a service account with access
     to the project (HTTP Basic with the same credentials works too). `token` names the project."""

@@ -10,6 +10,7 @@ a running server and thin layers over rawevents.client. Every failure is one lin
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import sys
@@ -31,8 +32,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-def _data_dir_option(command: F) -> F:
-    return click.option("--data-dir", default=None, help=SETTINGS_BY_NAME["data_dir"].help)(command)
+def _server_config(command: Callable[..., None]) -> Callable[..., None]:
+    """`--data-dir` and `--store` (else their RAWEVENTS_* variables), handed to the command as
+    its resolved `config`: with a `clickhouse://` store the registry commands write to ClickHouse."""
+
+    @click.option("--data-dir", default=None, help=SETTINGS_BY_NAME["data_dir"].help)
+    @click.option("--store", default=None, metavar="STORE", help=SETTINGS_BY_NAME["store"].help)
+    @functools.wraps(command)
+    def with_config(*args: Any, data_dir: str | None, store: str | None, **kwargs: Any) -> None:
+        command(*args, config=load_config(flags={"data_dir": data_dir, "store": store}), **kwargs)
+
+    return with_config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -97,10 +107,10 @@ _LEGACY_HELP = (
 @click.option("--name", required=True, help="Name of the project.")
 @click.option("--timezone", default="UTC", show_default=True, help="IANA time zone of the project.")
 @click.option("--legacy-signature", is_flag=True, help=_LEGACY_HELP)
-@_data_dir_option
-def project_create(name: str, timezone: str, legacy_signature: bool, data_dir: str | None) -> None:
+@_server_config
+def project_create(name: str, timezone: str, legacy_signature: bool, config: Config) -> None:
     """Create a project and print its credentials as JSON (the only time its secret is shown)."""
-    _print(commands.project_create(_config(data_dir), name, timezone, legacy_signature))
+    _print(commands.project_create(config, name, timezone, legacy_signature))
 
 
 @project.command("list")
@@ -109,27 +119,27 @@ def project_create(name: str, timezone: str, legacy_signature: bool, data_dir: s
     is_flag=True,
     help="Include api_secret: the plaintext where kept for legacy signatures, else null.",
 )
-@_data_dir_option
-def project_list(show_secrets: bool, data_dir: str | None) -> None:
+@_server_config
+def project_list(show_secrets: bool, config: Config) -> None:
     """Print every project as a JSON array, without secrets."""
-    _print(commands.project_list(_config(data_dir), show_secrets))
+    _print(commands.project_list(config, show_secrets))
 
 
 @project.command("rotate-secret")
 @click.option("--project", "project_id", type=int, required=True, help="The project's id.")
 @click.option("--legacy-signature/--no-legacy-signature", default=None, help=_LEGACY_HELP)
-@_data_dir_option
-def project_rotate_secret(project_id: int, legacy_signature: bool | None, data_dir: str | None) -> None:
+@_server_config
+def project_rotate_secret(project_id: int, legacy_signature: bool | None, config: Config) -> None:
     """Print a new secret for a project; the old one stops working at once."""
-    _print(commands.project_rotate_secret(_config(data_dir), project_id, legacy_signature))
+    _print(commands.project_rotate_secret(config, project_id, legacy_signature))
 
 
 @project.command("delete")
 @click.option("--project", "project_id", type=int, required=True, help="The project's id.")
-@_data_dir_option
-def project_delete(project_id: int, data_dir: str | None) -> None:
+@_server_config
+def project_delete(project_id: int, config: Config) -> None:
     """Delete a project, its credentials and all its events and profiles."""
-    _print(commands.project_delete(_config(data_dir), project_id))
+    _print(commands.project_delete(config, project_id))
 
 
 @project.command("set-retention")
@@ -137,10 +147,10 @@ def project_delete(project_id: int, data_dir: str | None) -> None:
 @click.option(
     "--days", type=click.IntRange(0), required=True, help="Calendar days kept before today; 0: forever."
 )
-@_data_dir_option
-def project_set_retention(project_id: int, days: int, data_dir: str | None) -> None:
+@_server_config
+def project_set_retention(project_id: int, days: int, config: Config) -> None:
     """Keep a project's last N calendar days (and today); older events are dropped."""
-    _print(commands.project_set_retention(_config(data_dir), project_id, days))
+    _print(commands.project_set_retention(config, project_id, days))
 
 
 @cli.group("service-account")
@@ -152,26 +162,26 @@ def service_account() -> None:
 @click.option("--project", "project_id", type=int, required=True, help="Project the account may use.")
 @click.option("--name", default="service-account", show_default=True, help="Name of the account.")
 @click.option("--expires", type=int, default=None, metavar="DAYS", help="Expire after DAYS days.")
-@_data_dir_option
-def service_account_create(project_id: int, name: str, expires: int | None, data_dir: str | None) -> None:
+@_server_config
+def service_account_create(project_id: int, name: str, expires: int | None, config: Config) -> None:
     """Create a service account with access to a project (the only time its secret is shown)."""
-    _print(commands.service_account_create(_config(data_dir), project_id, name, expires))
+    _print(commands.service_account_create(config, project_id, name, expires))
 
 
 @service_account.command("list")
 @click.option("--project", "project_id", type=int, default=None, help="Only accounts with access to it.")
-@_data_dir_option
-def service_account_list(project_id: int | None, data_dir: str | None) -> None:
+@_server_config
+def service_account_list(project_id: int | None, config: Config) -> None:
     """Print service accounts as a JSON array, without secrets."""
-    _print(commands.service_account_list(_config(data_dir), project_id))
+    _print(commands.service_account_list(config, project_id))
 
 
 @service_account.command("revoke")
 @click.option("--username", required=True, help="The account's username.")
-@_data_dir_option
-def service_account_revoke(username: str, data_dir: str | None) -> None:
+@_server_config
+def service_account_revoke(username: str, config: Config) -> None:
     """Revoke a service account at once."""
-    _print(commands.service_account_revoke(_config(data_dir), username))
+    _print(commands.service_account_revoke(config, username))
 
 
 @cli.group()
@@ -181,30 +191,26 @@ def retention() -> None:
 
 @retention.command("apply")
 @click.option("--project", "project_id", type=int, default=None, help="Only this project.")
-@_data_dir_option
-def retention_apply(project_id: int | None, data_dir: str | None) -> None:
+@_server_config
+def retention_apply(project_id: int | None, config: Config) -> None:
     """Drop every project's events older than its retention now."""
-    _print(commands.retention_apply(_config(data_dir), project_id))
+    _print(commands.retention_apply(config, project_id))
 
 
 @cli.command()
 @click.option("--out", required=True, help="New (or empty) directory for the backup.")
-@_data_dir_option
-def backup(out: str, data_dir: str | None) -> None:
+@_server_config
+def backup(out: str, config: Config) -> None:
     """Write a consistent snapshot of the store and registry (also while the server runs)."""
-    _print(commands.backup_write(_config(data_dir), out))
+    _print(commands.backup_write(config, out))
 
 
 @cli.command()
 @click.option("--from", "source", required=True, help="A directory written by backup.")
-@_data_dir_option
-def restore(source: str, data_dir: str | None) -> None:
+@_server_config
+def restore(source: str, config: Config) -> None:
     """Rebuild an empty data directory from a backup."""
-    _print(commands.backup_restore(_config(data_dir), source))
-
-
-def _config(data_dir: str | None) -> Config:
-    return load_config(data_dir=data_dir)
+    _print(commands.backup_restore(config, source))
 
 
 def _print(payload: object) -> None:

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 from rawevents.ingest.workers import IngestWorkers
 from rawevents.metrics import Metrics
-from rawevents.projects import Project, Registry
+from rawevents.projects import Project, ProjectRegistry
 from rawevents.settings import Config
-from rawevents.storage import EventStore, open_store
+from rawevents.storage import EventStore, open_registry, open_store
 
 DEMO_PROJECT_NAME = "demo"
 
@@ -16,14 +16,14 @@ DEMO_PROJECT_NAME = "demo"
 @dataclass
 class Services:
     config: Config
-    registry: Registry
+    registry: ProjectRegistry
     store: EventStore
     ingest_workers: IngestWorkers | None = field(default=None)
     metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
     def open(cls, config: Config) -> Services:
-        registry = Registry(config.data_dir)
+        registry = open_registry(config)
         metrics = Metrics(config.data_dir)
         store = open_store(config, observer=metrics)
         workers = (
@@ -37,9 +37,10 @@ class Services:
         if self.ingest_workers is not None:
             self.ingest_workers.close()
         self.store.close()
+        self.registry.close()
 
 
-def ensure_demo_project(registry: Registry) -> tuple[Project, bool]:
+def ensure_demo_project(registry: ProjectRegistry) -> tuple[Project, bool]:
     """The demo project, created on first start (UTC, so exported times are true epochs), and
     whether it was created now: only then is its secret known (it is stored hashed)."""
     for project in registry.list_projects():

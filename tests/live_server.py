@@ -14,9 +14,9 @@ from typing import Any
 
 import requests
 
-from rawevents.projects import Project, Registry
+from rawevents.projects import Project, ProjectRegistry
 from rawevents.settings import load_config
-from rawevents.storage import EventStore, open_store
+from rawevents.storage import EventStore, open_registry, open_store
 
 START_TIMEOUT_S = 120
 
@@ -48,11 +48,16 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     @property
-    def registry(self) -> Registry:
-        return Registry(self.data_dir)
+    def registry(self) -> ProjectRegistry:
+        """The server's registry (in ClickHouse for a `clickhouse://` store); close it after use."""
+        return open_registry(load_config({}, data_dir=str(self.data_dir), store=self.store))
 
     def create_project(self, name: str = "test", timezone: str = "UTC") -> Project:
-        return self.registry.create_project(name, timezone)
+        registry = self.registry
+        try:
+            return registry.create_project(name, timezone)
+        finally:
+            registry.close()
 
     def open_store(self) -> EventStore:
         """The server's store opened directly (stop the server first: embedded stores are owned

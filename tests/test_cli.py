@@ -12,6 +12,7 @@ from pathlib import Path
 import requests
 
 from tests.live_server import LiveServer, free_port
+from tests.stores import store_setting
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -64,10 +65,14 @@ def test_service_account_create(tmp_path: Path) -> None:
     assert "no project with id 999" in missing.stderr
 
 
-def test_project_created_while_serving_is_usable_without_restart(tmp_path: Path) -> None:
-    server = LiveServer(tmp_path / "data").start()
+def test_project_created_while_serving_is_usable_without_restart(tmp_path: Path, store_kind: str) -> None:
+    # On every store, the registry the CLI writes (--store) is the one the server reads.
+    server = LiveServer(tmp_path / "data", store=store_setting(store_kind)).start()
     try:
-        created = _cli("project", "create", "--name", "late", "--data-dir", str(server.data_dir))
+        created = _cli(
+            "project", "create", "--name", "late", "--data-dir", str(server.data_dir), "--store", server.store
+        )
+        assert created.returncode == 0, created.stderr
         project = json.loads(created.stdout)
         body = [{"event": "e", "properties": {"time": 1700000000, "distinct_id": "u", "$insert_id": "a1"}}]
         response = server.post("/import?strict=1", json=body, auth=(project["api_secret"], ""))

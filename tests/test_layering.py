@@ -43,12 +43,10 @@ SQL_STATEMENT = re.compile(
     r"CREATE\s+(OR\s+REPLACE\s+)?(TABLE|VIEW|INDEX|DATABASE)\s|DROP\s+(TABLE|VIEW)\s|ALTER\s+TABLE\s)",
     re.IGNORECASE | re.DOTALL,
 )
-# The project registry is SQLite, not an event store: its statements stay beside it.
-SQL_ALLOWED = {PACKAGE / "projects.py"}
 
 
 def _outside_sql_homes(path: Path) -> bool:
-    return not any(home in path.parents for home in SQL_HOMES) and path not in SQL_ALLOWED
+    return not any(home in path.parents for home in SQL_HOMES)
 
 
 def _sql_literals(path: Path) -> list[str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rawevents.errors import BadRequest
-from rawevents.projects import REGISTRY_FILE, Registry
+from rawevents.projects import ProjectRegistry
 
 if TYPE_CHECKING:  # the engine (pyarrow, duckdb) loads only when a store is opened
     from rawevents.storage.base import EventStore
@@ -31,7 +31,9 @@ MANIFEST = "manifest.json"
 EVENTS_DIR = "events"
 
 
-def write_backup(registry: Registry, store: EventStore, out: Path) -> dict[str, Any]:
+def write_backup(registry: ProjectRegistry, store: EventStore, out: Path) -> dict[str, Any]:
+    from rawevents.storage.sqlite_registry import REGISTRY_FILE
+
     if out.exists() and any(out.iterdir()):
         raise BadRequest(f"backup directory {out} is not empty")
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -61,11 +63,13 @@ def restore_backup(source: Path, data_dir: Path, restore_store: Callable[[Path],
         raise BadRequest(f"{source} is not a rawevents backup (no readable {MANIFEST})") from exc
     if manifest.get("format") != FORMAT:
         raise BadRequest(f"unsupported backup format {manifest.get('format')!r}")
+    from rawevents.storage.sqlite_registry import REGISTRY_FILE, SqliteRegistry
+
     registry_path = data_dir / REGISTRY_FILE
     if registry_path.exists():
         raise BadRequest(f"{data_dir} already holds a registry: restore into an empty directory")
     restore_store(source / EVENTS_DIR)
     shutil.copyfile(source / REGISTRY_FILE, registry_path)
     registry_path.chmod(0o600)
-    Registry(data_dir)  # migrates a backup taken by an older version
+    SqliteRegistry(data_dir).close()  # migrates a backup taken by an older version
     return manifest

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from rawevents.admin import tasks
 from rawevents.admin.runner import HEARTBEAT_FRESH_MS
-from rawevents.projects import FINAL_STATES, Registry, Task
+from rawevents.projects import FINAL_STATES, ProjectRegistry, Task
 
 if TYPE_CHECKING:  # the engine (pyarrow, duckdb) loads only when a store is opened
     from rawevents.storage.base import EventStore
@@ -23,7 +23,7 @@ WAIT_STEP_SECONDS = 0.1
 
 
 def run_task(
-    registry: Registry,
+    registry: ProjectRegistry,
     data_dir: Path,
     task: Task,
     open_store: Callable[[], EventStore | None],

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rawevents.admin import tasks
-from rawevents.projects import Registry
+from rawevents.projects import ProjectRegistry
 
 if TYPE_CHECKING:  # the engine (pyarrow, duckdb) loads only when a store is opened
     from rawevents.storage.base import EventStore
@@ -30,7 +30,7 @@ STOP_WAIT_SECONDS = 30.0
 class TaskRunner:
     def __init__(
         self,
-        registry: Registry,
+        registry: ProjectRegistry,
         store: EventStore,
         data_dir: Path,
         *,

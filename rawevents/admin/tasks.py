@@ -19,7 +19,7 @@ import orjson
 
 from rawevents import timeutil
 from rawevents.admin import backup
-from rawevents.projects import FAILURE, SUCCESS, Project, Registry, Task
+from rawevents.projects import FAILURE, SUCCESS, Project, ProjectRegistry, Task
 
 if TYPE_CHECKING:  # the engine (pyarrow, duckdb) loads only when a store is opened
     from rawevents.storage.base import EventStore
@@ -38,7 +38,7 @@ RETRIEVALS_DIR = "retrievals"
 
 @dataclass(frozen=True, slots=True)
 class TaskContext:
-    registry: Registry
+    registry: ProjectRegistry
     store: EventStore
     data_dir: Path
 

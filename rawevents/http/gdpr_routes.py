@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -219,7 +220,7 @@ async def retrieval_status(request: Request, caller: GdprCaller) -> Response:
 async def retrieval_download(request: Request, caller: GdprCaller) -> Response:
     services: Services = request.app.state.services
     task = await run_in_threadpool(_owned_task, request, caller, tasks.RETRIEVAL)
-    path = tasks.retrieval_path(services.registry.path.parent, task.task_id)
+    path = tasks.retrieval_path(Path(services.config.data_dir), task.task_id)
     if task.status != SUCCESS or not path.exists():
         raise NotFound(f"retrieval task {task.task_id} has no result to download (status {task.status})")
     return FileResponse(path, media_type="application/zip", filename=f"retrieval-{task.task_id}.zip")

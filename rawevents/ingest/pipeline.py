@@ -37,7 +37,7 @@ from rawevents.ingest.decode import (
 from rawevents.ingest.events import TOO_OLD, EventBatch, EventContext, normalize_events
 from rawevents.ingest.profiles import apply_update, parse_updates
 from rawevents.ingest.responses import FailedRecord, Reply
-from rawevents.projects import Project, Registry
+from rawevents.projects import Project, ProjectRegistry
 
 if TYPE_CHECKING:  # the service owns the ingest workers: import it for types only
     from rawevents.service import Services
@@ -315,7 +315,7 @@ async def _profiles(
     return responses.received(ok, verbose=flags.verbose, error=error)
 
 
-def _token_resolver(registry: Registry) -> Callable[[str], Project | None]:
+def _token_resolver(registry: ProjectRegistry) -> Callable[[str], Project | None]:
     """Token → project, looked up once per token per request."""
     cache: dict[str, Project | None] = {}
 
@@ -330,7 +330,9 @@ def _token_resolver(registry: Registry) -> Callable[[str], Project | None]:
     return resolve
 
 
-def _authenticate_import(registry: Registry, request: IngestRequest, params: Mapping[str, str]) -> Project:
+def _authenticate_import(
+    registry: ProjectRegistry, request: IngestRequest, params: Mapping[str, str]
+) -> Project:
     """Service account + project_id, project secret, or token as Basic username; without any
     Authorization header, the legacy `api_key` parameter (a project token) of old SDKs."""
     try:

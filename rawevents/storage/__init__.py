@@ -9,7 +9,7 @@ from rawevents.storage.base import (
     ProfileUpdate,
     StoredEvent,
 )
-from rawevents.storage.factory import open_store
+from rawevents.storage.factory import open_registry, open_store
 from rawevents.timeutil import TimeSegment
 
 __all__ = [
@@ -20,5 +20,6 @@ __all__ = [
     "ProfileUpdate",
     "StoredEvent",
     "TimeSegment",
+    "open_registry",
     "open_store",
 ]

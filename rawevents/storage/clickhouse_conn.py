@@ -36,7 +36,10 @@ READ_SETTINGS = {"output_format_arrow_string_as_string": "1", "optimize_read_in_
 
 
 def param_text(value: Any) -> str:
-    """A parameter value in ClickHouse's text form (what `{name:Type}` parses)."""
+    """A parameter value in ClickHouse's text form (what `{name:Type}` parses); None is NULL
+    (for a `Nullable` parameter)."""
+    if value is None:
+        return "\\N"
     if isinstance(value, list | tuple):
         return "[" + ",".join(_quoted(item) for item in value) + "]"
     return _scalar(value).translate(_ESCAPES) if isinstance(value, str) else _scalar(value)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rawevents.errors import BadRequest, StoreInUse
 from rawevents.export.admission import ExportBudget
+from rawevents.projects import ProjectRegistry
 from rawevents.settings import Config, redact_store
 from rawevents.storage.base import EventStore, StoreObserver
 
@@ -67,6 +68,19 @@ def store_kind(config: Config) -> str:
 def open_store(config: Config, observer: StoreObserver | None = None) -> EventStore:
     """The configured store; `observer` hears about its commits, write queue and scans."""
     return _OPENERS[store_kind(config)](config, observer)
+
+
+def open_registry(config: Config) -> ProjectRegistry:
+    """The project registry beside the configured store: a SQLite file in `data_dir` for the
+    embedded stores, tables in the server's database for `clickhouse://` (shared by every host)."""
+    if store_kind(config) == "clickhouse":
+        from rawevents.storage.clickhouse_conn import HttpEngine, ServerAddress
+        from rawevents.storage.clickhouse_registry import ClickHouseRegistry
+
+        return ClickHouseRegistry(HttpEngine(ServerAddress.parse(config.store)), owns_engine=True)
+    from rawevents.storage.sqlite_registry import SqliteRegistry
+
+    return SqliteRegistry(config.data_dir)
 
 
 def open_store_unless_busy(config: Config) -> EventStore | None:

@@ -3,6 +3,9 @@
 Events are read from the DuckDB file (read-only, in export order) and submitted to the target
 in batches through the store contract, so the target's own dedup applies: a migration that
 stopped half-way can simply be run again. Profiles are written with their current properties.
+Into a `clickhouse://` store the project registry moves too (ids, tokens, secret digests,
+service accounts), since its servers read the registry from ClickHouse; `chdb` keeps the SQLite
+registry in `data_dir`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import pyarrow as pa
 
 from rawevents.settings import Config, redact_store
 from rawevents.storage.base import INCOMING_SCHEMA, EventStore, ProfileUpdate
+from rawevents.storage.clickhouse_registry import ClickHouseRegistry
 from rawevents.storage.duckdb_store import EVENTS_FILE
+from rawevents.storage.sqlite_registry import SqliteRegistry
 
 BATCH_ROWS = 50_000
 
@@ -66,11 +71,32 @@ def migrate_duckdb(
 
 def migrate_into(target: Config, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """`rawevents migrate`: the DuckDB store under `target.data_dir` into `target.store`."""
-    from rawevents.storage.factory import open_store
+    from rawevents.storage.factory import open_store, store_kind
 
     store = open_store(target)
     try:
         moved = migrate_duckdb(target.data_dir, store, progress)
     finally:
         store.close()
-    return {"events": moved.events, "profiles": moved.profiles, "to": redact_store(target.store)}
+    done: dict[str, Any] = {
+        "events": moved.events,
+        "profiles": moved.profiles,
+        "to": redact_store(target.store),
+    }
+    if store_kind(target) == "clickhouse":
+        done["registry"] = copy_registry(target)
+    return done
+
+
+def copy_registry(target: Config) -> dict[str, int]:
+    """The SQLite registry under `target.data_dir` into the ClickHouse registry of `target`."""
+    from rawevents.storage.factory import open_registry
+
+    registry = open_registry(target)
+    source = SqliteRegistry(target.data_dir)
+    try:
+        assert isinstance(registry, ClickHouseRegistry), "only a clickhouse:// store has one"
+        return registry.adopt(source.credentials())
+    finally:
+        source.close()
+        registry.close()

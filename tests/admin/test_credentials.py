@@ -21,7 +21,7 @@ from rawevents.auth import (
     ServiceAccountUnauthorized,
     authenticate_query,
 )
-from rawevents.projects import Registry
+from rawevents.storage.sqlite_registry import SqliteRegistry
 from tests.admin.helpers import cli, cli_json, event, live
 from tests.export.helpers import basic
 from tests.live_server import LiveServer, free_port
@@ -83,7 +83,7 @@ def test_secrets_are_hashed_rotated_and_revoked_on_a_live_server(tmp_path: Path)
 
 
 def test_service_account_expiry_is_honoured(tmp_path: Path) -> None:
-    registry = Registry(tmp_path)
+    registry = SqliteRegistry(tmp_path)
     project = registry.create_project("p")
     account = registry.create_service_account(project.project_id, "etl", expires_days=2)
     assert account.secret is not None and account.expires_at_ms is not None

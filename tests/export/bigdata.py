@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rawevents.projects import Project, Registry
+from rawevents.projects import Project
 from rawevents.settings import load_config
 from rawevents.storage import open_store
+from rawevents.storage.sqlite_registry import SqliteRegistry
 from tests.export.helpers import stored_event
 
 BATCH = 50_000
@@ -21,7 +22,7 @@ def build(
     store: str = "duckdb",
 ) -> Project:
     """`count` events of a new project, `step_ms` apart from `start_ms`, ~300 bytes each."""
-    project = Registry(data_dir).create_project("big", timezone)
+    project = SqliteRegistry(data_dir).create_project("big", timezone)
     events = open_store(load_config({}, data_dir=str(data_dir), store=store, commit_interval_ms=0))
     try:
         for first in range(0, count, BATCH):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -12,6 +13,7 @@ from starlette.testclient import TestClient
 from rawevents.auth import INVALID_SECRET, INVALID_SERVICE_ACCOUNT, NO_SIGNING_SECRET, signature
 from rawevents.projects import Project
 from rawevents.service import Services
+from rawevents.storage.sqlite_registry import REGISTRY_FILE
 from tests.export.helpers import basic
 
 QUERY = {"from_date": "2024-05-01", "to_date": "2024-05-01"}
@@ -147,4 +149,4 @@ def test_non_integer_project_id_is_a_bad_parameter(client: TestClient, project: 
 
 
 def test_registry_file_is_readable_by_its_owner_only(services: Services) -> None:
-    assert services.registry.path.stat().st_mode & 0o077 == 0
+    assert (Path(services.config.data_dir) / REGISTRY_FILE).stat().st_mode & 0o077 == 0

@@ -15,10 +15,11 @@ import uvicorn
 
 from rawevents.errors import StorageError
 from rawevents.http.app import create_app
-from rawevents.projects import Project, Registry
+from rawevents.projects import Project
 from rawevents.service import Services
 from rawevents.settings import load_config
 from rawevents.storage.base import ExportPlan
+from rawevents.storage.sqlite_registry import SqliteRegistry
 from tests.export.helpers import basic
 from tests.live_server import free_port
 
@@ -54,7 +55,7 @@ class FailingStore:
 @pytest.fixture
 def failing(tmp_path: Path) -> Iterator[tuple[str, Project, FailingStore]]:
     config = load_config({}, data_dir=str(tmp_path))
-    registry = Registry(tmp_path)
+    registry = SqliteRegistry(tmp_path)
     project = registry.create_project("fail", "UTC")
     store = FailingStore()
     services: Any = Services(config, registry, store)  # type: ignore[arg-type]

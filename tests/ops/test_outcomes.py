@@ -18,10 +18,11 @@ import uvicorn
 
 from rawevents.errors import StorageError
 from rawevents.http.app import create_app
-from rawevents.projects import Project, Registry
+from rawevents.projects import Project
 from rawevents.service import Services
 from rawevents.settings import load_config
 from rawevents.storage.base import ExportPlan
+from rawevents.storage.sqlite_registry import SqliteRegistry
 from tests.export.helpers import basic
 from tests.live_server import free_port
 from tests.ops.helpers import moved, scrape, wait_for
@@ -59,7 +60,7 @@ class MisbehavingStore:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Project, MisbehavingStore]]:
     config = load_config({}, data_dir=str(tmp_path))
-    registry = Registry(tmp_path)
+    registry = SqliteRegistry(tmp_path)
     project = registry.create_project("ops", "UTC")
     store = MisbehavingStore()
     services: Any = Services(config, registry, store)  # type: ignore[arg-type]

@@ -94,6 +94,7 @@ def test_parameter_text_forms() -> None:
     assert param_text(["it's", "x\\y"]) == "['it\\'s','x\\\\y']"
     assert param_text([1.5, 2.0]) == "[1.5,2.0]"
     assert param_text(True) == "true" and param_text(-3) == "-3"
+    assert param_text(None) == "\\N"  # NULL, for a Nullable parameter
 
 
 def test_export_lines_stream_as_raw_bytes() -> None:

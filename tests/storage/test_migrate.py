@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from rawevents.cli import main
-from rawevents.projects import Registry
 from rawevents.settings import load_config
 from rawevents.storage import ExportPlan, ProfileUpdate, TimeSegment, open_store
+from rawevents.storage.sqlite_registry import SqliteRegistry
 from tests.export.helpers import stored_event
 
 DAY_MS = 1_714_521_600_000  # 2024-05-01T00:00Z
@@ -32,7 +32,7 @@ def _exported(data_dir: Path, store: str, project_id: int) -> bytes:
 
 def test_migrate_duckdb_to_chdb_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data_dir = tmp_path / "data"
-    project = Registry(data_dir).create_project("m", "Europe/Berlin")
+    project = SqliteRegistry(data_dir).create_project("m", "Europe/Berlin")
     source = open_store(load_config({}, data_dir=str(data_dir), store="duckdb", commit_interval_ms=0))
     try:
         source.submit_events(
