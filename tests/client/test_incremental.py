@@ -94,9 +94,7 @@ def test_cursor_extension_is_invisible_to_plain_requests(server: LiveServer) -> 
     auth = basic(project.api_secret)
     plain = server.get("/api/2.0/export?from_date=2024-03-01&to_date=2024-03-01", headers=auth)
     assert plain.status_code == 200 and "x-rawevents-cursor" not in plain.headers
-    probed = server.get(
-        "/api/2.0/export?cursor=1&from_date=2024-03-01&to_date=2024-03-01", headers=auth
-    )
+    probed = server.get("/api/2.0/export?cursor=1&from_date=2024-03-01&to_date=2024-03-01", headers=auth)
     cursor = probed.headers["x-rawevents-cursor"]
     assert probed.content == plain.content
     # Without dates, "everything after the cursor": nothing yet, then exactly the new event.
@@ -147,9 +145,7 @@ class _Mixpanelish(httpx.BaseTransport):
         self.inner.close()
 
 
-def test_without_cursors_each_run_refetches_the_lookback_window(
-    server: LiveServer, tmp_path: Path
-) -> None:
+def test_without_cursors_each_run_refetches_the_lookback_window(server: LiveServer, tmp_path: Path) -> None:
     project = server.create_project("lookback", "UTC")
     ingest(server, project, [event("e", utc_s(2024, 3, d, 12), f"l{d}") for d in (1, 2, 3)])
     out, state = tmp_path / "out", tmp_path / "state.json"
