@@ -8,12 +8,24 @@ A worker owns no state worth saving: it reads one job at a time from its socket,
 SIGINT and SIGTERM are ignored: a terminal's Ctrl-C or a service manager's SIGTERM to the whole
 process group reaches the workers too, and the server must be the one that decides when they
 stop (after its in-flight imports are answered).
+
+Two things the profile of a worker showed (docs/performance.md, ingest):
+- The cyclic garbage collector ran dozens of times per batch: parsing 2000 events creates ~10k
+  dicts and lists, each collection walks every tracked object, and parsing took 1.5-2x longer
+  with it on. A job's objects hold no reference cycles (they are freed by reference counting
+  as soon as the job ends), so automatic collection is off; one collection after each job
+  catches whatever cycle a library might leave, and `gc.freeze` keeps the modules loaded at
+  start out of it (it takes microseconds).
+- The first Arrow array of a process imports pyarrow's pandas shim when pandas is installed
+  (about a second of CPU), which made the first batch of each worker that much slower; the
+  worker pays that right after saying ready, before its first job arrives.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import pickle
@@ -21,6 +33,7 @@ import signal
 import sys
 from multiprocessing.connection import Connection
 
+from rawevents.ingest.events import EventBatch
 from rawevents.ingest.workers import import_batch
 
 log = logging.getLogger(__name__)
@@ -37,7 +50,10 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def serve(conn: Connection) -> None:
+    gc.disable()
     conn.send(("ready", os.getpid()))
+    EventBatch().table()  # first-use imports now, not during the first job
+    gc.freeze()
     while True:
         try:
             job = conn.recv()
@@ -53,6 +69,8 @@ def serve(conn: Connection) -> None:
             conn.send(("error", RuntimeError(repr(answer[1]))))
         except OSError:
             return
+        del job, answer
+        gc.collect()
 
 
 def main(argv: list[str]) -> None:
