@@ -9,16 +9,12 @@ SIGINT and SIGTERM are ignored: a terminal's Ctrl-C or a service manager's SIGTE
 process group reaches the workers too, and the server must be the one that decides when they
 stop (after its in-flight imports are answered).
 
-Two things the profile of a worker showed (docs/performance.md, ingest):
-- The cyclic garbage collector ran dozens of times per batch: parsing 2000 events creates ~10k
-  dicts and lists, each collection walks every tracked object, and parsing took 1.5-2x longer
-  with it on. A job's objects hold no reference cycles (they are freed by reference counting
-  as soon as the job ends), so automatic collection is off; one collection after each job
-  catches whatever cycle a library might leave, and `gc.freeze` keeps the modules loaded at
-  start out of it (it takes microseconds).
-- The first Arrow array of a process imports pyarrow's pandas shim when pandas is installed
-  (about a second of CPU), which made the first batch of each worker that much slower; the
-  worker pays that right after saying ready, before its first job arrives.
+The cyclic garbage collector is off in a worker (docs/performance.md, ingest): parsing 2000
+events creates ~10k dicts and lists, so it ran dozens of times per batch, each time walking every
+tracked object, and parsing took 1.5-2x longer with it on. A job's objects hold no reference
+cycles (reference counting frees them as soon as the job ends); one collection after each job
+catches whatever cycle a library might leave, and `gc.freeze` keeps the modules loaded at start
+out of it, so that collection takes microseconds.
 """
 
 from __future__ import annotations
@@ -33,7 +29,6 @@ import signal
 import sys
 from multiprocessing.connection import Connection
 
-from rawevents.ingest.events import EventBatch
 from rawevents.ingest.workers import import_batch
 
 log = logging.getLogger(__name__)
@@ -51,9 +46,8 @@ def die_with_parent(parent_pid: int) -> None:
 
 def serve(conn: Connection) -> None:
     gc.disable()
-    conn.send(("ready", os.getpid()))
-    EventBatch().table()  # first-use imports now, not during the first job
     gc.freeze()
+    conn.send(("ready", os.getpid()))
     while True:
         try:
             job = conn.recv()

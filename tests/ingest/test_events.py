@@ -353,6 +353,22 @@ def test_track_tokens_resolve_per_event() -> None:
     assert batch.failed[0].index == 3 and batch.failed[0].message == "token, missing or empty"
 
 
+def test_table_holds_the_rows() -> None:
+    """The Arrow table the store inserts is built from buffers: it must hold exactly the rows,
+    with non-ASCII text and missing distinct_ids (nulls) in place."""
+    items = [
+        {"event": "Kauf ✓", "properties": {"time": T, "distinct_id": "ü-1", "$insert_id": "a1"}},
+        {"event": "e", "properties": {"time": T + 1, "$insert_id": "a2"}},
+        {"event": "é", "properties": {"time": T + 2, "distinct_id": 42, "nested": {"b": 1, "a": "ß"}}},
+    ]
+    batch = run(items, ctx(strict=False))
+    table = batch.table()
+    table.validate(full=True)
+    assert table.to_pylist() == [row._asdict() for row in batch.rows]
+    assert [row["distinct_id"] for row in table.to_pylist()] == ["ü-1", None, "42"]
+    assert run([], ctx()).table().num_rows == 0
+
+
 # -- equivalences that keep the hot path honest ----------------------------------------------------------
 
 _scalars = st.one_of(
