@@ -11,10 +11,10 @@ stop (after its in-flight imports are answered).
 
 The cyclic garbage collector is off in a worker (docs/performance.md, ingest): parsing 2000
 events creates ~10k dicts and lists, so it ran dozens of times per batch, each time walking every
-tracked object, and parsing took 1.5-2x longer with it on. A job's objects hold no reference
-cycles (reference counting frees them as soon as the job ends); one collection after each job
-catches whatever cycle a library might leave, and `gc.freeze` keeps the modules loaded at start
-out of it, so that collection takes microseconds.
+tracked object, and parsing took 1.5-2x longer with it on. A job's parsed events hold no
+reference cycles (reference counting frees them as soon as the job ends); one collection after
+each job frees the few that exist (an error answer's traceback, a library's), and `gc.freeze`
+keeps the modules loaded at start out of it, so that collection takes microseconds.
 """
 
 from __future__ import annotations
