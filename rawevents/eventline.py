@@ -14,6 +14,12 @@ _HEAD_1 = b'{"event":'
 _HEAD_2 = b',"properties":{"time":'
 
 
+def line_head(event: str) -> tuple[bytes, int]:
+    """The line up to the digits of `time` as UTF-8, and its length in characters (`time_pos`)."""
+    head = _HEAD_1 + orjson.dumps(event) + _HEAD_2
+    return head, len(head) if head.isascii() else len(head.decode())
+
+
 def assemble_line(event: str, properties: dict[str, Any], local_time: int) -> tuple[int, str]:
     """(time_pos, line): `properties` must not contain `time`; `line` ends with a newline and
     `time_pos` is the character offset where the digits of `local_time` start."""
@@ -23,8 +29,7 @@ def assemble_line(event: str, properties: dict[str, Any], local_time: int) -> tu
     for key in sorted(properties):
         if key != "distinct_id":
             ordered[key] = properties[key]
-    head = _HEAD_1 + orjson.dumps(event) + _HEAD_2
+    head, time_pos = line_head(event)
     body = orjson.dumps(ordered)
     tail = b"}}\n" if body == b"{}" else b"," + body[1:] + b"}\n"
-    head_text = head.decode()
-    return len(head_text), head_text + str(local_time) + tail.decode()
+    return time_pos, head.decode() + str(local_time) + tail.decode()

@@ -1,28 +1,35 @@
-"""Event normalisation and validation (compat §5.2, §5.3, §5.5): decoded JSON items in, `StoredEvent`
-rows (with the export line assembled once) and per-record failures out.
+"""Event normalisation and validation (compat §5.2, §5.3, §5.5): decoded JSON items in, the
+stored columns (with the export line assembled once) and per-record failures out.
 
 This is the hot path of ingestion, so each event is handled in one pass over its own parsed dict:
-the dict is mutated in place (never copied), checks are `type(x) is …` comparisons, and the only
-per-event allocations are the line and the row.
+the dict is mutated in place (never copied), checks are `type(x) is …` comparisons, and the
+result is kept as columns, which become the Arrow table the store inserts without a per-row step.
+The line is assembled as UTF-8 bytes straight from orjson's output: decoding each body to `str`,
+concatenating and encoding again for Arrow cost about as much as serialising it (profile in
+docs/performance.md). The line head (`{"event":…,"properties":{"time":`) is built once per event
+name of a batch.
 """
 
 from __future__ import annotations
 
+import array
 import hashlib
 import math
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
+import pyarrow as pa
 
-from rawevents.eventline import assemble_line
+from rawevents.eventline import line_head
 from rawevents.ingest.responses import FailedRecord
 from rawevents.projects import Project
-from rawevents.storage.base import StoredEvent
+from rawevents.storage.base import INCOMING_SCHEMA, StoredEvent
 from rawevents.timeutil import local_seconds, offset_ms_at, zone
 
 MIN_TIME_MS = 31_536_000_000  # 1971-01-01T00:00:00Z: strict /import rejects anything earlier
@@ -86,18 +93,90 @@ class EventContext:
 
 @dataclass(slots=True)
 class EventBatch:
-    rows: list[StoredEvent] = field(default_factory=list)
+    """The normalised events as columns (one entry per stored event, INCOMING_SCHEMA's order)."""
+
+    project_ids: list[int] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    distinct_ids: list[str | None] = field(default_factory=list)
+    insert_ids: list[str] = field(default_factory=list)
+    time_pos: list[int] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)  # UTF-8, newline included
     failed: list[FailedRecord] = field(default_factory=list)
     dropped: int = 0  # valid but discarded: `$ignore`, or a token no project has
     unknown_token: int = 0  # of `dropped`: events whose token no project has
 
     @property
     def stored(self) -> int:
-        return len(self.rows)
+        return len(self.lines)
 
     @property
     def accepted(self) -> int:
-        return len(self.rows) + self.dropped
+        return len(self.lines) + self.dropped
+
+    @property
+    def rows(self) -> list[StoredEvent]:
+        """The events as rows (for callers that look at single events)."""
+        return [
+            StoredEvent(project_id, time_ms, event, distinct_id, insert_id, time_pos, line.decode())
+            for project_id, time_ms, event, distinct_id, insert_id, time_pos, line in zip(
+                self.project_ids,
+                self.times,
+                self.events,
+                self.distinct_ids,
+                self.insert_ids,
+                self.time_pos,
+                self.lines,
+                strict=True,
+            )
+        ]
+
+    def table(self) -> pa.Table:
+        """The events as one Arrow table of INCOMING_SCHEMA, what the store inserts. Columns are
+        built from their buffers (`pa.array` on Python lists would also import pyarrow's pandas
+        shim, a second of CPU in each worker process when pandas is installed)."""
+        return pa.Table.from_arrays(
+            [
+                _int_array(self.project_ids, "i", pa.int32()),
+                _int_array(self.times, "q", pa.int64()),
+                _text_array(self.events),
+                _optional_text_array(self.distinct_ids),
+                _text_array(self.insert_ids),
+                _int_array(self.time_pos, "i", pa.int32()),
+                _string_array(self.lines),
+            ],
+            schema=INCOMING_SCHEMA,
+        )
+
+
+def _int_array(values: list[int], typecode: str, kind: pa.DataType) -> pa.Array:
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(array.array(typecode, values))])
+
+
+def _string_array(values: list[bytes], validity: pa.Buffer | None = None) -> pa.Array:
+    """UTF-8 values as one string array: one join, offsets from the lengths (orjson's output
+    and encoded `str`s are valid UTF-8, so nothing is converted or checked per value)."""
+    offsets = array.array("i", accumulate(map(len, values), initial=0))
+    buffers = [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(values))]
+    return pa.Array.from_buffers(pa.string(), len(values), buffers)
+
+
+def _text_array(values: list[str]) -> pa.Array:
+    data = "".join(values).encode()
+    if len(data) != sum(map(len, values)):  # non-ASCII: byte lengths differ from lengths
+        return _string_array([value.encode() for value in values])
+    offsets = array.array("i", accumulate(map(len, values), initial=0))
+    return pa.Array.from_buffers(pa.string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _optional_text_array(values: list[str | None]) -> pa.Array:
+    if None not in values:
+        return _text_array(values)  # type: ignore[arg-type]
+    bits = bytearray((len(values) + 7) // 8)
+    for i, value in enumerate(values):
+        if value is not None:
+            bits[i >> 3] |= 1 << (i & 7)
+    return _string_array([b"" if value is None else value.encode() for value in values], pa.py_buffer(bits))
 
 
 class _Dropped(Exception):
@@ -155,7 +234,6 @@ def normalize_events(
     passes `resolve`, mapping each event's `token` to its project (None: discard silently).
     `lenient` says strings may hold lone surrogates (invalid UTF-8) and must be checked."""
     batch = EventBatch()
-    rows = batch.rows
     server_props: dict[str, Any] = {
         "$mp_api_endpoint": ctx.host,
         "$mp_api_timestamp_ms": ctx.received_ms,
@@ -164,6 +242,7 @@ def normalize_events(
     if ctx.endpoint == "import":
         server_props["$import"] = True
     clocks: dict[int, LocalClock] = {}
+    heads: dict[str, tuple[bytes, int]] = {}
     for index, item in enumerate(items):
         try:
             target, row_parts = _normalize_one(item, ctx, project, resolve, lenient, server_props)
@@ -187,18 +266,27 @@ def normalize_events(
             batch.unknown_token += drop.unknown_token
             continue
         time_ms, event, distinct_id, insert_id, props, nested = row_parts
-        clock = clocks.get(target.project_id)
+        project_id = target.project_id
+        clock = clocks.get(project_id)
         if clock is None:
-            clock = clocks[target.project_id] = LocalClock(zone(target.timezone))
+            clock = clocks[project_id] = LocalClock(zone(target.timezone))
+        head = heads.get(event)
+        if head is None:
+            head = heads[event] = line_head(event)
         try:
-            assemble = assemble_line if nested else flat_line
-            time_pos, line = assemble(event, props, clock(time_ms))
+            line = line_bytes(head[0], props, clock(time_ms), nested)
         except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError: e.g. an integer over 64 bits
             batch.failed.append(
                 FailedRecord(index, _insert_id_of(item), "properties", f"'properties' is invalid: {exc}")
             )
             continue
-        rows.append(StoredEvent(target.project_id, time_ms, event, distinct_id, insert_id, time_pos, line))
+        batch.project_ids.append(project_id)
+        batch.times.append(time_ms)
+        batch.events.append(event)
+        batch.distinct_ids.append(distinct_id)
+        batch.insert_ids.append(insert_id)
+        batch.time_pos.append(head[1])
+        batch.lines.append(line)
     return batch
 
 
@@ -414,23 +502,24 @@ def _truncate_list(items: list[Any]) -> bool:
 _MISSING: Any = object()
 
 
-def flat_line(event: str, props: dict[str, Any], local_time: int) -> tuple[int, str]:
-    """`eventline.assemble_line` for properties holding no objects at any depth, byte for byte
-    (a property test compares the two): orjson sorts the keys natively, in code-point order as
-    `sorted` does, which only differs from assemble_line for nested objects (it sorts those too)."""
+def line_bytes(head: bytes, props: dict[str, Any], local_time: int, nested: bool) -> bytes:
+    """`eventline.assemble_line`'s line as bytes, byte for byte (a property test compares them),
+    after `head` from `eventline.line_head`. Flat properties are sorted by orjson natively (in
+    code-point order, as `sorted`); `nested` ones are sorted here, because orjson would sort the
+    keys of nested objects too, and those keep their order."""
     distinct_id = props.pop("distinct_id", _MISSING)
     try:
-        body = orjson.dumps(props, option=orjson.OPT_SORT_KEYS)
+        if nested:
+            body = orjson.dumps({key: props[key] for key in sorted(props)})
+        else:
+            body = orjson.dumps(props, option=orjson.OPT_SORT_KEYS)
     finally:
         if distinct_id is not _MISSING:
             props["distinct_id"] = distinct_id
-    head = '{"event":' + orjson.dumps(event).decode() + ',"properties":{"time":'
-    text = head + str(local_time)
-    if distinct_id is not _MISSING:
-        text += ',"distinct_id":' + orjson.dumps(distinct_id).decode()
+    did = b"" if distinct_id is _MISSING else b',"distinct_id":' + orjson.dumps(distinct_id)
     if body == b"{}":
-        return len(head), text + "}}\n"
-    return len(head), text + "," + body[1:].decode() + "}\n"
+        return b"%b%d%b}}\n" % (head, local_time, did)
+    return b"%b%d%b,%b}\n" % (head, local_time, did, body[1:])
 
 
 # -- invalid UTF-8 (only reachable through the lenient parser) -----------------------------------------

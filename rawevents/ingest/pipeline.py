@@ -276,7 +276,7 @@ def _events_reply(endpoint: str, flags: _Flags, batch: EventBatch | workers.Tabl
 async def _write(services: Services, batch: EventBatch | workers.TableBatch) -> None:
     if not batch.stored:
         return
-    rows = batch.table if isinstance(batch, workers.TableBatch) else batch.rows
+    rows = batch.table if isinstance(batch, workers.TableBatch) else batch.table()
     try:
         await asyncio.wrap_future(services.store.submit_events(rows))
     except StorageError:

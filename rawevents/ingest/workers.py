@@ -37,7 +37,6 @@ from rawevents.ingest.decode import (
 from rawevents.ingest.events import EventContext, normalize_events
 from rawevents.ingest.responses import FailedRecord
 from rawevents.projects import Project
-from rawevents.storage.base import events_table
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ def import_batch(job: ImportJob) -> TableBatch:
     payload = parse_payload(raw, ndjson=ndjson)
     items = batch_items(payload, job.max_events)
     batch = normalize_events(items, job.ctx, project=job.project, lenient=payload.lenient)
-    return TableBatch(events_table(batch.rows), batch.failed, batch.dropped)
+    return TableBatch(batch.table(), batch.failed, batch.dropped)
 
 
 class WorkerLost(Exception):

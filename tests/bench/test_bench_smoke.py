@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import ingest_stages
 from bench.run import main
 
 
@@ -29,3 +30,10 @@ def test_bench_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert [row.rows for row in ingest.rows[:2]] == [2000, 2000]  # every event acknowledged, both orders
     assert (tmp_path / "results-2000.md").exists()
     assert "| system |" in capsys.readouterr().out
+
+
+def test_ingest_stages_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    per_event = ingest_stages.main(["--events", "2000", "--batch", "500", "--out", str(tmp_path)])
+    assert list(per_event) == list(ingest_stages.STAGES)
+    assert all(micros >= 0 for micros in per_event.values())
+    assert "2,000 events stored" in capsys.readouterr().out  # every event went through every stage

@@ -9,15 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rawevents.eventline import assemble_line
+from rawevents.eventline import assemble_line, line_head
 from rawevents.ingest.decode import parse_payload
 from rawevents.ingest.events import (
     DISALLOWED_IDS,
     EventBatch,
     EventContext,
     LocalClock,
-    flat_line,
     ip_distinct_id,
+    line_bytes,
     new_insert_id,
     normalize_events,
 )
@@ -353,6 +353,22 @@ def test_track_tokens_resolve_per_event() -> None:
     assert batch.failed[0].index == 3 and batch.failed[0].message == "token, missing or empty"
 
 
+def test_table_holds_the_rows() -> None:
+    """The Arrow table the store inserts is built from buffers: it must hold exactly the rows,
+    with non-ASCII text and missing distinct_ids (nulls) in place."""
+    items = [
+        {"event": "Kauf ✓", "properties": {"time": T, "distinct_id": "ü-1", "$insert_id": "a1"}},
+        {"event": "e", "properties": {"time": T + 1, "$insert_id": "a2"}},
+        {"event": "é", "properties": {"time": T + 2, "distinct_id": 42, "nested": {"b": 1, "a": "ß"}}},
+    ]
+    batch = run(items, ctx(strict=False))
+    table = batch.table()
+    table.validate(full=True)
+    assert table.to_pylist() == [row._asdict() for row in batch.rows]
+    assert [row["distinct_id"] for row in table.to_pylist()] == ["ü-1", None, "42"]
+    assert run([], ctx()).table().num_rows == 0
+
+
 # -- equivalences that keep the hot path honest ----------------------------------------------------------
 
 _scalars = st.one_of(
@@ -365,16 +381,24 @@ _scalars = st.one_of(
 _flat_values = st.one_of(_scalars, st.lists(_scalars, max_size=4))
 
 
+_values = st.recursive(
+    _flat_values, lambda inner: st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=6
+)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     event_name=st.text(min_size=1, max_size=10),
-    props=st.dictionaries(st.text(max_size=8), _flat_values, max_size=8),
+    props=st.dictionaries(st.text(max_size=8), _values, max_size=8),
     local_time=st.integers(0, 2**40),
 )
-def test_flat_line_matches_assemble_line(event_name: str, props: dict[str, Any], local_time: int) -> None:
+def test_line_bytes_matches_assemble_line(event_name: str, props: dict[str, Any], local_time: int) -> None:
     props.pop("time", None)
     before = dict(props)
-    assert flat_line(event_name, props, local_time) == assemble_line(event_name, dict(props), local_time)
+    nested = any(type(value) is dict for value in props.values())
+    head, time_pos = line_head(event_name)
+    line = line_bytes(head, props, local_time, nested)
+    assert (time_pos, line.decode()) == assemble_line(event_name, dict(props), local_time)
     assert props == before and list(props) == list(before)  # restored, distinct_id included
 
 
