@@ -33,8 +33,8 @@ from bench.dataset import OUT, build
 from rawevents.ingest.decode import batch_items, gunzip_capped, parse_payload
 from rawevents.ingest.events import EventContext, normalize_events
 from rawevents.ingest.workers import ImportJob, TableBatch
-from rawevents.projects import Registry
 from rawevents.storage.duckdb_store import DuckDBStore
+from rawevents.storage.sqlite_registry import SqliteRegistry
 
 MAX_BYTES = 10 * 1024 * 1024
 STAGES = ("gunzip", "parse", "normalise", "arrow", "hand-off", "insert")
@@ -53,7 +53,7 @@ def gzip_batches(jsonl: Path, events: int, batch: int) -> list[bytes]:
 
 def measure(bodies: list[bytes], group: int, data_dir: Path) -> tuple[dict[str, float], int]:
     """CPU seconds per stage over all bodies, and the number of events stored."""
-    project = Registry(data_dir).create_project("stages", "UTC")
+    project = SqliteRegistry(data_dir).create_project("stages", "UTC")
     now = int(time.time() * 1000)
     ctx = EventContext("import", True, now, now, "localhost", False, None)
     spent = dict.fromkeys(STAGES, 0.0)
