@@ -73,12 +73,14 @@ class Run:
     out_bytes: int  # compressed bytes written
 
 
-def expected(ds: Dataset, flt: Filter) -> tuple[int, int]:
+def expected(ds: Dataset, flt: Filter, project_id: int | None = None) -> tuple[int, int]:
     """(rows, uncompressed JSONL bytes) the filter selects, counted on the store."""
     con = duckdb.connect(str(ds.data_dir / "events.duckdb"), read_only=True)
     try:
         row = con.execute(
             f"SELECT count(*), coalesce(sum(strlen(line)), 0) FROM events WHERE {flt.store_sql}"
+            " AND project_id = ?",
+            [project_id or ds.project.project_id],
         )
         rows, size = row.fetchone()  # type: ignore[misc]
         return int(rows), int(size)

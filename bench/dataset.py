@@ -1,11 +1,17 @@
 """Fill a rawevents data directory with generated events, fast, plus the baseline input files.
 
-The benchmark's own bulk path: the generated Arrow columns go straight into the `events` table
-through one DuckDB connection (`INSERT INTO events SELECT … FROM <arrow table>`), in chunks of 1M
-rows, with `seq` numbered in generation order. That writes exactly the rows
-`DuckDBStore.append_events` would write for the same `StoredEvent`s (same line, time_pos,
-dedup key columns) without going through the writer thread, so a 10M-row store takes about a
-minute to build instead of the ingest path's time. The ingest path is measured on its own.
+The benchmark's own bulk path: the generated Arrow columns go straight into the store's recent
+area through one DuckDB connection (`INSERT INTO events_recent SELECT … FROM <arrow table>`), in
+chunks of 1M rows, with `seq` numbered in arrival order; then the store's own compactor sorts
+them into runs (`DuckDBStore.compact`), as it would in the background after the same commits.
+That writes exactly the rows `submit_events` would write for the same events (same line,
+time_pos, dedup key columns) without going through the writer thread, so a 10M-row store takes
+minutes to build instead of the ingest path's time. The ingest path is measured on its own.
+
+Arrival order: `ordered` numbers `seq` in generation order (time order, 2 % late); `shuffled`
+numbers it by a random permutation, as if the same events arrived in random order, so every
+compaction slice holds rows of every day. `small_share` adds a second project with that share of
+the big one's events (its own seed), its arrival interleaved with the big project's.
 
 Next to the store it writes, once per (size, seed):
 - `rows.parquet`: (time_ms, seq, event, line) of every stored row, the input of the ClickHouse
@@ -22,11 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.gen import DAY_MS, DAYS, START_MS, generate
+from bench.gen import DAY_MS, DAYS, START_MS, Chunk, generate
 from rawevents.projects import Project, Registry
+from rawevents.storage.duckdb_layout import KEY_HASH, RECENT
 from rawevents.storage.duckdb_store import DuckDBStore
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -37,7 +45,8 @@ class Dataset:
     root: Path  # holds data/ (the server's data dir), rows.parquet and import.jsonl
     n_events: int
     project: Project
-    line_bytes: int  # total bytes of the stored lines = uncompressed JSONL of a full export
+    line_bytes: int  # total bytes of the big project's lines = uncompressed JSONL of a full export
+    small: Project | None = None  # the 1 % project, when the dataset has one
     start_ms: int = START_MS
     end_ms: int = START_MS + DAYS * DAY_MS
 
@@ -54,62 +63,100 @@ class Dataset:
         return self.root / "import.jsonl"
 
 
-def build(n_events: int, seed: int = 42, *, out: Path = OUT, log: bool = True) -> Dataset:
-    """The dataset for (n_events, seed), built once and reused from `out` afterwards."""
-    root = out / f"ds-{n_events}-{seed}"
+def build(
+    n_events: int,
+    seed: int = 42,
+    *,
+    out: Path = OUT,
+    log: bool = True,
+    arrival: str = "ordered",
+    small_share: float = 0.0,
+) -> Dataset:
+    """The dataset for (n_events, seed, arrival, small_share), built once and reused from `out`."""
+    name = f"ds-{n_events}-{seed}" + ("" if arrival == "ordered" else f"-{arrival}")
+    name += f"-small{small_share:g}" if small_share else ""
+    root = out / name
     done = root / "complete"
     if done.exists():
         registry = Registry(root / "data")
         # Secrets are stored hashed: a reused dataset gets a fresh one to authenticate with.
-        project = registry.rotate_secret(registry.list_projects()[0].project_id)
-        return Dataset(root, n_events, project, int(done.read_text()))
+        project, *others = (registry.rotate_secret(p.project_id) for p in registry.list_projects())
+        return Dataset(root, n_events, project, int(done.read_text()), small=others[0] if others else None)
     if root.exists():
         shutil.rmtree(root)
     (root / "data").mkdir(parents=True)
     started = time.perf_counter()
-    project = Registry(root / "data").create_project("bench", "UTC")
-    DuckDBStore(root / "data").close()  # creates the schema exactly as the server does
-    con = duckdb.connect(str(root / "data" / "events.duckdb"))
+    registry = Registry(root / "data")
+    project = registry.create_project("bench", "UTC")
+    small = registry.create_project("small", "UTC") if small_share else None
+    DuckDBStore(root / "data", background_compaction=False).close()  # the schema, as the server makes it
+    n_small = int(n_events * small_share)
+    order = _arrival(n_events + n_small, seed, arrival)
+    con = duckdb.connect(str(root / "data" / "events.duckdb"), config={"memory_limit": "1GB"})
     con.execute("SET enable_progress_bar = false")
     writer: pq.ParquetWriter | None = None
     total_bytes = 0
-    seq = 1
+    done_rows = 0
     with open(root / "import.jsonl", "wb") as jsonl:
         for chunk in generate(n_events, seed):
-            n = len(chunk)
-            table = pa.table(
-                {
-                    "project_id": pa.array([project.project_id] * n, pa.int32()),
-                    "time_ms": chunk.time_ms,
-                    "seq": pa.array(range(seq, seq + n), pa.int64()),
-                    "event": chunk.event,
-                    "distinct_id": chunk.distinct_id,
-                    "insert_id": chunk.insert_id,
-                    "time_pos": chunk.time_pos,
-                    "line": chunk.line,
-                }
-            )
-            con.register("chunk_rows", table)
-            con.execute("INSERT INTO events SELECT * FROM chunk_rows")
-            con.unregister("chunk_rows")
+            table = _stored(chunk, project.project_id, order[done_rows : done_rows + len(chunk)])
+            _insert(con, table)
             rows = table.select(["time_ms", "seq", "event", "line"])
             if writer is None:
                 writer = pq.ParquetWriter(root / "rows.parquet", rows.schema, compression="zstd")
             writer.write_table(rows)
             total_bytes += sum(len(buf) for buf in _data_buffers(chunk.line))
-            body = chunk.body
-            jsonl.write(_joined_lines(body))
-            seq += n
+            jsonl.write(_joined_lines(chunk.body))
+            done_rows += len(chunk)
             if log:
-                print(f"  generated {seq - 1:,}/{n_events:,} events", flush=True)
+                print(f"  generated {done_rows:,}/{n_events:,} events", flush=True)
+    if small is not None:
+        for chunk in generate(n_small, seed + 1):
+            _insert(con, _stored(chunk, small.project_id, order[done_rows : done_rows + len(chunk)]))
+            done_rows += len(chunk)
     if writer is not None:
         writer.close()
     con.execute("CHECKPOINT")
     con.close()
+    store = DuckDBStore(root / "data", background_compaction=False)
+    try:
+        store.compact()
+    finally:
+        store.close()
     done.write_text(str(total_bytes))
     if log:
         print(f"  dataset ready in {time.perf_counter() - started:.1f} s: {root}", flush=True)
-    return Dataset(root, n_events, project, total_bytes)
+    return Dataset(root, n_events, project, total_bytes, small=small)
+
+
+def _arrival(n: int, seed: int, arrival: str) -> np.ndarray:
+    """`seq` of each generated row (1-based): generation order, or a random permutation."""
+    if arrival == "ordered":
+        return np.arange(1, n + 1, dtype=np.int64)
+    return np.random.default_rng([seed, 0x5EED]).permutation(n).astype(np.int64) + 1
+
+
+def _stored(chunk: Chunk, project_id: int, seq: np.ndarray) -> pa.Table:
+    n = len(chunk)
+    return pa.table(
+        {
+            "project_id": pa.array(np.full(n, project_id, np.int32)),
+            "time_ms": chunk.time_ms,
+            "seq": pa.array(seq),
+            "event": chunk.event,
+            "distinct_id": chunk.distinct_id,
+            "insert_id": chunk.insert_id,
+            "time_pos": chunk.time_pos,
+            "line": chunk.line,
+        }
+    )
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
+    """Into the recent area in arrival order, as commits would have written it."""
+    con.register("chunk_rows", table)
+    con.execute(f"INSERT INTO {RECENT} SELECT *, {KEY_HASH} FROM chunk_rows ORDER BY seq")
+    con.unregister("chunk_rows")
 
 
 def _data_buffers(column: pa.Array) -> list[memoryview]:

@@ -58,7 +58,7 @@ class Server:
             stderr=self.log,
             cwd=ROOT,
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a busy shared machine starts the workers slowly
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited, see {log_path}")
@@ -67,7 +67,7 @@ class Server:
                 return
             except httpx.TransportError:
                 time.sleep(0.05)
-        raise RuntimeError("server did not start in 60 s")
+        raise RuntimeError("server did not start in 180 s")
 
     @property
     def base_url(self) -> str:

@@ -104,7 +104,11 @@ def _date(ms: int) -> str:
 
 
 def direct_export(
-    ds: Dataset, reps: int, memory_limit: str | None = None, store_setting: str = "duckdb"
+    ds: Dataset,
+    reps: int,
+    memory_limit: str | None = None,
+    store_setting: str = "duckdb",
+    project_id: int | None = None,
 ) -> tuple[float, float]:
     """(scan-only seconds, scan + ISA-L level 1 seconds) of the store's export_chunks in process."""
     from isal import isal_zlib
@@ -118,7 +122,7 @@ def direct_export(
         {}, data_dir=str(ds.data_dir), store=store_setting, engine_memory_limit=memory_limit or default_limit
     )
     store = open_store(config)
-    plan = ExportPlan(ds.project.project_id, [TimeSegment(ds.start_ms, ds.end_ms, 0)])
+    plan = ExportPlan(project_id or ds.project.project_id, [TimeSegment(ds.start_ms, ds.end_ms, 0)])
     try:
 
         def scan() -> float:
@@ -311,6 +315,77 @@ def export_sections(
     return list(sections.values()), facts
 
 
+def layout_section(
+    ordered: Dataset,
+    shuffled: Dataset,
+    reps: int,
+    log: Callable[[str], None],
+    env: dict[str, str] | None = None,
+) -> tuple[Section, dict[str, str]]:
+    """The same events arrived in order and shuffled, and a 1 % project beside the big one: full
+    exports in process and over HTTP, in the same run."""
+    assert shuffled.small is not None
+    section = Section(f"export full range by arrival order and tenant size ({ordered.n_events:,} events)")
+    facts: dict[str, str] = {}
+    memory_limit = (env or {}).get("RAWEVENTS_ENGINE_MEMORY_LIMIT")
+    store_setting = (env or {}).get("RAWEVENTS_STORE", "duckdb")
+    rows, size = expected(ordered, FULL)
+    small_rows, small_size = expected(shuffled, FULL, shuffled.small.project_id)
+    http: dict[str, float] = {}
+    targets = [
+        ("arrived in order", ordered, ordered.project, rows, size),
+        ("arrived shuffled", shuffled, shuffled.project, rows, size),
+        ("the 1 % project beside it (shuffled store)", shuffled, shuffled.small, small_rows, small_size),
+    ]
+    for label, ds, project, n, nbytes in targets:
+        log(f"layout: {label}")
+        scan_s, _ = direct_export(ds, reps, memory_limit, store_setting, project.project_id)
+        server = live.Server(ds.data_dir, ds.root / "server.log", env)
+        try:
+            path = live.export_query(FULL, _date(ds.start_ms), _date(ds.end_ms - 1))
+            status, got_rows, got_bytes = live.check_export(server, project.api_secret, path)
+            note = (
+                "" if (status, got_rows, got_bytes) == (200, n, nbytes) else f"MISMATCH {status} {got_rows}"
+            )
+            runs = [live.curl_export(server, project.api_secret, path) for _ in range(reps)]
+        finally:
+            server.stop()
+        http[label] = statistics.median(r.seconds for r in runs)
+        first = statistics.median(r.first_byte for r in runs)
+        section.rows.append(
+            Row(f"rawevents HTTP gzip, {label}", http[label], nbytes, n, runs[0].out_bytes, note)
+        )
+        section.rows.append(
+            Row(
+                f"rawevents in-process export_chunks, {label}",
+                scan_s,
+                nbytes,
+                n,
+                0,
+                f"first byte {1000 * first:.0f} ms",
+            )
+        )
+    section.ours = section.rows[0].system
+    order_ratio = http["arrived shuffled"] / http["arrived in order"]
+    small_ratio = http["the 1 % project beside it (shuffled store)"] / http["arrived shuffled"]
+    facts["full export time, shuffled ÷ in order (HTTP)"] = f"{order_ratio:.2f}×"
+    facts["1 % project export time ÷ big project export time (HTTP)"] = f"{100 * small_ratio:.1f} %"
+    return section, facts
+
+
+def shuffled_jsonl(ds: Dataset, limit: int, seed: int) -> Path:
+    """The first `limit` /import objects in a random order (a backfill of mixed history)."""
+    import random
+
+    path = ds.root / f"import-{limit}-shuffled.jsonl"
+    if not path.exists():
+        with open(ds.import_jsonl, "rb") as src:
+            lines = [line for _, line in zip(range(limit), src, strict=False)]
+        random.Random(seed).shuffle(lines)
+        path.write_bytes(b"".join(lines))
+    return path
+
+
 def ingest_section(
     ds: Dataset,
     reps: int,
@@ -319,32 +394,15 @@ def ingest_section(
     limit: int,
     log: Callable[[str], None],
     env: dict[str, str] | None = None,
+    shuffled: bool = True,
 ) -> Section:
     n = min(limit, ds.n_events)
     section = Section(f"ingest {n:,} events over HTTP: /import, {batch}/batch, gzip, {clients} clients")
-    runs = []
-    for rep in range(reps):
-        log(f"ingest run {rep + 1}/{reps}")
-        data_dir = ds.root / "ingest-data"
-        shutil.rmtree(data_dir, ignore_errors=True)
-        from rawevents.projects import Registry
-
-        project = Registry(data_dir).create_project("ingest", "UTC")
-        server = live.Server(data_dir, ds.root / "server.log", env)
-        try:
-            runs.append(
-                live.http_ingest(
-                    server, project.api_secret, ds.import_jsonl, clients=clients, batch=batch, limit=n
-                )
-            )
-        finally:
-            server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
-    run = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
-    note = f"p50 {run.p50_ms:.0f} ms, p99 {run.p99_ms:.0f} ms per request"
-    if run.failures:
-        note += f", {run.failures} failed requests"
-    section.rows.append(Row("rawevents HTTP /import (durable acks)", run.seconds, 0, run.events, 0, note))
+    sources = [("in time order", ds.import_jsonl)]
+    if shuffled:
+        sources.append(("shuffled", shuffled_jsonl(ds, n, 7)))
+    for label, jsonl in sources:
+        _ingest_row(section, ds, reps, clients, batch, n, log, env, label, jsonl)
     section.ours = section.rows[0].system
     log("DuckDB bulk load baseline")
     jsonl = ds.import_jsonl
@@ -359,6 +417,43 @@ def ingest_section(
     seconds = median_of(reps, lambda: duckdb_bulk_load(jsonl, ds.root / "bulk.duckdb"))
     section.rows.append(Row("DuckDB INSERT … FROM read_json(JSONL file)", seconds, 0, n))
     return section
+
+
+def _ingest_row(
+    section: Section,
+    ds: Dataset,
+    reps: int,
+    clients: int,
+    batch: int,
+    n: int,
+    log: Callable[[str], None],
+    env: dict[str, str] | None,
+    label: str,
+    jsonl: Path,
+) -> None:
+    runs = []
+    for rep in range(reps):
+        log(f"ingest {label} run {rep + 1}/{reps}")
+        data_dir = ds.root / "ingest-data"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        from rawevents.projects import Registry
+
+        project = Registry(data_dir).create_project("ingest", "UTC")
+        server = live.Server(data_dir, ds.root / "server.log", env)
+        try:
+            runs.append(
+                live.http_ingest(server, project.api_secret, jsonl, clients=clients, batch=batch, limit=n)
+            )
+        finally:
+            server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    run = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
+    note = f"p50 {run.p50_ms:.0f} ms, p99 {run.p99_ms:.0f} ms per request"
+    if run.failures:
+        note += f", {run.failures} failed requests"
+    section.rows.append(
+        Row(f"rawevents HTTP /import (durable acks), {label}", run.seconds, 0, run.events, 0, note)
+    )
 
 
 def render(report: Report) -> str:
@@ -392,11 +487,15 @@ def main(argv: list[str] | None = None) -> Report:
         "--big", action="store_true", help="also export a 10M-row store (RSS, first byte, MB/s)"
     )
     parser.add_argument("--big-events", type=int, default=10_000_000)
-    parser.add_argument("--clients", type=int, default=8, help="concurrent /import clients")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent /import clients")
     parser.add_argument("--batch", type=int, default=2000, help="events per /import request")
     parser.add_argument("--ingest-events", type=int, default=1_000_000, help="events sent to /import per run")
     parser.add_argument("--ingest-reps", type=int, default=3)
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument(
+        "--skip-layout", action="store_true", help="skip the shuffled / 1 %% project scenarios"
+    )
+    parser.add_argument("--ingest-ordered-only", action="store_true", help="skip the shuffled ingest run")
     parser.add_argument("--no-chdb-json", action="store_true", help="skip the chdb JSON-type baseline")
     parser.add_argument(
         "--engine-memory-limit",
@@ -433,9 +532,16 @@ def main(argv: list[str] | None = None) -> Report:
     )
     report.sections += sections
     report.facts.update(facts)
+    if not args.skip_layout:
+        log("shuffled dataset with a 1 % project")
+        mixed = build(args.events, args.seed, out=args.out, arrival="shuffled", small_share=0.01)
+        into_store(mixed, args.store, log)
+        layout, layout_facts = layout_section(ds, mixed, args.reps, log, env)
+        report.sections.append(layout)
+        report.facts.update(layout_facts)
     if args.big:
-        log(f"big dataset: {args.big_events:,} events")
-        big = build(args.big_events, args.seed, out=args.out)
+        log(f"big dataset: {args.big_events:,} events, arrived shuffled")
+        big = build(args.big_events, args.seed, out=args.out, arrival="shuffled")
         into_store(big, args.store, log)
         big_sections, big_facts = export_sections(
             big,
@@ -453,7 +559,16 @@ def main(argv: list[str] | None = None) -> Report:
         report.facts.update(big_facts)
     if not args.skip_ingest:
         report.sections.append(
-            ingest_section(ds, args.ingest_reps, args.clients, args.batch, args.ingest_events, log, env)
+            ingest_section(
+                ds,
+                args.ingest_reps,
+                args.clients,
+                args.batch,
+                args.ingest_events,
+                log,
+                env,
+                shuffled=not args.ingest_ordered_only,
+            )
         )
     text = render(report)
     print()

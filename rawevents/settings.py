@@ -242,6 +242,13 @@ SETTINGS: tuple[Setting, ...] = (
         _size,
     ),
     Setting(
+        "compact_rows",
+        50_000,
+        "RAWEVENTS_COMPACT_ROWS",
+        "Events the store gathers before its background compactor sorts them into time-ordered runs.",
+        _int(1),
+    ),
+    Setting(
         "demo",
         False,
         "RAWEVENTS_DEMO",
@@ -340,6 +347,7 @@ class Config:
     legacy_signature_auth: bool = field(default=SETTINGS_BY_NAME["legacy_signature_auth"].default)
     ingest_processes: int = field(default=SETTINGS_BY_NAME["ingest_processes"].default)
     engine_memory_limit: str = field(default=SETTINGS_BY_NAME["engine_memory_limit"].default)
+    compact_rows: int = field(default=SETTINGS_BY_NAME["compact_rows"].default)
     demo: bool = field(default=SETTINGS_BY_NAME["demo"].default)
     retention_interval_seconds: int = field(default=SETTINGS_BY_NAME["retention_interval_seconds"].default)
     gdpr_deletion_delay_seconds: int = field(default=SETTINGS_BY_NAME["gdpr_deletion_delay_seconds"].default)

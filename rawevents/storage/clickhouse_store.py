@@ -56,8 +56,8 @@ from rawevents.storage.base import (
     events_table,
 )
 from rawevents.storage.clickhouse_conn import Connection, Engine, Params
-from rawevents.storage.duckdb_plan import BUCKET_MS, SCAN_TARGET_ROWS, pieces
 from rawevents.storage.group_commit import JobQueue, commit_groups, commit_isolated
+from rawevents.storage.scan_plan import BUCKET_MS, SCAN_TARGET_ROWS, pieces
 from rawevents.where.ast import Node
 from rawevents.where.printer import Sql, compile_predicate
 from rawevents.where.printer.clickhouse import ClickHousePrinter

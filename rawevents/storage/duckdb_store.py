@@ -1,7 +1,10 @@
 """The embedded store: one DuckDB file, one writer thread doing group commits, MVCC readers.
 
 Writes from many concurrent requests are gathered into one transaction (group commit): DuckDB
-writes its WAL on COMMIT, so an acknowledged event survives `kill -9` of the server.
+writes its WAL on COMMIT, so an acknowledged event survives `kill -9` of the server. Events are
+kept time-clustered (storage/duckdb_layout.py): commits append to a small recent area, a
+background compactor sorts it into runs by (project, time, seq), and exports read those runs in
+storage order (storage/duckdb_export.py).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import pyarrow.compute as pc
 
 from rawevents.errors import StorageError, StoreInUse
 from rawevents.storage import duckdb_backup
+from rawevents.storage import duckdb_layout as layout
 from rawevents.storage.base import (
     BackupInfo,
     DeletedRows,
@@ -45,10 +49,10 @@ from rawevents.storage.base import (
     events_table,
 )
 from rawevents.storage.duckdb_backup import affected_rows
-from rawevents.storage.duckdb_plan import narrow_to_data, position_conditions
+from rawevents.storage.duckdb_export import ExportBounds, read_export, string_column_bytes
 from rawevents.storage.group_commit import JobQueue, commit_groups, commit_isolated
 from rawevents.where.ast import Access, Node
-from rawevents.where.printer import Sql, compile_predicate, compile_segment_key
+from rawevents.where.printer import compile_predicate, compile_segment_key
 from rawevents.where.printer.duckdb import DuckDBPrinter
 
 log = logging.getLogger(__name__)
@@ -56,16 +60,6 @@ log = logging.getLogger(__name__)
 EVENTS_FILE = "events.duckdb"
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    project_id INTEGER NOT NULL,
-    time_ms BIGINT NOT NULL,
-    seq BIGINT NOT NULL,
-    event VARCHAR NOT NULL,
-    distinct_id VARCHAR,
-    insert_id VARCHAR NOT NULL,
-    time_pos INTEGER NOT NULL,
-    line VARCHAR NOT NULL
-);
 CREATE TABLE IF NOT EXISTS profiles (
     project_id INTEGER NOT NULL,
     kind VARCHAR NOT NULL,
@@ -80,35 +74,8 @@ CREATE TABLE IF NOT EXISTS profiles (
 # One row the readiness probe rewrites and reads back: proves a durable write and a read both work.
 _PROBE_SCHEMA = "CREATE TABLE IF NOT EXISTS readiness_probe (id INTEGER PRIMARY KEY, value BIGINT NOT NULL)"
 
-# Keeps the first copy of each dedup key (event, distinct_id, time, $insert_id) per project, both
-# inside the incoming batch and against what is stored: SDK retries are idempotent.
-_INSERT_DEDUPED = """
-INSERT INTO events
-SELECT project_id, time_ms, seq, event, distinct_id, insert_id, time_pos, line
-FROM incoming AS b
-WHERE NOT EXISTS (
-    SELECT 1 FROM events AS e
-    WHERE e.project_id = b.project_id AND e.time_ms = b.time_ms AND e.insert_id = b.insert_id
-      AND e.event = b.event AND e.distinct_id IS NOT DISTINCT FROM b.distinct_id
-      AND e.time_ms BETWEEN ? AND ?
-)
-QUALIFY row_number() OVER (PARTITION BY project_id, time_ms, insert_id, event, distinct_id ORDER BY seq) = 1
-"""
-
-# An export is a sequence of small ordered window queries. The first window is short so the first
-# byte leaves quickly; later windows are sized from the row density just seen to hold about
-# TARGET_ROWS rows (~9 MB of lines), fewer when the window budget is smaller. Small windows sort
-# faster per row (1M rows exported as windows of ~8k rows: 0.8-1.0 s; as daily windows of ~33k
-# rows: 1.9-2.1 s; docs/performance.md) and the sort's memory stays the same whatever the store's
-# size. Each window query has a LIMIT (a page of rows) and continues after the last (time, seq)
-# it returned, so even a second holding a million rows is read in bounded pages.
-FIRST_CHUNK_MS = 15 * 60 * 1000
-MIN_CHUNK_MS = 1000
-MAX_CHUNK_MS = 7 * 24 * 3600 * 1000
-TARGET_ROWS = 12_000
-MIN_PAGE_ROWS = 256
-FIRST_LINE_BYTES = 1024  # assumed line size until the first page says otherwise
 ROWS_PER_BATCH = 16384
+# Bytes of lines an export page holds, at most (fewer when the server's export budget is smaller).
 WINDOW_BYTES = 8 * 1024 * 1024
 # A window query's engine memory (sort, result) relative to its lines, with room to spare; the
 # engine runs at most memory_limit / (ENGINE_OVERHEAD x window) window queries at once, so
@@ -138,6 +105,8 @@ class DuckDBStore:
         commit_interval_ms: int = 2,
         export_window_bytes: int = WINDOW_BYTES,
         observer: StoreObserver | None = None,
+        compact_rows: int = 50_000,
+        background_compaction: bool = True,
     ) -> None:
         path = Path(data_dir)
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -145,18 +114,26 @@ class DuckDBStore:
         self._db = _connect(self.path, memory_limit)
         self._db.execute(_SCHEMA)
         self._db.execute(_PROBE_SCHEMA)
+        layout.ensure_schema(self._db)
         self._observer: StoreObserver = observer or NullObserver()
         self._probe_values = itertools.count(1)
         self._probe_lock = threading.Lock()  # one probe at a time: each reads back its own value
-        self._window_bytes = export_window_bytes
         limit_row = self._db.execute("SELECT current_setting('memory_limit')").fetchone()
         assert limit_row is not None
         engine_bytes = _size_bytes(str(limit_row[0]))
         # No more window queries at once than fit the engine's memory, nor than there are cores:
         # more would only slow the writer's commits (ingestion) without exporting faster.
         fit = engine_bytes // (ENGINE_OVERHEAD * export_window_bytes)
-        self._window_queries = threading.BoundedSemaphore(max(1, min(fit, os.cpu_count() or 1)))
-        self._next_seq = int(self._db.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0])  # type: ignore[index]
+        window_queries = threading.BoundedSemaphore(max(1, min(fit, os.cpu_count() or 1)))
+        self._export_bounds = ExportBounds(export_window_bytes, window_queries, self._observer)
+        self._next_seq = layout.next_seq(self._db)
+        # Held by each compaction step and each deletion: they never touch the same rows at once.
+        self._maintenance = threading.Lock()
+        self._compactor = layout.Compactor(self._db, compact_rows, self._maintenance)
+        self._compact_rows = compact_rows
+        self._unflushed = 0
+        if background_compaction:
+            self._compactor.start()
         self._commit_interval = commit_interval_ms / 1000
         self._jobs: JobQueue = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="rawevents-writer", daemon=True)
@@ -216,29 +193,29 @@ class DuckDBStore:
                 tables.append(job if isinstance(job, pa.Table) else events_table(job))
         rows = pa.concat_tables(tables) if tables else None
         seq_start = self._next_seq
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with layout.transaction(con):
             if rows is not None:
                 self._insert_events(con, rows, seq_start)
             for fn in callables:
                 fn(con)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
         self._next_seq = seq_start + (rows.num_rows if rows is not None else 0)
+        if rows is not None:
+            self._unflushed += rows.num_rows
+            if self._unflushed >= self._compact_rows:
+                self._unflushed = 0
+                self._compactor.poke()
 
     @staticmethod
     def _insert_events(con: duckdb.DuckDBPyConnection, rows: pa.Table, seq_start: int) -> None:
         seq = pa.array(range(seq_start, seq_start + rows.num_rows), pa.int64())
         incoming = rows.add_column(2, "seq", seq)
         time_ms = rows.column("time_ms")
-        bounds = [pc.min(time_ms).as_py(), pc.max(time_ms).as_py()]
-        con.register("incoming", incoming)
-        try:
-            con.execute(_INSERT_DEDUPED, bounds)
-        finally:
-            con.unregister("incoming")
+        layout.insert_deduped(con, incoming, [pc.min(time_ms).as_py(), pc.max(time_ms).as_py()])
+
+    def compact(self) -> None:
+        """Sort every recent row into runs and merge overlapping runs now (tests, benchmarks,
+        bulk loads); the background compactor does the same over time."""
+        self._compactor.compact()
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -248,54 +225,12 @@ class DuckDBStore:
         return self._next_seq - 1
 
     def export_chunks(self, plan: ExportPlan) -> Iterator[bytes | memoryview]:
-        """Each page is read whole into Arrow memory and its engine result released before the
-        first byte of it is yielded: a slow client holds one page, never engine memory."""
         where = None if plan.where is None else compile_predicate(DuckDBPrinter(plan.timezone), plan.where)
         con = self._db.cursor()
         try:
-            plan = narrow_to_data(plan, con)
-            remaining = plan.limit
-            line_bytes = FIRST_LINE_BYTES
-            pace = _Pace()
-            for start, end, offset in _chunks(plan, pace):
-                after: tuple[int, int] | None = None
-                rows = 0
-                while remaining is None or remaining > 0:
-                    page_rows = max(MIN_PAGE_ROWS, min(TARGET_ROWS, self._window_bytes // line_bytes))
-                    pace.target = page_rows
-                    limit = page_rows if remaining is None else min(page_rows, remaining)
-                    page = self._export_page(con, plan, where, (start, end, offset), after, limit)
-                    if page.num_rows == 0:
-                        break
-                    rows += page.num_rows
-                    if remaining is not None:
-                        remaining -= page.num_rows
-                    lines = page.column(0)
-                    line_bytes = max(1, lines.nbytes // page.num_rows)
-                    after = (page.column(1)[-1].as_py(), page.column(2)[-1].as_py())
-                    self._observer.rows_exported(page.num_rows)
-                    for chunk in lines.chunks:
-                        yield _string_column_bytes(chunk)
-                    if page.num_rows < limit:
-                        break
-                if remaining is not None and remaining <= 0:
-                    return
-                pace.observe(end - start, rows)
+            yield from read_export(con, plan, where, self._export_bounds)
         finally:
             con.close()
-
-    def _export_page(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        plan: ExportPlan,
-        where: Sql | None,
-        window: tuple[int, int, int],
-        after: tuple[int, int] | None,
-        limit: int,
-    ) -> pa.Table:
-        sql, params = _export_query(plan, where, window, after, limit)
-        with self._window_queries:
-            return con.sql(sql, params=params).to_arrow_table(ROWS_PER_BATCH)
 
     def profiles(
         self, project_id: int, kind: str, group_key: str = ""
@@ -431,15 +366,17 @@ class DuckDBStore:
 
     def _write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `fn` in the writer's next transaction (serialised with ingestion commits), wait
-        until it is durable, and return its result."""
+        until it is durable, and return its result. The maintenance lock is held meanwhile, so no
+        compaction step moves the rows `fn` deletes (the writer itself never takes that lock)."""
         results: list[T] = []  # a group that fails is retried job by job: keep the last run's
 
         def job(con: duckdb.DuckDBPyConnection) -> None:
             results.append(fn(con))
 
         future: Future[None] = Future()
-        self._enqueue(job, future)
-        future.result()
+        with self._maintenance:
+            self._enqueue(job, future)
+            future.result()
         return results[-1]
 
     def _checkpoint(self) -> None:
@@ -457,11 +394,8 @@ class DuckDBStore:
         ids = list(distinct_ids)
 
         def delete(con: duckdb.DuckDBPyConnection) -> DeletedRows:
-            events = affected_rows(
-                con.execute(
-                    "DELETE FROM events WHERE project_id = ? AND list_contains(?, distinct_id)",
-                    [project_id, ids],
-                )
+            events = layout.delete_events(
+                con, "project_id = ? AND list_contains(?, distinct_id)", [project_id, ids]
             )
             profiles = affected_rows(
                 con.execute(
@@ -478,11 +412,7 @@ class DuckDBStore:
 
     def drop_events_before(self, project_id: int, cutoff_ms: int) -> int:
         dropped = self._write(
-            lambda con: affected_rows(
-                con.execute(
-                    "DELETE FROM events WHERE project_id = ? AND time_ms < ?", [project_id, cutoff_ms]
-                )
-            )
+            lambda con: layout.delete_events(con, "project_id = ? AND time_ms < ?", [project_id, cutoff_ms])
         )
         if dropped:
             self._checkpoint()
@@ -490,7 +420,7 @@ class DuckDBStore:
 
     def delete_project(self, project_id: int) -> DeletedRows:
         def delete(con: duckdb.DuckDBPyConnection) -> DeletedRows:
-            events = affected_rows(con.execute("DELETE FROM events WHERE project_id = ?", [project_id]))
+            events = layout.delete_events(con, "project_id = ?", [project_id])
             profiles = affected_rows(con.execute("DELETE FROM profiles WHERE project_id = ?", [project_id]))
             return DeletedRows(events, profiles)
 
@@ -508,7 +438,7 @@ class DuckDBStore:
             ).to_arrow_reader(ROWS_PER_BATCH)
             for batch in reader:
                 if batch.num_rows:
-                    yield _string_column_bytes(batch.column(0))
+                    yield string_column_bytes(batch.column(0))
         finally:
             con.close()
 
@@ -538,6 +468,7 @@ class DuckDBStore:
             con.close()
 
     def close(self) -> None:
+        self._compactor.stop()
         if self._writer.is_alive():
             self._jobs.put(None)
             self._writer.join()
@@ -553,7 +484,8 @@ def _connect(path: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
     config: dict[str, str | bool | int | float | list[str]] = {
         "memory_limit": memory_limit,
         "temp_directory": str(temp_dir),
-        "preserve_insertion_order": False,
+        # Sorted runs are written and read in storage order: plain scans must keep it.
+        "preserve_insertion_order": True,
         "checkpoint_threshold": CHECKPOINT_THRESHOLD,
     }
     try:
@@ -567,78 +499,6 @@ def _connect(path: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
                 " rawevents server: stop it, or give this one its own --data-dir"
             ) from None
         raise
-
-
-class _Pace:
-    """The width of the next export window, steered towards `target` rows per window."""
-
-    def __init__(self, target: int = TARGET_ROWS) -> None:
-        self.width = FIRST_CHUNK_MS
-        self.target = target
-
-    def observe(self, width_ms: int, rows: int) -> None:
-        """Size the next window from the density of the last one: at most 16x wider (sparse or
-        filtered exports reach wide windows quickly), at most 4x narrower."""
-        if width_ms <= 0:
-            return
-        wanted = width_ms * 16 if rows == 0 else width_ms * self.target // rows
-        wanted = max(width_ms // 4, min(width_ms * 16, wanted))
-        self.width = max(MIN_CHUNK_MS, min(MAX_CHUNK_MS, wanted))
-
-
-def _chunks(plan: ExportPlan, pace: _Pace | None = None) -> Iterator[tuple[int, int, int]]:
-    """Split each constant-offset segment into consecutive half-open time windows, each as wide as
-    `pace` says when it is produced (the caller feeds `pace` what each window returned)."""
-    pace = pace or _Pace()
-    for segment in plan.segments:
-        start = segment.start_ms
-        while start < segment.end_ms:
-            end = min(segment.end_ms, start + pace.width)
-            yield start, end, segment.offset_ms
-            start = end
-
-
-def _export_query(
-    plan: ExportPlan,
-    where: Sql | None,
-    window: tuple[int, int, int],
-    after: tuple[int, int] | None,
-    limit: int | None,
-) -> tuple[str, list[Any]]:
-    """One page of a window: rows in [start, end) after the (time_ms, seq) key `after`."""
-    start, end, offset_ms = window
-    if plan.time_in_ms or plan.time_utc:
-        # Splice the rendered time (local or UTC; ms or s) over the stored local seconds, whose
-        # digits start at time_pos and are as long as the local seconds are.
-        value = "time_ms + ?" if plan.time_in_ms else "(time_ms + ?) // 1000"
-        column = (
-            f"line[:time_pos] || CAST({value} AS VARCHAR)"
-            " || line[time_pos + 1 + length(CAST((time_ms + ?) // 1000 AS VARCHAR)):]"
-        )
-        params: list[Any] = [0 if plan.time_utc else offset_ms, offset_ms]
-    else:
-        column = "line"
-        params = []
-    conditions = ["project_id = ?", "time_ms >= ?", "time_ms < ?"]
-    params += [plan.project_id, start, end]
-    if after is not None:
-        conditions.append("(time_ms > ? OR (time_ms = ? AND seq > ?))")
-        params += [after[0], after[0], after[1]]
-    if plan.events is not None:
-        conditions.append("list_contains(?, event)")
-        params.append(list(plan.events))
-    if where is not None:
-        conditions.append(f"({where.text})")
-        params.extend(where.params)
-    conditions += position_conditions(plan, params)
-    sql = (
-        f"SELECT {column} AS line, time_ms, seq FROM events WHERE {' AND '.join(conditions)}"
-        " ORDER BY time_ms, seq"
-    )
-    if limit is not None:
-        sql += " LIMIT ?"
-        params.append(limit)
-    return sql, params
 
 
 _UNITS = {"": 1, "b": 1, "bytes": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4}
@@ -714,19 +574,6 @@ def _key_sql(on: Node | None, timezone: str) -> tuple[str, list[Any]]:
         return "distinct_id", []
     key = compile_segment_key(DuckDBPrinter(timezone), on)
     return f"({key.text})", list(key.params)
-
-
-def _string_column_bytes(column: pa.Array) -> memoryview:
-    """The UTF-8 bytes of every value of a string column, back to back: zero-copy from Arrow."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if pa.types.is_string_view(column.type):
-        column = column.cast(pa.large_string())
-    _, offsets_buf, data_buf = column.buffers()
-    raw_offsets = memoryview(offsets_buf)
-    offsets = raw_offsets.cast("q") if pa.types.is_large_string(column.type) else raw_offsets.cast("i")
-    begin, end = offsets[column.offset], offsets[column.offset + len(column)]
-    return memoryview(data_buf)[begin:end]
 
 
 def _apply_profiles(

@@ -23,6 +23,7 @@ def _duckdb(config: Config, observer: StoreObserver | None) -> EventStore:
         commit_interval_ms=config.commit_interval_ms,
         export_window_bytes=ExportBudget.from_config(config).window_bytes,
         observer=observer,
+        compact_rows=config.compact_rows,
     )
 
 

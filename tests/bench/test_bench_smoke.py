@@ -22,7 +22,10 @@ def test_bench_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert http.rows == 2000
     assert http.seconds > 0
     assert "MISMATCH" not in http.note
+    layout = next(s for s in report.sections if s.title.startswith("export full range by arrival"))
+    assert [row.rows for row in layout.rows] == [2000, 2000, 2000, 2000, 20, 20]
+    assert not any("MISMATCH" in row.note for row in layout.rows)
     ingest = next(s for s in report.sections if s.title.startswith("ingest"))
-    assert ingest.rows[0].rows == 2000  # every event acknowledged
+    assert [row.rows for row in ingest.rows[:2]] == [2000, 2000]  # every event acknowledged, both orders
     assert (tmp_path / "results-2000.md").exists()
     assert "| system |" in capsys.readouterr().out

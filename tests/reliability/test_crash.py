@@ -2,8 +2,10 @@
 first try, and every acknowledged `$insert_id` is exported exactly once.
 
 The moments are random (seeded, printed on failure): while batches are parsed, while the writer
-group-commits, while exports stream, and during startup itself. Batches are gzip `/import` of
-mixed sizes, so both the in-process path and the worker processes are exercised.
+group-commits, while exports stream, while the compactor sorts recent rows into runs and merges
+them (a tiny `compact_rows` keeps it busy the whole time), and during startup itself. Batches
+are gzip `/import` of mixed sizes, so both the in-process path and the worker processes are
+exercised.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def exported_insert_ids(server: LiveServer, project: Project) -> Counter[str]:
 def test_kill9_loses_nothing_acknowledged_and_duplicates_nothing(tmp_path: Path, sizes: Sizes) -> None:
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
-    live = LiveServer(tmp_path / "data")
+    live = LiveServer(tmp_path / "data", env={"RAWEVENTS_COMPACT_ROWS": "500"})
     project = live.create_project("crash")
     live.start()
     acknowledged: set[str] = set()

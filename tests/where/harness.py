@@ -14,7 +14,7 @@ import orjson
 
 from rawevents.eventline import assemble_line
 from rawevents.settings import load_config
-from rawevents.storage import clickhouse_store, duckdb_store, open_store
+from rawevents.storage import clickhouse_store, duckdb_export, open_store
 from rawevents.storage.base import ExportPlan, StoredEvent
 from rawevents.timeutil import TimeSegment, local_seconds, zone
 from rawevents.where import evaluate, parse
@@ -41,8 +41,8 @@ PRINTERS: dict[str, type[Printer]] = {
     "clickhouse": ClickHousePrinter,
 }
 EXPORT_QUERIES: dict[str, Any] = {
-    "duckdb": lambda plan, predicate, start, end, offset, limit: duckdb_store._export_query(
-        plan, predicate, (start, end, offset), None, limit
+    "duckdb": lambda plan, predicate, start, end, offset, limit: duckdb_export.export_query(
+        plan, predicate, (start, end, offset), None, None, limit
     ),
     "chdb": clickhouse_store.export_query,
     "clickhouse": clickhouse_store.export_query,

@@ -1,0 +1,480 @@
+"""The embedded store's time-clustered layout: a small recent area plus sorted runs.
+
+Why: with one table in arrival order, an export of a time range scanned every row group whose
+time range overlapped it and re-sorted each window, and the dedup check scanned every stored row
+of the batch's time span. Events that arrive shuffled (backfills, late mobile queues, several
+importers at once) made a 1M-row export 10x slower and ingest 3x slower (docs/performance.md).
+
+The layout (tables below):
+- `events_recent`: what commits write, in arrival order. It stays small: a background compactor
+  moves its rows out every `compact_rows` rows or FLUSH_AGE_S seconds.
+- `events_sorted`: immutable sorted runs. A flush writes the moved rows with one
+  `INSERT … SELECT … ORDER BY project_id, time_ms, seq`, tagged with a new `run_batch` number;
+  each (run_batch, project, day) is a *run*, listed with its time bounds in `event_runs`. Rows of
+  one run are contiguous and in (time, seq) order, and `run_batch` grows with the physical
+  position, so the zone maps of `run_batch`, `project_id` and `time_ms` prune a run's scan to its
+  own row groups: a small project costs its own rows, not its neighbours'.
+- `events` (a view): both areas, for queries that only filter (where, property counts).
+
+An export reads the runs that cover its range one after the other with a plain filtered scan,
+which DuckDB returns in storage order (`preserve_insertion_order`): no sort. Only where runs
+overlap in time (late events flushed after their day was compacted) or recent rows fall, the
+stretch is read with `ORDER BY time_ms, seq` in small windows; the compactor merges overlapping
+runs of a day into one (when idle, or once MERGE_FANIN of them pile up).
+
+Every compaction step is one transaction (insert the sorted copy, record the runs, delete the
+originals), so a crash leaves the store as before or after it; `seq` (ingestion order) travels
+with every row. The compactor runs on its own connection and thread: it only appends to
+`events_sorted` and deletes rows the writer never touches again, so it never conflicts with
+commits (DuckDB appends do not conflict), and readers keep their MVCC snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import groupby, pairwise
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from rawevents.timeutil import TimeSegment
+
+log = logging.getLogger(__name__)
+
+RECENT = "events_recent"
+SORTED = "events_sorted"
+RUNS = "event_runs"
+COLUMNS = "project_id, time_ms, seq, event, distinct_id, insert_id, time_pos, line"
+STORED = f"{COLUMNS}, key_hash"
+# A stable 63-bit hash of the rest of the dedup key (MD5: the same in every DuckDB version).
+# Equal hashes are only candidates: the exact key is compared before anything is dropped.
+KEY_HASH = (
+    "CAST(md5_number_lower(concat(event, chr(0), coalesce(distinct_id, ''), chr(0), insert_id)) >> 1"
+    " AS BIGINT)"
+)
+
+PARTITION_MS = 86_400_000  # a run never spans two UTC days: the unit a merge rewrites
+FLUSH_AGE_S = 2.0  # recent rows wait at most about this long before a flush
+SORT_ROWS = 50_000  # rows one sorting INSERT handles: ~40 MB of lines, sorted within memory_limit
+SLICE_ROWS = SORT_ROWS  # rows one flush transaction moves
+MERGE_FANIN = 4  # overlapping runs of a day merged at once even while ingest is busy
+MAX_RUNS = 16  # runs of a day (overlapping or not) beyond which they are merged
+RECENT_BUCKET_MS = 60_000  # resolution at which an export locates recent rows
+
+_COLUMN_TYPES = """
+    project_id INTEGER NOT NULL,
+    time_ms BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    event VARCHAR NOT NULL,
+    distinct_id VARCHAR,
+    insert_id VARCHAR NOT NULL,
+    time_pos INTEGER NOT NULL,
+    line VARCHAR NOT NULL,
+    key_hash BIGINT NOT NULL"""
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {RECENT} ({_COLUMN_TYPES}
+);
+CREATE TABLE IF NOT EXISTS {SORTED} ({_COLUMN_TYPES},
+    run_batch BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {RUNS} (
+    run_batch BIGINT NOT NULL,
+    project_id INTEGER NOT NULL,
+    part BIGINT NOT NULL,
+    min_time BIGINT NOT NULL,
+    max_time BIGINT NOT NULL,
+    rows BIGINT NOT NULL
+);
+CREATE OR REPLACE VIEW events AS
+    SELECT {COLUMNS} FROM {SORTED} UNION ALL SELECT {COLUMNS} FROM {RECENT};
+"""
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the layout; a store from before it (one `events` table) becomes the recent area,
+    which the compactor then sorts into runs."""
+    old = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'events' AND schema_name = 'main'"
+    ).fetchone()
+    if old is not None and old[0] and not _table_exists(con, RECENT):
+        con.execute(f"ALTER TABLE events RENAME TO {RECENT}")
+        con.execute(f"ALTER TABLE {RECENT} ADD COLUMN key_hash BIGINT")
+        con.execute(f"UPDATE {RECENT} SET key_hash = {KEY_HASH}")
+    con.execute(_SCHEMA)
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchone()
+    return bool(found and found[0])
+
+
+def next_seq(con: duckdb.DuckDBPyConnection) -> int:
+    found = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()
+    assert found is not None
+    return int(found[0])
+
+
+# -- dedup and insert ----------------------------------------------------------------------------
+
+# Step 1 reads only (project_id, time_ms, key_hash) of the stored rows in the batch's span (zone
+# maps prune other times; sorted runs keep time_ms compact): the milliseconds where a stored row
+# has the same key hash as an incoming one, which outside retries is none.
+_HASH_HITS = f"""
+SELECT DISTINCT e.project_id, e.time_ms FROM (
+    SELECT project_id, time_ms, key_hash FROM {SORTED} WHERE time_ms BETWEEN $low AND $high
+    UNION ALL
+    SELECT project_id, time_ms, key_hash FROM {RECENT} WHERE time_ms BETWEEN $low AND $high
+) AS e
+SEMI JOIN incoming AS b ON e.project_id = b.project_id AND e.time_ms = b.time_ms AND e.key_hash = b.key_hash
+"""
+
+# Step 2, only for those milliseconds: the full dedup keys stored there. A constant IN list is
+# pushed into the scan (zone maps, then the other columns only where time_ms matched); a
+# list_contains(?) would read every column of every row.
+_STORED_KEYS = (
+    "SELECT project_id, time_ms, event, distinct_id, insert_id FROM events"
+    " WHERE project_id = ? AND time_ms IN ({})"
+)
+_IN_LIST = 256  # values per IN list
+
+# Keeps the first copy of each dedup key (event, distinct_id, time, $insert_id) per project, both
+# inside the incoming batch and against what is stored: SDK retries are idempotent.
+_INSERT_DEDUPED = f"""
+INSERT INTO {RECENT}
+SELECT {STORED} FROM incoming AS b
+WHERE NOT EXISTS (
+    SELECT 1 FROM stored_keys AS e
+    WHERE e.project_id = b.project_id AND e.time_ms = b.time_ms AND e.insert_id = b.insert_id
+      AND e.event = b.event AND e.distinct_id IS NOT DISTINCT FROM b.distinct_id
+)
+QUALIFY row_number() OVER (PARTITION BY project_id, time_ms, insert_id, event, distinct_id ORDER BY seq) = 1
+"""
+
+_KEYS_SCHEMA = pa.schema(
+    [
+        ("project_id", pa.int32()),
+        ("time_ms", pa.int64()),
+        ("event", pa.string()),
+        ("distinct_id", pa.string()),
+        ("insert_id", pa.string()),
+    ]
+)
+
+
+def insert_deduped(con: duckdb.DuckDBPyConnection, incoming: pa.Table, bounds: Sequence[int]) -> int:
+    """Insert `incoming` (with `seq`) into the recent area minus duplicates; rows inserted."""
+    con.register("incoming", incoming)
+    try:
+        hashes = con.sql(f"SELECT {KEY_HASH} FROM incoming").to_arrow_table().column(0)
+    finally:
+        con.unregister("incoming")
+    con.register("incoming", incoming.append_column("key_hash", hashes))
+    try:
+        hits = con.execute(_HASH_HITS, {"low": bounds[0], "high": bounds[1]}).fetchall()
+        keys = [_stored_keys(con, project, [t for _, t in times]) for project, times in _by_project(hits)]
+        con.register("stored_keys", pa.concat_tables(keys) if keys else _KEYS_SCHEMA.empty_table())
+        try:
+            found = con.execute(_INSERT_DEDUPED).fetchone()
+        finally:
+            con.unregister("stored_keys")
+    finally:
+        con.unregister("incoming")
+    return int(found[0]) if found else 0
+
+
+def _by_project(hits: list[tuple[Any, ...]]) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
+    for project, group in groupby(sorted(hits), key=lambda hit: int(hit[0])):
+        yield project, list(group)
+
+
+def _stored_keys(con: duckdb.DuckDBPyConnection, project_id: int, times: list[int]) -> pa.Table:
+    tables = []
+    for i in range(0, len(times), _IN_LIST):
+        part = times[i : i + _IN_LIST]
+        sql = _STORED_KEYS.format(", ".join("?" * len(part)))
+        tables.append(con.sql(sql, params=[project_id, *part]).to_arrow_table().cast(_KEYS_SCHEMA))
+    return pa.concat_tables(tables)
+
+
+def delete_events(con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> int:
+    """Delete the events matching `where` from both areas (in the caller's transaction, holding
+    the maintenance lock); rows deleted. A run's recorded bounds may then be wider than its rows,
+    which costs an export nothing but an empty page."""
+    deleted = 0
+    for table in (SORTED, RECENT):
+        found = con.execute(f"DELETE FROM {table} WHERE {where}", params).fetchone()
+        deleted += int(found[0]) if found else 0
+    return deleted
+
+
+# -- export planning -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    run_batch: int
+    project_id: int
+    part: int
+    min_time: int
+    max_time: int  # inclusive
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """A stretch [start_ms, end_ms) of one export segment: read from one run in storage order
+    (`run_batch` set), or from both areas with a sort (`run_batch` None)."""
+
+    start_ms: int
+    end_ms: int
+    offset_ms: int
+    run_batch: int | None
+
+
+def project_runs(con: duckdb.DuckDBPyConnection, project_id: int, start_ms: int, end_ms: int) -> list[Run]:
+    rows = con.execute(
+        f"SELECT run_batch, project_id, part, min_time, max_time, rows FROM {RUNS}"
+        " WHERE project_id = ? AND max_time >= ? AND min_time < ? ORDER BY min_time",
+        [project_id, start_ms, end_ms],
+    ).fetchall()
+    return [Run(*map(int, row)) for row in rows]
+
+
+def recent_buckets(
+    con: duckdb.DuckDBPyConnection, project_id: int, start_ms: int, end_ms: int
+) -> dict[int, int]:
+    """Rows of the project's recent area in the range, per RECENT_BUCKET_MS bucket."""
+    rows = con.execute(
+        f"SELECT time_ms // ?, count(*) FROM {RECENT}"
+        " WHERE project_id = ? AND time_ms >= ? AND time_ms < ? GROUP BY 1",
+        [RECENT_BUCKET_MS, project_id, start_ms, end_ms],
+    ).fetchall()
+    return {int(bucket): int(count) for bucket, count in rows}
+
+
+def plan_pieces(segments: Sequence[TimeSegment], runs: Sequence[Run], buckets: Sequence[int]) -> list[Piece]:
+    """Cut the segments where the set of sources changes: a stretch covered by one run alone is
+    read in that run's order; a stretch covered by several runs or by recent rows is sorted;
+    stretches with no rows are skipped."""
+    sources: list[tuple[int, int, int | None]] = [(r.min_time, r.max_time + 1, r.run_batch) for r in runs]
+    sources += [(b * RECENT_BUCKET_MS, (b + 1) * RECENT_BUCKET_MS, None) for b in buckets]
+    pieces: list[Piece] = []
+    for segment in segments:
+        pieces += _segment_pieces(segment, sources)
+    return pieces
+
+
+def _segment_pieces(segment: TimeSegment, sources: Iterable[tuple[int, int, int | None]]) -> list[Piece]:
+    """Sweep the sources' edges in time order, keeping the set of sources active in between."""
+    changes: list[tuple[int, int, int | None]] = []
+    for lo, hi, run in sources:
+        lo, hi = max(lo, segment.start_ms), min(hi, segment.end_ms)
+        if lo < hi:
+            changes += [(lo, 1, run), (hi, -1, run)]
+    changes.sort(key=lambda change: change[0])
+    active: Counter[int | None] = Counter()
+    pieces: list[Piece] = []
+    for index, (edge, delta, run) in enumerate(changes):
+        active[run] += delta
+        if active[run] == 0:
+            del active[run]
+        following = changes[index + 1][0] if index + 1 < len(changes) else edge
+        if following == edge or not active:
+            continue
+        only = next(iter(active)) if len(active) == 1 and sum(active.values()) == 1 else None
+        previous = pieces[-1] if pieces else None
+        if previous is not None and previous.end_ms == edge and previous.run_batch == only:
+            pieces[-1] = Piece(previous.start_ms, following, segment.offset_ms, only)
+        else:
+            pieces.append(Piece(edge, following, segment.offset_ms, only))
+    return pieces
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One transaction on `con`: committed when the block ends, rolled back if it raises."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+# -- compaction ----------------------------------------------------------------------------------
+
+
+class Compactor:
+    """Moves recent rows into sorted runs and merges overlapping runs, on its own connection.
+
+    `poke()` (from the writer) wakes it early; `compact()` runs it to completion on the caller's
+    thread (tests, benchmarks, a quiet store). `lock` is held for each step: deletions take it too,
+    so a compaction step and a deletion never touch the same rows at once."""
+
+    def __init__(self, db: duckdb.DuckDBPyConnection, flush_rows: int, lock: threading.Lock) -> None:
+        self._db = db
+        self._flush_rows = max(1, flush_rows)
+        self._lock = lock
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        found = db.execute(f"SELECT coalesce(max(run_batch), 0) FROM {RUNS}").fetchone()
+        self._last_batch = int(found[0]) if found else 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="rawevents-compactor", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def compact(self) -> None:
+        """Flush every recent row and merge every day to one run (or its non-overlapping runs)."""
+        con = self._db.cursor()
+        try:
+            while self._flush(con, 1):
+                pass
+            while self._merge(con, idle=True):
+                pass
+        finally:
+            con.close()
+
+    def _loop(self) -> None:
+        con = self._db.cursor()
+        try:
+            while not self._stop.is_set():
+                timed_out = not self._wake.wait(FLUSH_AGE_S)
+                self._wake.clear()
+                try:
+                    self._cycle(con, timed_out)
+                except Exception:  # a failed step leaves the store as it was; retry next cycle
+                    log.exception("compaction step failed")
+                    self._stop.wait(1.0)
+        finally:
+            con.close()
+
+    def _cycle(self, con: duckdb.DuckDBPyConnection, timed_out: bool) -> None:
+        flushed = False
+        while not self._stop.is_set() and self._flush(con, 1 if timed_out else self._flush_rows):
+            flushed = True
+        while not self._stop.is_set() and self._merge(con, idle=not flushed):
+            pass
+
+    def _flush(self, con: duckdb.DuckDBPyConnection, min_rows: int) -> bool:
+        """Move up to SLICE_ROWS of the oldest recent rows into one batch of runs."""
+        with self._lock:
+            count = con.execute(f"SELECT count(*) FROM {RECENT}").fetchone()
+            if count is None or count[0] < min_rows:
+                return False
+            batch = self._last_batch + 1
+            with transaction(con):
+                upto = con.execute(
+                    f"SELECT max(seq) FROM (SELECT seq FROM {RECENT} ORDER BY seq LIMIT ?)", [SLICE_ROWS]
+                ).fetchone()
+                assert upto is not None
+                params = [batch, upto[0]]
+                con.execute(
+                    f"INSERT INTO {SORTED} SELECT {STORED}, ? FROM {RECENT} WHERE seq <= ?"
+                    " ORDER BY project_id, time_ms, seq",
+                    params,
+                )
+                con.execute(
+                    f"INSERT INTO {RUNS} SELECT ?, project_id, time_ms // {PARTITION_MS},"
+                    f" min(time_ms), max(time_ms), count(*) FROM {RECENT} WHERE seq <= ? GROUP BY ALL",
+                    params,
+                )
+                con.execute(f"DELETE FROM {RECENT} WHERE seq <= ?", [upto[0]])
+            self._last_batch = batch
+            return True
+
+    def _merge(self, con: duckdb.DuckDBPyConnection, *, idle: bool) -> bool:
+        """Merge one group of runs of a day into one run; False when nothing is due."""
+        with self._lock:
+            due = _due_merge(_crowded_runs(con), idle=idle)
+            if due is None:
+                return False
+            batch = self._last_batch + 1
+            first = due[0]
+            low, high = first.part * PARTITION_MS, (first.part + 1) * PARTITION_MS
+            batches = [r.run_batch for r in due]
+            where = "project_id = ? AND time_ms >= ? AND time_ms < ? AND list_contains(?, run_batch)"
+            params: list[Any] = [first.project_id, low, high, batches]
+            with transaction(con):
+                # Consecutive time windows of about SORT_ROWS rows each, appended in order: one
+                # run, whose sorts stay within the engine's memory however big the day is.
+                for start, end in _windows(low, high, sum(r.rows for r in due)):
+                    con.execute(
+                        f"INSERT INTO {SORTED} SELECT {STORED}, ? FROM {SORTED} WHERE {where}"
+                        " AND time_ms >= ? AND time_ms < ? ORDER BY time_ms, seq",
+                        [batch, *params, start, end],
+                    )
+                con.execute(f"DELETE FROM {SORTED} WHERE {where}", params)
+                con.execute(
+                    f"DELETE FROM {RUNS} WHERE project_id = ? AND part = ? AND list_contains(?, run_batch)",
+                    [first.project_id, first.part, batches],
+                )
+                con.execute(
+                    f"INSERT INTO {RUNS} SELECT ?, ?, ?, min(time_ms), max(time_ms), count(*)"
+                    f" FROM {SORTED} WHERE run_batch = ? HAVING count(*) > 0",
+                    [batch, first.project_id, first.part, batch],
+                )
+            self._last_batch = batch
+            return True
+
+
+def _windows(low: int, high: int, rows: int) -> list[tuple[int, int]]:
+    """[low, high) cut into equal time windows of about SORT_ROWS rows (if spread evenly)."""
+    count = max(1, -(-rows // SORT_ROWS))
+    edges = [low + (high - low) * i // count for i in range(count + 1)]
+    return [(a, b) for a, b in pairwise(edges) if a < b]
+
+
+def _crowded_runs(con: duckdb.DuckDBPyConnection) -> list[Run]:
+    """Runs of the days that have more than one run."""
+    rows = con.execute(
+        f"SELECT run_batch, project_id, part, min_time, max_time, rows FROM {RUNS} JOIN"
+        f" (SELECT project_id, part FROM {RUNS} GROUP BY ALL HAVING count(*) > 1) USING (project_id, part)"
+        " ORDER BY project_id, part, min_time"
+    ).fetchall()
+    return [Run(*map(int, row)) for row in rows]
+
+
+def _due_merge(runs: list[Run], *, idle: bool) -> list[Run] | None:
+    """The first group of runs to merge: a day with more than MAX_RUNS runs, or runs that overlap
+    in time (MERGE_FANIN of them, or any two once ingest is idle)."""
+    for _, day in groupby(runs, key=lambda r: (r.project_id, r.part)):
+        day_runs = list(day)
+        if len(day_runs) > MAX_RUNS:
+            return day_runs
+        for group in overlap_groups(day_runs):
+            if len(group) >= MERGE_FANIN or (idle and len(group) > 1):
+                return group
+    return None
+
+
+def overlap_groups(runs: Sequence[Run]) -> list[list[Run]]:
+    """Runs (sorted by min_time) grouped into chains whose [min, max] ranges overlap."""
+    groups: list[list[Run]] = []
+    high = None
+    for run in runs:
+        if groups and high is not None and run.min_time <= high:
+            groups[-1].append(run)
+            high = max(high, run.max_time)
+        else:
+            groups.append([run])
+            high = run.max_time
+    return groups

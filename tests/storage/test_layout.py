@@ -1,0 +1,238 @@
+"""The time-clustered layout through the store's public methods: whatever the arrival order and
+however far compaction got, an export returns exactly the stored rows in (time, ingestion order),
+dedup holds against both areas, and `seq` survives compaction."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import orjson
+import pytest
+
+from rawevents.eventline import assemble_line
+from rawevents.storage import duckdb_layout as layout
+from rawevents.storage.base import ExportPlan, StoredEvent
+from rawevents.storage.duckdb_store import DuckDBStore
+from rawevents.timeutil import TimeSegment
+
+DAY = 86_400_000
+T0 = 1_790_812_800_000  # a UTC midnight
+
+
+def _event(project: int, time_ms: int, n: int, event: str = "e") -> StoredEvent:
+    props = {"distinct_id": f"u{n % 7}", "$insert_id": f"i{n}", "n": n}
+    pos, line = assemble_line(event, props, time_ms // 1000)
+    return StoredEvent(project, time_ms, event, f"u{n % 7}", f"i{n}", pos, line)
+
+
+def _ns(store: DuckDBStore, plan: ExportPlan) -> list[int]:
+    body = b"".join(bytes(chunk) for chunk in store.export_chunks(plan))
+    return [orjson.loads(line)["properties"]["n"] for line in body.splitlines()]
+
+
+def _full(project: int = 1, **kwargs: object) -> ExportPlan:
+    return ExportPlan(project, [TimeSegment(T0 - DAY, T0 + 40 * DAY, 0)], **kwargs)  # type: ignore[arg-type]
+
+
+pytestmark = pytest.mark.usefixtures("export_reading")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[DuckDBStore]:
+    s = DuckDBStore(tmp_path, commit_interval_ms=0, background_compaction=False)
+    yield s
+    s.close()
+
+
+def _expected(events: list[StoredEvent]) -> list[int]:
+    """Export order: time, then arrival (n is the arrival index in these tests)."""
+    ns = [orjson.loads(e.line)["properties"]["n"] for e in events]
+    return [n for _, n in sorted(zip((e.time_ms for e in events), ns, strict=True))]
+
+
+def _counts(store: DuckDBStore) -> tuple[int, int, int]:
+    [(recent,)] = store.query(f"SELECT count(*) FROM {layout.RECENT}")
+    [(stored,)] = store.query(f"SELECT count(*) FROM {layout.SORTED}")
+    [(runs,)] = store.query(f"SELECT count(*) FROM {layout.RUNS}")
+    return int(recent), int(stored), int(runs)
+
+
+def test_shuffled_arrival_is_sorted_into_one_run_per_day(store: DuckDBStore) -> None:
+    rng = random.Random(3)
+    events = [_event(1, T0 + rng.randrange(30 * DAY), n) for n in range(3000)]
+    for i in range(0, 3000, 500):
+        store.submit_events(events[i : i + 500]).result()
+    assert _ns(store, _full()) == _expected(events)  # all recent: sorted windows
+    store.compact()
+    assert _counts(store) == (0, 3000, 30)
+    assert _ns(store, _full()) == _expected(events)
+    # Every row kept its ingestion order number.
+    seqs = store.query(f"SELECT seq FROM {layout.SORTED} ORDER BY seq")
+    assert [s for (s,) in seqs] == list(range(1, 3001))
+
+
+def test_exports_are_exact_at_every_stage_of_compaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random batches, flushes and merges in between (in slices and windows of a few rows, so each
+    step is several statements); each export compared to the reference."""
+    monkeypatch.setattr(layout, "SORT_ROWS", 40)
+    monkeypatch.setattr(layout, "SLICE_ROWS", 150)
+    rng = random.Random(11)
+    store = DuckDBStore(tmp_path, commit_interval_ms=0, compact_rows=1, background_compaction=False)
+    compactor = store._compactor
+    con = store._db.cursor()
+    events: list[StoredEvent] = []
+    try:
+        for step in range(25):
+            batch = [
+                _event(1 + (n % 3 == 0), T0 + rng.randrange(4 * DAY), n)
+                for n in range(len(events), len(events) + rng.randrange(1, 300))
+            ]
+            # Some rows share a millisecond: ingestion order must break the tie.
+            batch += [
+                _event(1, T0 + DAY + 5, n)
+                for n in range(len(events) + len(batch), len(events) + len(batch) + 3)
+            ]
+            events += batch
+            store.submit_events(batch).result()
+            action = rng.choice(["none", "flush", "merge", "both"])
+            if action in ("flush", "both"):
+                compactor._flush(con, 1)
+            if action in ("merge", "both"):
+                compactor._merge(con, idle=rng.random() < 0.5)
+            mine = [e for e in events if e.project_id == 1]
+            assert _ns(store, _full()) == _expected(mine), step
+            start = T0 + rng.randrange(4 * DAY)
+            end = start + rng.randrange(1, 2 * DAY)
+            limit = rng.choice([None, 1, 77])
+            plan = ExportPlan(1, [TimeSegment(start, end, 0)], limit=limit)
+            want = _expected([e for e in mine if start <= e.time_ms < end])
+            assert _ns(store, plan) == want[:limit] if limit else want, step
+    finally:
+        con.close()
+        store.close()
+
+
+def test_dedup_holds_against_both_areas(store: DuckDBStore) -> None:
+    events = [_event(1, T0 + n * 1000, n) for n in range(200)]
+    store.submit_events(events[:100]).result()
+    store.compact()  # the first 100 are in runs now
+    store.submit_events(events[100:]).result()  # these stay recent
+    store.submit_events(events[50:150]).result()  # a retry over both areas
+    store.submit_events(events[:10] + events[:10]).result()
+    assert _ns(store, _full()) == list(range(200))
+    store.compact()
+    assert _ns(store, _full()) == list(range(200))
+    # Same key in another project, or another distinct_id: not a duplicate.
+    other = events[0]._replace(project_id=2)
+    moved = events[1]._replace(distinct_id="someone else")
+    store.submit_events([other, moved]).result()
+    assert _ns(store, _full(2)) == [0]
+    assert sorted(_ns(store, _full())) == sorted([*range(200), 1])
+
+
+def test_a_small_project_reads_only_its_own_runs(store: DuckDBStore) -> None:
+    big = [_event(1, T0 + (n * 7919) % (10 * DAY), n) for n in range(5000)]
+    small = [_event(2, T0 + (n * 104729) % (10 * DAY), n) for n in range(50)]
+    store.submit_events(big + small).result()
+    store.compact()
+    assert _ns(store, _full(2)) == _expected(small)
+    runs = store.query(f"SELECT DISTINCT project_id FROM {layout.RUNS} WHERE project_id = 2")
+    assert runs == [(2,)]
+
+
+def test_filters_and_time_in_ms_on_runs(store: DuckDBStore) -> None:
+    events = [_event(1, T0 + n * 997, n, event=("a" if n % 2 else "b")) for n in range(100)]
+    store.submit_events(events).result()
+    store.compact()
+    assert _ns(store, _full(events=("a",))) == list(range(1, 100, 2))
+    body = b"".join(bytes(c) for c in store.export_chunks(_full(time_in_ms=True, limit=3)))
+    assert [orjson.loads(line)["properties"]["time"] for line in body.splitlines()] == [
+        T0,
+        T0 + 997,
+        T0 + 2 * 997,
+    ]
+
+
+def test_delete_events_removes_from_both_areas(store: DuckDBStore) -> None:
+    events = [_event(1, T0 + n * 1000, n) for n in range(70)]
+    store.submit_events(events[:35]).result()
+    store.compact()
+    store.submit_events(events[35:]).result()
+    deleted = store.delete_users(1, ["u0"])
+    assert deleted.events == 10
+    assert _ns(store, _full()) == [n for n in range(70) if n % 7]
+    assert store.drop_events_before(1, T0 + 40_000) == 40 - 6
+    assert _ns(store, _full()) == [n for n in range(40, 70) if n % 7]
+
+
+def test_a_store_from_before_the_layout_is_migrated(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "events.duckdb"))
+    con.execute(
+        "CREATE TABLE events (project_id INTEGER NOT NULL, time_ms BIGINT NOT NULL, seq BIGINT NOT NULL,"
+        " event VARCHAR NOT NULL, distinct_id VARCHAR, insert_id VARCHAR NOT NULL,"
+        " time_pos INTEGER NOT NULL, line VARCHAR NOT NULL)"
+    )
+    events = [_event(1, T0 + (n * 37) % 1000 * 1000, n) for n in range(100)]
+    con.executemany(
+        "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (e.project_id, e.time_ms, n + 1, e.event, e.distinct_id, e.insert_id, e.time_pos, e.line)
+            for n, e in enumerate(events)
+        ],
+    )
+    con.close()
+    store = DuckDBStore(tmp_path, commit_interval_ms=0, background_compaction=False)
+    try:
+        assert _ns(store, _full()) == _expected(events)
+        store.submit_events([_event(1, T0, 100)]).result()
+        store.compact()
+        assert _counts(store)[:2] == (0, 101)
+        assert _ns(store, _full()) == _expected([*events, _event(1, T0, 100)])
+    finally:
+        store.close()
+
+
+def test_plan_pieces_reads_lone_runs_in_order_and_sorts_the_rest() -> None:
+    runs = [
+        layout.Run(1, 1, 0, 0, 99, 10),
+        layout.Run(2, 1, 0, 50, 149, 10),  # overlaps run 1 from 50 to 99
+        layout.Run(3, 1, 0, 300, 399, 10),
+    ]
+    bucket = 5  # recent rows in [5 * B, 6 * B)
+    b = layout.RECENT_BUCKET_MS
+    pieces = layout.plan_pieces([TimeSegment(0, 10 * b, 0)], runs, [bucket])
+    assert [(p.start_ms, p.end_ms, p.run_batch) for p in pieces] == [
+        (0, 50, 1),
+        (50, 100, None),
+        (100, 150, 2),
+        (300, 400, 3),
+        (5 * b, 6 * b, None),
+    ]
+    # A segment boundary cuts a run into two pieces with their own offsets.
+    cut = layout.plan_pieces([TimeSegment(0, 320, 0), TimeSegment(320, 1000, 3600)], runs[2:], [])
+    assert [(p.start_ms, p.end_ms, p.offset_ms, p.run_batch) for p in cut] == [
+        (300, 320, 0, 3),
+        (320, 400, 3600, 3),
+    ]
+
+
+def test_background_compactor_empties_the_recent_area(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path, commit_interval_ms=0, compact_rows=100)
+    try:
+        events = [_event(1, T0 + (n * 7919) % DAY, n) for n in range(1000)]
+        for i in range(0, 1000, 100):
+            store.submit_events(events[i : i + 100]).result()
+        for _ in range(200):
+            if _counts(store)[0] == 0:
+                break
+            time.sleep(0.05)
+        assert _counts(store)[:2] == (0, 1000)
+        assert _ns(store, _full()) == _expected(events)
+    finally:
+        store.close()
