@@ -12,7 +12,7 @@ event loop only forwards finished bytes.
   stop decoding at the end of the first member.
 - Ingestion comes first: the reader thread (the engine's scan runs on it) and the compression
   threads run at a lower CPU priority (`nice`, per thread on Linux). On two cores, 20 exports
-  running back to back halved the ingest rate: the event loop, which parses every ingest request,
+  running back to back cut the ingest rate by a third to a half: the event loop, which parses every ingest request,
   was one runnable thread among a dozen export threads and got a fraction of a core (measured
   per thread), while each group commit waited for the GIL and the CPU behind them. With the
   export threads niced the scheduler runs the loop and the writer first and gives exports what
