@@ -12,9 +12,10 @@ event loop only forwards finished bytes.
   stop decoding at the end of the first member.
 - Ingestion comes first: the reader thread (the engine's scan runs on it) and the compression
   threads run at a lower CPU priority (`nice`, per thread on Linux). On two cores, 20 exports
-  running back to back cut the ingest rate by a third to a half: the event loop, which parses every ingest request,
-  was one runnable thread among a dozen export threads and got a fraction of a core (measured
-  per thread), while each group commit waited for the GIL and the CPU behind them. With the
+  running back to back cut the ingest rate by a third to a half: the event loop, which parses
+  every ingest request, was one runnable thread among a dozen export threads and got a fraction
+  of a core (measured per thread), while each group commit waited for the GIL and the CPU behind
+  them. With the
   export threads niced the scheduler runs the loop and the writer first and gives exports what
   is left, which on an idle machine is every core (docs/reliability.md has the figures).
 - Closing the stream (client gone) stops the reader at its next step and closes the storage
