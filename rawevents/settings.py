@@ -213,6 +213,14 @@ SETTINGS: tuple[Setting, ...] = (
         int,
     ),
     Setting(
+        "export_nice",
+        10,
+        "RAWEVENTS_EXPORT_NICE",
+        "Lower CPU priority (added nice, 0-19) of export scan and compression threads, so ingestion"
+        " gets the cores first while exports run; 0: same priority.",
+        _int(0, 19),
+    ),
+    Setting(
         "legacy_signature_auth",
         True,
         "RAWEVENTS_LEGACY_SIGNATURE_AUTH",
@@ -335,6 +343,7 @@ class Config:
     export_queue_seconds: int = field(default=SETTINGS_BY_NAME["export_queue_seconds"].default)
     export_memory_budget_mb: int = field(default=SETTINGS_BY_NAME["export_memory_budget_mb"].default)
     export_idle_timeout_seconds: int = field(default=SETTINGS_BY_NAME["export_idle_timeout_seconds"].default)
+    export_nice: int = field(default=SETTINGS_BY_NAME["export_nice"].default)
     legacy_signature_auth: bool = field(default=SETTINGS_BY_NAME["legacy_signature_auth"].default)
     ingest_processes: int = field(default=SETTINGS_BY_NAME["ingest_processes"].default)
     engine_memory_limit: str = field(default=SETTINGS_BY_NAME["engine_memory_limit"].default)

@@ -13,6 +13,9 @@ a client can act on:
   engine windows and its buffered output (ExportBudget), so the total is bounded whatever the
   number of requests or the speed of their readers.
 
+What the admitted exports may take from ingestion is bounded by CPU priority instead: their
+reader and compression threads run `export_nice` below the event loop (rawevents.export.stream).
+
 The event loop is single-threaded: the counters need no lock; a freed slot is handed to the oldest
 waiter directly, so a newcomer cannot overtake the queue.
 """

@@ -109,7 +109,12 @@ async def export(request: Request) -> Response:
     budget = ExportBudget.from_config(services.config)
     tracker = services.metrics.export_started(arrived)
     # Runs in the reader thread: the store's planning and its scan both stay off the event loop.
-    stream = ExportStream(lambda: store.export_chunks(plan), gzip=gzip, capacity=budget.buffer_blocks).start()
+    stream = ExportStream(
+        lambda: store.export_chunks(plan),
+        gzip=gzip,
+        capacity=budget.buffer_blocks,
+        nice=services.config.export_nice,
+    ).start()
     try:
         await stream.ready(FIRST_BYTE_WAIT)
     except BaseException as error:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
+import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +21,7 @@ from rawevents.export.stream import (
     GzipFramer,
     accepts_gzip,
     compress_block,
+    lower_priority,
 )
 from tests.export.helpers import gunzip_strict
 
@@ -122,6 +126,53 @@ def test_error_after_first_byte_is_raised_in_order() -> None:
 
     assert asyncio.run(run()) == b"a" * 10 + b"b" * 10
     assert source.closed.wait(5)
+
+
+def _own_nice() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are a Linux feature")
+
+
+@linux_only
+def test_reader_and_compression_threads_run_at_lower_priority() -> None:
+    """The scan (reader thread) and compression both run niced; the event loop's thread is not."""
+    base = _own_nice()
+    seen: dict[str, int] = {}
+
+    def chunks() -> Iterator[bytes]:
+        seen["reader"] = _own_nice()
+        yield b"x" * 100
+
+    with ThreadPoolExecutor(1, initializer=lower_priority, initargs=(5,)) as pool:
+
+        async def run() -> bytes:
+            stream = ExportStream(chunks, gzip=True, pool=pool, nice=5).start()
+            await stream.ready(5)
+            return await drain(stream)
+
+        assert gunzip_strict(asyncio.run(run())) == b"x" * 100
+        seen["compressor"] = pool.submit(_own_nice).result()
+    assert seen == {"reader": min(19, base + 5), "compressor": min(19, base + 5)}
+    assert _own_nice() == base
+
+
+@linux_only
+def test_lower_priority_is_per_thread_and_relative_to_the_process() -> None:
+    base = _own_nice()
+    result: list[int] = []
+
+    def niced() -> None:
+        lower_priority(3)
+        lower_priority(3)  # relative to the process, not cumulative
+        result.append(_own_nice())
+
+    thread = threading.Thread(target=niced)
+    thread.start()
+    thread.join()
+    assert result == [min(19, base + 3)]
+    assert _own_nice() == base
 
 
 @pytest.mark.parametrize(
