@@ -63,6 +63,10 @@ PARTITION_MS = 86_400_000  # a run never spans two UTC days: the unit a merge re
 FLUSH_AGE_S = 2.0  # recent rows wait at most about this long before a flush
 SORT_ROWS = 50_000  # rows one sorting INSERT handles: ~40 MB of lines, sorted within memory_limit
 SLICE_ROWS = SORT_ROWS  # rows one flush transaction moves
+# Engine memory a sorted row needs, about (a ~750 B line, the sort's copies and blocks): with a
+# smaller memory limit the compactor sorts fewer rows at a time (at 16MB a 50k-row flush ran out).
+SORT_BYTES_PER_ROW = 4096
+MIN_SORT_ROWS = 1000
 MERGE_FANIN = 4  # overlapping runs of a day merged at once even while ingest is busy
 MAX_RUNS = 16  # runs of a day (overlapping or not) beyond which they are merged
 RECENT_BUCKET_MS = 60_000  # resolution at which an export locates recent rows
@@ -319,8 +323,11 @@ class Compactor:
     thread (tests, benchmarks, a quiet store). `lock` is held for each step: deletions take it too,
     so a compaction step and a deletion never touch the same rows at once."""
 
-    def __init__(self, db: duckdb.DuckDBPyConnection, flush_rows: int, lock: threading.Lock) -> None:
+    def __init__(
+        self, db: duckdb.DuckDBPyConnection, flush_rows: int, lock: threading.Lock, engine_bytes: int
+    ) -> None:
         self._db = db
+        self._sort_rows = max(MIN_SORT_ROWS, engine_bytes // SORT_BYTES_PER_ROW)
         self._flush_rows = max(1, flush_rows)
         self._lock = lock
         self._wake = threading.Event()
@@ -383,7 +390,8 @@ class Compactor:
             batch = self._last_batch + 1
             with transaction(con):
                 upto = con.execute(
-                    f"SELECT max(seq) FROM (SELECT seq FROM {RECENT} ORDER BY seq LIMIT ?)", [SLICE_ROWS]
+                    f"SELECT max(seq) FROM (SELECT seq FROM {RECENT} ORDER BY seq LIMIT ?)",
+                    [min(SLICE_ROWS, self._sort_rows)],
                 ).fetchone()
                 assert upto is not None
                 params = [batch, upto[0]]
@@ -416,7 +424,7 @@ class Compactor:
             with transaction(con):
                 # Consecutive time windows of about SORT_ROWS rows each, appended in order: one
                 # run, whose sorts stay within the engine's memory however big the day is.
-                for start, end in _windows(low, high, sum(r.rows for r in due)):
+                for start, end in _windows(low, high, sum(r.rows for r in due), self._sort_rows):
                     con.execute(
                         f"INSERT INTO {SORTED} SELECT {STORED}, ? FROM {SORTED} WHERE {where}"
                         " AND time_ms >= ? AND time_ms < ? ORDER BY time_ms, seq",
@@ -436,9 +444,10 @@ class Compactor:
             return True
 
 
-def _windows(low: int, high: int, rows: int) -> list[tuple[int, int]]:
-    """[low, high) cut into equal time windows of about SORT_ROWS rows (if spread evenly)."""
-    count = max(1, -(-rows // SORT_ROWS))
+def _windows(low: int, high: int, rows: int, sort_rows: int) -> list[tuple[int, int]]:
+    """[low, high) cut into equal time windows of about SORT_ROWS (at most `sort_rows`) rows each,
+    if spread evenly."""
+    count = max(1, -(-rows // min(SORT_ROWS, sort_rows)))
     edges = [low + (high - low) * i // count for i in range(count + 1)]
     return [(a, b) for a, b in pairwise(edges) if a < b]
 
