@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+T = TypeVar("T")
 
 INGEST_ENDPOINTS = ("track", "import", "engage", "groups")
 # Why events of an answered request were not stored: failed validation, or valid but discarded.
@@ -111,7 +114,7 @@ class Metrics:
             self.store_bytes.set_function(lambda: float(directory_bytes(data_dir)))
         self.compactions = Counter(
             "rawevents_store_compactions",
-            "Background compactions finished (no store compacts yet: stays 0).",
+            "Background compaction steps finished (the DuckDB store's flushes and merges of sorted runs).",
             registry=registry,
         )
         self.compaction_seconds = Counter(
@@ -120,6 +123,11 @@ class Metrics:
             registry=registry,
         )
         # -- exports
+        self.export_scans = Gauge(
+            "rawevents_export_scans_running",
+            "Export scans open in the store (a closed or finished export's scan ends at its next step).",
+            registry=registry,
+        )
         self.exports_started = Counter(
             "rawevents_exports_started", "Exports admitted and started.", registry=registry
         )
@@ -215,6 +223,15 @@ class Metrics:
         """`arrived`: the request's `time.monotonic()` on arrival (time to first byte starts there)."""
         self.exports_started.inc()
         return ExportTracker(self, arrived)
+
+    def scanning(self, chunks: Iterator[T]) -> Iterator[T]:
+        """`chunks`, counted in the running-scans gauge from its first step until it is exhausted
+        or closed."""
+        self.export_scans.inc()
+        try:
+            yield from chunks
+        finally:
+            self.export_scans.dec()
 
     def response(self, handler: str, api: str | None, status: int) -> None:
         self.http_responses.labels(handler, str(status)).inc()

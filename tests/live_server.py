@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from rawevents.projects import Project, ProjectRegistry
 from rawevents.settings import load_config
@@ -58,6 +59,14 @@ class LiveServer:
             return registry.create_project(name, timezone)
         finally:
             registry.close()
+
+    def export_scans(self) -> int:
+        """Export scans open in the server's store: its `rawevents_export_scans_running` gauge."""
+        text = requests.get(self.base_url + "/metrics", timeout=30).text
+        for family in text_string_to_metric_families(text):
+            if family.name == "rawevents_export_scans_running":
+                return int(family.samples[0].value)
+        raise AssertionError("the server exposes no rawevents_export_scans_running gauge")
 
     def open_store(self) -> EventStore:
         """The server's store opened directly (stop the server first: embedded stores are owned

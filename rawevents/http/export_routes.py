@@ -110,7 +110,7 @@ async def export(request: Request) -> Response:
     tracker = services.metrics.export_started(arrived)
     # Runs in the reader thread: the store's planning and its scan both stay off the event loop.
     stream = ExportStream(
-        lambda: store.export_chunks(plan),
+        lambda: services.metrics.scanning(store.export_chunks(plan)),
         gzip=gzip,
         capacity=budget.buffer_blocks,
         nice=services.config.export_nice,

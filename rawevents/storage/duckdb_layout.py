@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import groupby, pairwise
@@ -324,9 +325,15 @@ class Compactor:
     so a compaction step and a deletion never touch the same rows at once."""
 
     def __init__(
-        self, db: duckdb.DuckDBPyConnection, flush_rows: int, lock: threading.Lock, engine_bytes: int
+        self,
+        db: duckdb.DuckDBPyConnection,
+        flush_rows: int,
+        lock: threading.Lock,
+        engine_bytes: int,
+        on_step: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self._db = db
+        self._on_step = on_step  # hears how long each committed flush or merge took
         self._sort_rows = max(MIN_SORT_ROWS, engine_bytes // SORT_BYTES_PER_ROW)
         self._flush_rows = max(1, flush_rows)
         self._lock = lock
@@ -388,6 +395,7 @@ class Compactor:
             if count is None or count[0] < min_rows:
                 return False
             batch = self._last_batch + 1
+            started = time.perf_counter()
             with transaction(con):
                 upto = con.execute(
                     f"SELECT max(seq) FROM (SELECT seq FROM {RECENT} ORDER BY seq LIMIT ?)",
@@ -407,6 +415,7 @@ class Compactor:
                 )
                 con.execute(f"DELETE FROM {RECENT} WHERE seq <= ?", [upto[0]])
             self._last_batch = batch
+            self._on_step(time.perf_counter() - started)
             return True
 
     def _merge(self, con: duckdb.DuckDBPyConnection, *, idle: bool) -> bool:
@@ -421,6 +430,7 @@ class Compactor:
             batches = [r.run_batch for r in due]
             where = "project_id = ? AND time_ms >= ? AND time_ms < ? AND list_contains(?, run_batch)"
             params: list[Any] = [first.project_id, low, high, batches]
+            started = time.perf_counter()
             with transaction(con):
                 # Consecutive time windows of about SORT_ROWS rows each, appended in order: one
                 # run, whose sorts stay within the engine's memory however big the day is.
@@ -441,6 +451,7 @@ class Compactor:
                     [batch, first.project_id, first.part, batch],
                 )
             self._last_batch = batch
+            self._on_step(time.perf_counter() - started)
             return True
 
 

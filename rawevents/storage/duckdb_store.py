@@ -129,7 +129,9 @@ class DuckDBStore:
         self._next_seq = layout.next_seq(self._db)
         # Held by each compaction step and each deletion: they never touch the same rows at once.
         self._maintenance = threading.Lock()
-        self._compactor = layout.Compactor(self._db, compact_rows, self._maintenance, engine_bytes)
+        self._compactor = layout.Compactor(
+            self._db, compact_rows, self._maintenance, engine_bytes, self._observer.compacted
+        )
         self._compact_rows = compact_rows
         self._unflushed = 0
         if background_compaction:

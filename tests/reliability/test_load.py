@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import orjson
 import psutil
@@ -200,9 +199,9 @@ def test_stalled_readers_are_bounded_and_dropped(loaded: tuple[LiveServer, Proje
         # IDLE_TIMEOUT; the queue then admits the next. Polled, no timing asserted.
         rounds = -(-sizes.stalled_readers // MAX_RUNNING)
         deadline = time.monotonic() + rounds * (IDLE_TIMEOUT + 10) + 30
-        while _export_threads(live) and time.monotonic() < deadline:
+        while live.export_scans() and time.monotonic() < deadline:
             time.sleep(0.5)
-        still_running = _export_threads(live)
+        still_running = live.export_scans()
         dropped = sum(_closed_by_server(sock) for sock in sockets)
         # The slots are free while the stalled clients are still connected.
         body, _ = export_with_retry(export_url(live, DAY, DAY) + "&limit=5", project)
@@ -223,19 +222,6 @@ def test_stalled_readers_are_bounded_and_dropped(loaded: tuple[LiveServer, Proje
     assert still_running == 0
     assert peak.peak < before.rss + BUDGET_MB * 2**20 + RSS_SLACK
     _assert_back(before, after)
-
-
-def _export_threads(live: LiveServer) -> int:
-    """The server's export reader threads (one per running export)."""
-    assert live.process is not None
-    count = 0
-    for thread in psutil.Process(live.process.pid).threads():
-        try:
-            name = Path(f"/proc/{live.process.pid}/task/{thread.id}/comm").read_text()
-        except FileNotFoundError:
-            continue
-        count += name.startswith("rawevents-expor")
-    return count
 
 
 def _niced_threads(live: LiveServer, nice: int) -> int:
