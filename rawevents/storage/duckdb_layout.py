@@ -69,6 +69,9 @@ SLICE_ROWS = SORT_ROWS  # rows one flush transaction moves
 SORT_BYTES_PER_ROW = 4096
 MIN_SORT_ROWS = 1000
 MERGE_FANIN = 4  # overlapping runs of a day merged at once even while ingest is busy
+# Rows one merge transaction rewrites, in sorts: the engine holds a transaction's new rows until
+# it commits, and merging a day of 333k rows (~250 MB of lines) at once ran out of a 192MB limit.
+MERGE_ROWS_PER_SORT = 2
 MAX_RUNS = 16  # runs of a day (overlapping or not) beyond which they are merged
 RECENT_BUCKET_MS = 60_000  # resolution at which an export locates recent rows
 
@@ -357,7 +360,8 @@ class Compactor:
             self._thread.join()
 
     def compact(self) -> None:
-        """Flush every recent row and merge every day to one run (or its non-overlapping runs)."""
+        """Flush every recent row and merge each day's overlapping runs, as far as merges fit the
+        engine's memory (one run per day, unless the day is bigger than a merge may rewrite)."""
         con = self._db.cursor()
         try:
             while self._flush(con, 1):
@@ -421,7 +425,7 @@ class Compactor:
     def _merge(self, con: duckdb.DuckDBPyConnection, *, idle: bool) -> bool:
         """Merge one group of runs of a day into one run; False when nothing is due."""
         with self._lock:
-            due = _due_merge(_crowded_runs(con), idle=idle)
+            due = _due_merge(_crowded_runs(con), idle=idle, max_rows=MERGE_ROWS_PER_SORT * self._sort_rows)
             if due is None:
                 return False
             batch = self._last_batch + 1
@@ -473,17 +477,31 @@ def _crowded_runs(con: duckdb.DuckDBPyConnection) -> list[Run]:
     return [Run(*map(int, row)) for row in rows]
 
 
-def _due_merge(runs: list[Run], *, idle: bool) -> list[Run] | None:
+def _due_merge(runs: list[Run], *, idle: bool, max_rows: int) -> list[Run] | None:
     """The first group of runs to merge: a day with more than MAX_RUNS runs, or runs that overlap
-    in time (MERGE_FANIN of them, or any two once ingest is idle)."""
+    in time (MERGE_FANIN of them, or any two once ingest is idle); each group cut to the smallest
+    runs that fit `max_rows`, since a merge is one transaction whose new rows the engine holds."""
     for _, day in groupby(runs, key=lambda r: (r.project_id, r.part)):
         day_runs = list(day)
-        if len(day_runs) > MAX_RUNS:
-            return day_runs
-        for group in overlap_groups(day_runs):
-            if len(group) >= MERGE_FANIN or (idle and len(group) > 1):
-                return group
+        groups = [day_runs] if len(day_runs) > MAX_RUNS else overlap_groups(day_runs)
+        for group in groups:
+            if len(group) >= MERGE_FANIN or (idle and len(group) > 1) or len(group) > MAX_RUNS:
+                fitting = _smallest_fitting(group, max_rows)
+                if len(fitting) > 1:
+                    return fitting
     return None
+
+
+def _smallest_fitting(group: list[Run], max_rows: int) -> list[Run]:
+    """The group's smallest runs whose rows add up to at most `max_rows`, in time order."""
+    chosen: list[Run] = []
+    total = 0
+    for run in sorted(group, key=lambda r: r.rows):
+        if total + run.rows > max_rows:
+            break
+        chosen.append(run)
+        total += run.rows
+    return sorted(chosen, key=lambda r: r.min_time)
 
 
 def overlap_groups(runs: Sequence[Run]) -> list[list[Run]]:

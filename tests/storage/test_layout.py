@@ -118,6 +118,29 @@ def test_exports_are_exact_at_every_stage_of_compaction(
         store.close()
 
 
+def test_a_merge_rewrites_no_more_rows_than_fit_the_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day of overlapping runs bigger than a merge may rewrite is merged smallest runs first, in
+    bounded transactions, and still exports exactly."""
+    monkeypatch.setattr(layout, "SLICE_ROWS", 100)  # each flush: a 100-row run over the whole day
+    monkeypatch.setattr(layout, "SORT_BYTES_PER_ROW", 1 << 62)  # sorts of MIN_SORT_ROWS rows
+    monkeypatch.setattr(layout, "MIN_SORT_ROWS", 150)  # so a merge rewrites at most 300 rows
+    store = DuckDBStore(tmp_path, commit_interval_ms=0, background_compaction=False)
+    try:
+        rng = random.Random(11)
+        events = [_event(1, T0 + rng.randrange(DAY), n) for n in range(1000)]
+        for i in range(0, 1000, 250):
+            store.submit_events(events[i : i + 250]).result()
+        store.compact()
+        sizes = sorted(rows for (rows,) in store.query(f"SELECT rows FROM {layout.RUNS}"))
+        assert sum(sizes) == 1000 and max(sizes) <= 300
+        assert len(sizes) < 10  # merges did happen
+        assert _ns(store, _full()) == _expected(events)
+    finally:
+        store.close()
+
+
 def test_dedup_holds_against_both_areas(store: DuckDBStore) -> None:
     events = [_event(1, T0 + n * 1000, n) for n in range(200)]
     store.submit_events(events[:100]).result()
