@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -313,15 +314,7 @@ class ClickHouseRegistry:
             {"secret_digest": "{d:String}", "signing_secret": "{s:Nullable(String)}"},
             {"d": digest(api_secret), "s": api_secret if keep else None},
         )
-        return Project(
-            project_id,
-            project.name,
-            project.token,
-            api_secret,
-            project.timezone,
-            project.retention_days,
-            keep,
-        )
+        return replace(project, api_secret=api_secret, legacy_signature=keep)
 
     def set_retention(self, project_id: int, days: int) -> Project:
         check_retention_days(days)

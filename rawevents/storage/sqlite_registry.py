@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -193,15 +193,7 @@ class SqliteRegistry:
             "UPDATE projects SET secret_digest = ?, signing_secret = ? WHERE project_id = ?",
             (digest(api_secret), api_secret if keep else None, project_id),
         )
-        return Project(
-            project_id,
-            project.name,
-            project.token,
-            api_secret,
-            project.timezone,
-            project.retention_days,
-            keep,
-        )
+        return replace(project, api_secret=api_secret, legacy_signature=keep)
 
     def set_retention(self, project_id: int, days: int) -> Project:
         check_retention_days(days)
