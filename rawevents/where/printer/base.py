@@ -26,7 +26,13 @@ from rawevents.where import ast
 from rawevents.where.ast import flatten
 from rawevents.where.evaluator import EVENT_NAME_NAMES, EVENT_TIME_NAMES, value_of
 from rawevents.where.printer.sql import FALSE, TRUE, Sql, atom, join, sql
-from rawevents.where.values import UNDEFINED, DateTime
+from rawevents.where.values import (
+    DATETIME_MS_THRESHOLD,
+    MAX_DATETIME_MS,
+    MIN_DATETIME_MS,
+    UNDEFINED,
+    DateTime,
+)
 
 MIN_NEEDLE = 3
 MAX_NEEDLES = 8
@@ -188,8 +194,8 @@ class Printer(ABC):
     @abstractmethod
     def _event_time(self) -> Sql: ...
 
-    @abstractmethod
-    def _event_name(self) -> Sql: ...
+    def _event_name(self) -> Sql:
+        return atom("event")
 
     @abstractmethod
     def _parse_number(self, text: Sql) -> Sql: ...
@@ -203,8 +209,25 @@ class Printer(ABC):
     @abstractmethod
     def _format_datetime(self, ms: Sql) -> Sql: ...
 
-    @abstractmethod
-    def _datetime_from_number(self, number: Sql) -> Sql: ...
+    def _datetime_from_number(self, number: Sql) -> Sql:
+        """Seconds, or milliseconds from DATETIME_MS_THRESHOLD on, as in-range milliseconds."""
+
+        def body(n: Sql) -> Sql:
+            ms = sql(
+                f"CASE WHEN abs({{}}) >= {DATETIME_MS_THRESHOLD!r} THEN {{}} ELSE {{}} * 1000.0 END", n, n, n
+            )
+            return self._in_datetime_range(ms)
+
+        return self._let(number, body)
+
+    def _in_datetime_range(self, ms: Sql) -> Sql:
+        """The milliseconds when a datetime can hold them (years 1-9999), else NULL."""
+        return self._let(
+            ms,
+            lambda m: sql(
+                f"CASE WHEN {{}} BETWEEN {MIN_DATETIME_MS} AND {MAX_DATETIME_MS} THEN {{}} END", m, m
+            ),
+        )
 
     @abstractmethod
     def _finite(self, number: Sql) -> Sql:

@@ -13,10 +13,7 @@ from typing import Any
 from rawevents.where.printer.base import Printer, Value
 from rawevents.where.printer.sql import Sql, atom, sql
 from rawevents.where.values import (
-    DATETIME_MS_THRESHOLD,
     DATETIME_PATTERN,
-    MAX_DATETIME_MS,
-    MIN_DATETIME_MS,
     NUMBER_PATTERN,
     naive_offsets,
 )
@@ -151,9 +148,6 @@ class ClickHousePrinter(Printer):
     def _event_time(self) -> Sql:
         return Sql("toFloat64(time_ms)")
 
-    def _event_name(self) -> Sql:
-        return atom("event")
-
     def _parse_number(self, text: Sql) -> Sql:
         pattern = _literal(f"^{NUMBER_PATTERN}$")
         return self._finite(
@@ -172,23 +166,6 @@ class ClickHousePrinter(Printer):
 
     def _format_datetime(self, ms: Sql) -> Sql:
         return self._let(sql("toInt64(floor({}))", ms), _iso_datetime)
-
-    def _datetime_from_number(self, number: Sql) -> Sql:
-        def body(n: Sql) -> Sql:
-            ms = sql(
-                f"CASE WHEN abs({{}}) >= {DATETIME_MS_THRESHOLD!r} THEN {{}} ELSE {{}} * 1000.0 END", n, n, n
-            )
-            return self._in_datetime_range(ms)
-
-        return self._let(number, body)
-
-    def _in_datetime_range(self, ms: Sql) -> Sql:
-        return self._let(
-            ms,
-            lambda m: sql(
-                f"CASE WHEN {{}} BETWEEN {MIN_DATETIME_MS} AND {MAX_DATETIME_MS} THEN {{}} END", m, m
-            ),
-        )
 
     def _finite(self, number: Sql) -> Sql:
         return self._let(number, lambda x: sql("CASE WHEN isFinite({}) THEN {} END", x, x))

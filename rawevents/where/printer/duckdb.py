@@ -13,10 +13,7 @@ from rawevents.where.printer.base import Printer, Value
 from rawevents.where.printer.sql import Sql, atom, sql
 from rawevents.where.values import (
     DATETIME_GROUPS,
-    DATETIME_MS_THRESHOLD,
     DATETIME_PATTERN,
-    MAX_DATETIME_MS,
-    MIN_DATETIME_MS,
     NUMBER_PATTERN,
     naive_offsets,
 )
@@ -136,9 +133,6 @@ class DuckDBPrinter(Printer):
     def _event_time(self) -> Sql:
         return Sql("CAST(time_ms AS DOUBLE)")
 
-    def _event_name(self) -> Sql:
-        return atom("event")
-
     def _parse_number(self, text: Sql) -> Sql:
         return self._finite(sql(f"TRY_CAST(regexp_extract({{}}, '^{NUMBER_PATTERN}$') AS DOUBLE)", text))
 
@@ -147,23 +141,6 @@ class DuckDBPrinter(Printer):
 
     def _format_datetime(self, ms: Sql) -> Sql:
         return sql("strftime(make_timestamp(CAST(floor({}) AS BIGINT) * 1000), '%Y-%m-%dT%H:%M:%S.%gZ')", ms)
-
-    def _datetime_from_number(self, number: Sql) -> Sql:
-        def body(n: Sql) -> Sql:
-            ms = sql(
-                f"CASE WHEN abs({{}}) >= {DATETIME_MS_THRESHOLD!r} THEN {{}} ELSE {{}} * 1000.0 END", n, n, n
-            )
-            return self._in_datetime_range(ms)
-
-        return self._let(number, body)
-
-    def _in_datetime_range(self, ms: Sql) -> Sql:
-        return self._let(
-            ms,
-            lambda m: sql(
-                f"CASE WHEN {{}} BETWEEN {MIN_DATETIME_MS} AND {MAX_DATETIME_MS} THEN {{}} END", m, m
-            ),
-        )
 
     def _finite(self, number: Sql) -> Sql:
         return sql("nullif(nullif({}, CAST('inf' AS DOUBLE)), CAST('-inf' AS DOUBLE))", number)
