@@ -204,6 +204,64 @@ class Printer(ABC):
     def _parse_datetime(self, text: Sql) -> Sql: ...
 
     @abstractmethod
+    def _group_text(self, groups: Sql, name: str) -> str:
+        """The text of DATETIME_PATTERN's group `name` ('' when it did not match) in `groups`."""
+
+    @abstractmethod
+    def _integer_or_zero(self, text: str) -> str:
+        """The text as a 64-bit integer, 0 when it is not one."""
+
+    @abstractmethod
+    def _leading_millis(self, fraction: str) -> str:
+        """The first three digits of a fraction of a second, right-padded with 0, as an integer."""
+
+    @abstractmethod
+    def _int_div(self, dividend: str, divisor: str) -> str:
+        """Integer division rounding down (operands here are never negative)."""
+
+    def _datetime_from_groups(self, g: Sql) -> Sql:
+        """Milliseconds since the epoch of a matched DATETIME_PATTERN (`_parse_datetime`'s groups):
+        a civil date checked field by field (days_from_civil), its offset or the project's zone."""
+
+        def num(name: str) -> str:
+            return self._integer_or_zero(self._group_text(g, name))
+
+        def group(name: str) -> str:
+            return self._group_text(g, name)
+
+        div = self._int_div
+        y, mo, d = num("yy"), num("mo"), num("dd")
+        hh, mi, ss = num("hh"), num("mi"), num("ss")
+        zh, zm = num("zh"), num("zm")
+        millis = self._leading_millis(group("fr"))
+        dim = (
+            f"CASE WHEN {mo} = 2 THEN CASE WHEN ({y} % 4 = 0 AND {y} % 100 <> 0) OR {y} % 400 = 0 "
+            f"THEN 29 ELSE 28 END WHEN {mo} IN (4, 6, 9, 11) THEN 30 ELSE 31 END"
+        )
+        yy = f"({y} - CASE WHEN {mo} <= 2 THEN 1 ELSE 0 END)"
+        yoe = f"({yy} - {div(yy, '400')} * 400)"
+        doy = f"({div(f'153 * ({mo} + CASE WHEN {mo} > 2 THEN -3 ELSE 9 END) + 2', '5')} + {d} - 1)"
+        doe = f"({yoe} * 365 + {div(yoe, '4')} - {div(yoe, '100')} + {doy})"
+        days = f"({div(yy, '400')} * 146097 + {doe} - 719468)"
+        wall = f"({days} * 86400000 + {hh} * 3600000 + {mi} * 60000 + {ss} * 1000 + {millis})"
+        valid = (
+            f"{group('yy')} <> '' AND {y} >= 1 AND {mo} BETWEEN 1 AND 12 AND {d} BETWEEN 1 AND {dim}"
+            f" AND {hh} <= 23 AND {mi} <= 59 AND {ss} <= 59 AND {zh} <= 23 AND {zm} <= 59"
+        )
+        shift = f"(CASE WHEN {group('sg')} = '+' THEN 1 ELSE -1 END) * ({zh} * 3600000 + {zm} * 60000)"
+        naive = self._naive_to_utc(Sql(wall))
+        utc = sql(
+            f"CASE WHEN {group('zz')} <> '' THEN {wall}"
+            f" WHEN {group('sg')} <> '' THEN {wall} - {shift} ELSE {{}} END",
+            naive,
+        )
+        return self._in_datetime_range(sql(f"CASE WHEN {valid} THEN CAST({{}} AS DOUBLE) END", utc))
+
+    @abstractmethod
+    def _naive_to_utc(self, wall: Sql) -> Sql:
+        """Project-local wall-clock milliseconds as UTC milliseconds (the zone's offset then)."""
+
+    @abstractmethod
     def _format_number(self, number: Sql) -> Sql: ...
 
     @abstractmethod

@@ -13,6 +13,7 @@ from typing import Any
 from rawevents.where.printer.base import Printer, Value
 from rawevents.where.printer.sql import Sql, atom, sql
 from rawevents.where.values import (
+    DATETIME_GROUPS,
     DATETIME_PATTERN,
     NUMBER_PATTERN,
     naive_offsets,
@@ -36,8 +37,6 @@ _JSON_PAYLOAD = {
     "object": "{}",
 }
 _PARAM_TYPES = {"string": "String", "number": "Float64", "boolean": "Bool", "integer": "Int64"}
-# extractGroups positions of DATETIME_PATTERN's groups (values.DATETIME_GROUPS order).
-_YY, _MO, _DD, _HH, _MI, _SS, _FR, _ZZ, _SG, _ZH, _ZM = range(1, 12)
 
 
 def _literal(text: str) -> str:
@@ -183,38 +182,17 @@ class ClickHousePrinter(Printer):
         groups = sql(f"extractGroups({{}}, {_literal(f'^{DATETIME_PATTERN}$')})", text)
         return self._let(groups, self._datetime_from_groups)
 
-    def _datetime_from_groups(self, g: Sql) -> Sql:
-        def group(i: int) -> str:
-            return f"{g.text}[{i}]"
+    def _group_text(self, groups: Sql, name: str) -> str:
+        return f"{groups.text}[{DATETIME_GROUPS.index(name) + 1}]"  # extractGroups: 1-based
 
-        def num(i: int) -> str:
-            return f"coalesce(toInt64OrNull({group(i)}), 0)"
+    def _integer_or_zero(self, text: str) -> str:
+        return f"coalesce(toInt64OrNull({text}), 0)"
 
-        y, mo, d = num(_YY), num(_MO), num(_DD)
-        hh, mi, ss = num(_HH), num(_MI), num(_SS)
-        zh, zm = num(_ZH), num(_ZM)
-        millis = f"toInt64(substring(rightPad({group(_FR)}, 3, '0'), 1, 3))"
-        dim = (
-            f"CASE WHEN {mo} = 2 THEN CASE WHEN ({y} % 4 = 0 AND {y} % 100 <> 0) OR {y} % 400 = 0 "
-            f"THEN 29 ELSE 28 END WHEN {mo} IN (4, 6, 9, 11) THEN 30 ELSE 31 END"
-        )
-        yy = f"({y} - if({mo} <= 2, 1, 0))"
-        yoe = f"({yy} - intDiv({yy}, 400) * 400)"
-        doy = f"(intDiv(153 * ({mo} + if({mo} > 2, -3, 9)) + 2, 5) + {d} - 1)"
-        doe = f"({yoe} * 365 + intDiv({yoe}, 4) - intDiv({yoe}, 100) + {doy})"
-        days = f"(intDiv({yy}, 400) * 146097 + {doe} - 719468)"
-        wall = f"({days} * 86400000 + {hh} * 3600000 + {mi} * 60000 + {ss} * 1000 + {millis})"
-        valid = (
-            f"{group(_YY)} <> '' AND {y} >= 1 AND {mo} BETWEEN 1 AND 12 AND {d} BETWEEN 1 AND {dim}"
-            f" AND {hh} <= 23 AND {mi} <= 59 AND {ss} <= 59 AND {zh} <= 23 AND {zm} <= 59"
-        )
-        shift = f"if({group(_SG)} = '+', 1, -1) * ({zh} * 3600000 + {zm} * 60000)"
-        naive = self._naive_to_utc(Sql(wall))
-        utc = sql(
-            f"multiIf({group(_ZZ)} <> '', {wall}, {group(_SG)} <> '', {wall} - {shift}, {{}})",
-            naive,
-        )
-        return self._in_datetime_range(sql(f"if({valid}, toFloat64({{}}), NULL)", utc))
+    def _leading_millis(self, fraction: str) -> str:
+        return f"toInt64(substring(rightPad({fraction}, 3, '0'), 1, 3))"
+
+    def _int_div(self, dividend: str, divisor: str) -> str:
+        return f"intDiv({dividend}, {divisor})"
 
     def _naive_to_utc(self, wall: Sql) -> Sql:
         if self.timezone == "UTC":

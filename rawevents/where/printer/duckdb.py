@@ -156,36 +156,17 @@ class DuckDBPrinter(Printer):
         groups = sql(f"regexp_extract({{}}, '^{DATETIME_PATTERN}$', [{names}])", text)
         return self._let(groups, self._datetime_from_groups)
 
-    def _datetime_from_groups(self, g: Sql) -> Sql:
-        def num(group: str) -> str:
-            return f"coalesce(TRY_CAST({g.text}.{group} AS BIGINT), 0)"
+    def _group_text(self, groups: Sql, name: str) -> str:
+        return f"{groups.text}.{name}"
 
-        y, mo, d = num("yy"), num("mo"), num("dd")
-        hh, mi, ss = num("hh"), num("mi"), num("ss")
-        zh, zm = num("zh"), num("zm")
-        millis = f"CAST(left(rpad({g.text}.fr, 3, '0'), 3) AS BIGINT)"
-        dim = (
-            f"CASE WHEN {mo} = 2 THEN CASE WHEN ({y} % 4 = 0 AND {y} % 100 <> 0) OR {y} % 400 = 0 "
-            f"THEN 29 ELSE 28 END WHEN {mo} IN (4, 6, 9, 11) THEN 30 ELSE 31 END"
-        )
-        yy = f"({y} - CASE WHEN {mo} <= 2 THEN 1 ELSE 0 END)"
-        yoe = f"({yy} - ({yy} // 400) * 400)"
-        doy = f"((153 * ({mo} + CASE WHEN {mo} > 2 THEN -3 ELSE 9 END) + 2) // 5 + {d} - 1)"
-        doe = f"({yoe} * 365 + {yoe} // 4 - {yoe} // 100 + {doy})"
-        days = f"(({yy} // 400) * 146097 + {doe} - 719468)"
-        wall = f"({days} * 86400000 + {hh} * 3600000 + {mi} * 60000 + {ss} * 1000 + {millis})"
-        valid = (
-            f"{g.text}.yy <> '' AND {y} >= 1 AND {mo} BETWEEN 1 AND 12 AND {d} BETWEEN 1 AND {dim}"
-            f" AND {hh} <= 23 AND {mi} <= 59 AND {ss} <= 59 AND {zh} <= 23 AND {zm} <= 59"
-        )
-        shift = f"(CASE WHEN {g.text}.sg = '+' THEN 1 ELSE -1 END) * ({zh} * 3600000 + {zm} * 60000)"
-        naive = self._naive_to_utc(Sql(wall))
-        utc = sql(
-            f"CASE WHEN {g.text}.zz <> '' THEN {wall}"
-            f" WHEN {g.text}.sg <> '' THEN {wall} - {shift} ELSE {{}} END",
-            naive,
-        )
-        return self._in_datetime_range(sql(f"CASE WHEN {valid} THEN CAST({{}} AS DOUBLE) END", utc))
+    def _integer_or_zero(self, text: str) -> str:
+        return f"coalesce(TRY_CAST({text} AS BIGINT), 0)"
+
+    def _leading_millis(self, fraction: str) -> str:
+        return f"CAST(left(rpad({fraction}, 3, '0'), 3) AS BIGINT)"
+
+    def _int_div(self, dividend: str, divisor: str) -> str:
+        return f"(({dividend}) // {divisor})"
 
     def _naive_to_utc(self, wall: Sql) -> Sql:
         if self.timezone == "UTC":
