@@ -115,6 +115,9 @@ class PeakRss:
                 return
             time.sleep(self.interval)
 
+    def mib(self) -> float:
+        return round(self.peak / 2**20, 1)
+
 
 @dataclass(frozen=True)
 class ExportRun:

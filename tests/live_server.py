@@ -45,6 +45,12 @@ class LiveServer:
         return self.log or self.data_dir.with_name(self.data_dir.name + ".server.log")
 
     @property
+    def pid(self) -> int:
+        """The running server's process id."""
+        assert self.process is not None, "the server is not running"
+        return self.process.pid
+
+    @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 

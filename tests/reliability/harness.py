@@ -224,37 +224,6 @@ class Usage:
         return round(self.rss / 2**20, 1)
 
 
-class PeakRss:
-    """Samples the server's RSS in a thread; `peak` is the highest seen."""
-
-    def __init__(self, server: LiveServer, interval: float = 0.05) -> None:
-        assert server.process is not None
-        self._process = psutil.Process(server.process.pid)
-        self._interval = interval
-        self._stop = threading.Event()
-        self.peak = 0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self._process.memory_info().rss)
-            except psutil.Error:
-                return
-            time.sleep(self._interval)
-
-    def mib(self) -> float:
-        return round(self.peak / 2**20, 1)
-
-
 def settle(server: LiveServer, seconds: float = 30) -> Iterator[Usage]:
     """Usage samples once a second until the thread count stops falling (or `seconds` pass)."""
     deadline = time.monotonic() + seconds

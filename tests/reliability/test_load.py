@@ -19,6 +19,7 @@ import orjson
 import psutil
 import pytest
 
+from bench.live import PeakRss
 from rawevents.projects import Project
 from rawevents.settings import SETTINGS_BY_NAME
 from tests.export.bigdata import build
@@ -27,7 +28,6 @@ from tests.reliability.harness import (
     SIZES,
     CutOff,
     Ingester,
-    PeakRss,
     Sizes,
     Usage,
     export_once,
@@ -78,7 +78,7 @@ def test_concurrent_exports_while_ingesting_all_complete(loaded: tuple[LiveServe
     url = export_url(live, DAY, DAY)
     cut_off = 0
     waits = 0
-    with PeakRss(live) as peak, ThreadPoolExecutor(sizes.concurrent_exports) as pool:
+    with PeakRss(live.pid) as peak, ThreadPoolExecutor(sizes.concurrent_exports) as pool:
         futures = [pool.submit(export_with_retry, url, project) for _ in range(sizes.concurrent_exports)]
         for future in futures:
             try:
@@ -162,7 +162,7 @@ def test_abandoned_exports_leave_nothing_behind(loaded: tuple[LiveServer, Projec
             response.raw.read(4096, decode_content=False)
         response.close()
 
-    with PeakRss(live) as peak, ThreadPoolExecutor(10) as pool:
+    with PeakRss(live.pid) as peak, ThreadPoolExecutor(10) as pool:
         list(pool.map(abandon, range(sizes.abandoned_exports)))
     after = _settled(live, before)
     report(
@@ -188,7 +188,7 @@ def test_stalled_readers_are_bounded_and_dropped(loaded: tuple[LiveServer, Proje
         f"Authorization: Basic {_b64(project.api_secret + ':')}\r\nAccept-Encoding: gzip\r\n\r\n"
     ).encode()
     sockets = []
-    with PeakRss(live) as peak:
+    with PeakRss(live.pid) as peak:
         for _ in range(sizes.stalled_readers):
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
