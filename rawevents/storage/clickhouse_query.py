@@ -11,9 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from rawevents.storage.base import EventSelection, EventsPageQuery, PageRow, SegmentationQuery, SegmentCount
+from rawevents.storage.base import (
+    DISTINCT_ID_KEYS,
+    EventSelection,
+    EventsPageQuery,
+    PageRow,
+    SegmentationQuery,
+    SegmentCount,
+)
 from rawevents.storage.clickhouse_conn import Connection
-from rawevents.where.ast import Access, Node
+from rawevents.where.ast import Node
 from rawevents.where.printer import compile_predicate, compile_segment_key
 from rawevents.where.printer.clickhouse import ClickHousePrinter
 
@@ -27,10 +34,6 @@ _BUCKETS = {
         "toUnixTimestamp64Milli(toDateTime64(toStartOfMonth(fromUnixTimestamp64Milli({0}, 'UTC')), 3, 'UTC'))"
     ),
 }
-_DISTINCT_ID_KEYS = (
-    Access(scope="properties", name="distinct_id"),
-    Access(scope="properties", name="$distinct_id"),
-)
 
 
 def _rows(selection: EventSelection, columns: str, printer: ClickHousePrinter, params: dict[str, Any]) -> str:
@@ -61,7 +64,7 @@ def _local_ms(selection: EventSelection, params: dict[str, Any]) -> str:
 def _key(on: Node | None, printer: ClickHousePrinter, params: dict[str, Any]) -> str:
     if on is None:
         return "event"
-    if on in _DISTINCT_ID_KEYS:
+    if on in DISTINCT_ID_KEYS:
         return "distinct_id"
     key = compile_segment_key(printer, on)
     params.update(key.params)
