@@ -389,7 +389,8 @@ class Compactor:
         flushed = False
         while not self._stop.is_set() and self._flush(con, 1 if timed_out else self._flush_rows):
             flushed = True
-        while not self._stop.is_set() and self._merge(con, idle=not flushed):
+        # A poke (rows to flush) ends the idle steps: the next cycle flushes first.
+        while not self._stop.is_set() and self._merge(con, idle=not flushed and not self._wake.is_set()):
             pass
 
     def _flush(self, con: duckdb.DuckDBPyConnection, min_rows: int) -> bool:
@@ -423,48 +424,91 @@ class Compactor:
             return True
 
     def _merge(self, con: duckdb.DuckDBPyConnection, *, idle: bool) -> bool:
-        """Merge one group of runs of a day into one run; False when nothing is due."""
+        """One merge step on the runs of a day; False when nothing is due."""
         with self._lock:
-            due = _due_merge(_crowded_runs(con), idle=idle, max_rows=MERGE_ROWS_PER_SORT * self._sort_rows)
+            due = _due_step(_crowded_runs(con), idle=idle, max_rows=MERGE_ROWS_PER_SORT * self._sort_rows)
             if due is None:
                 return False
+            step, runs = due
             batch = self._last_batch + 1
-            first = due[0]
-            low, high = first.part * PARTITION_MS, (first.part + 1) * PARTITION_MS
-            batches = [r.run_batch for r in due]
-            where = "project_id = ? AND time_ms >= ? AND time_ms < ? AND list_contains(?, run_batch)"
-            params: list[Any] = [first.project_id, low, high, batches]
             started = time.perf_counter()
             with transaction(con):
-                # Consecutive time windows of about SORT_ROWS rows each, appended in order: one
-                # run, whose sorts stay within the engine's memory however big the day is.
-                for start, end in _windows(low, high, sum(r.rows for r in due), self._sort_rows):
-                    con.execute(
-                        f"INSERT INTO {SORTED} SELECT {STORED}, ? FROM {SORTED} WHERE {where}"
-                        " AND time_ms >= ? AND time_ms < ? ORDER BY time_ms, seq",
-                        [batch, *params, start, end],
-                    )
-                con.execute(f"DELETE FROM {SORTED} WHERE {where}", params)
-                con.execute(
-                    f"DELETE FROM {RUNS} WHERE project_id = ? AND part = ? AND list_contains(?, run_batch)",
-                    [first.project_id, first.part, batches],
-                )
-                con.execute(
-                    f"INSERT INTO {RUNS} SELECT ?, ?, ?, min(time_ms), max(time_ms), count(*)"
-                    f" FROM {SORTED} WHERE run_batch = ? HAVING count(*) > 0",
-                    [batch, first.project_id, first.part, batch],
-                )
+                step(con, runs, batch, self._sort_rows)
             self._last_batch = batch
             self._on_step(time.perf_counter() - started)
             return True
 
 
-def _windows(low: int, high: int, rows: int, sort_rows: int) -> list[tuple[int, int]]:
-    """[low, high) cut into equal time windows of about SORT_ROWS (at most `sort_rows`) rows each,
-    if spread evenly."""
+# A step rewrites rows of `runs` (one project and day) into the new run `batch`, in the caller's
+# transaction, and re-records the runs it touched.
+Step = Callable[[duckdb.DuckDBPyConnection, list[Run], int, int], None]
+
+_OF_RUNS = "project_id = ? AND time_ms >= ? AND time_ms < ? AND list_contains(?, run_batch)"
+
+
+def _of_runs(runs: Sequence[Run], *extra: int) -> list[Any]:
+    """Parameters of _OF_RUNS: the rows of `runs` (and of the runs `extra`) in their day."""
+    first = runs[0]
+    low = first.part * PARTITION_MS
+    return [first.project_id, low, low + PARTITION_MS, [*(r.run_batch for r in runs), *extra]]
+
+
+def _merge_runs(con: duckdb.DuckDBPyConnection, runs: list[Run], batch: int, sort_rows: int) -> None:
+    """All rows of `runs` into one new run, as consecutive time windows of about SORT_ROWS rows
+    each appended in order: each sort stays within the engine's memory."""
+    params = _of_runs(runs)
+    span = (min(r.min_time for r in runs), max(r.max_time for r in runs) + 1)
+    for start, end in _windows((params[1], params[2]), span, sum(r.rows for r in runs), sort_rows):
+        con.execute(
+            f"INSERT INTO {SORTED} SELECT {STORED}, ? FROM {SORTED} WHERE {_OF_RUNS}"
+            " AND time_ms >= ? AND time_ms < ? ORDER BY time_ms, seq",
+            [batch, *params, start, end],
+        )
+    con.execute(f"DELETE FROM {SORTED} WHERE {_OF_RUNS}", params)
+    _record(con, runs, batch)
+
+
+def _consolidate_window(con: duckdb.DuckDBPyConnection, runs: list[Run], batch: int, sort_rows: int) -> None:
+    """The first `sort_rows` rows in time of an overlap group into a new run of their own: it ends
+    before the rest of the group begins, so it overlaps nothing; the next step takes the rest."""
+    params = _of_runs(runs)
+    lowest = con.execute(f"SELECT min(time_ms) FROM {SORTED} WHERE {_OF_RUNS}", params).fetchone()
+    cut = con.execute(
+        f"SELECT time_ms FROM {SORTED} WHERE {_OF_RUNS} ORDER BY time_ms LIMIT 1 OFFSET ?",
+        [*params, sort_rows],
+    ).fetchone()
+    # No more rows than one sort: all of them; more than that in the first millisecond: all of it.
+    end = params[2] if cut is None or lowest is None else max(int(cut[0]), int(lowest[0]) + 1)
+    con.execute(
+        f"INSERT INTO {SORTED} SELECT {STORED}, ? FROM {SORTED} WHERE {_OF_RUNS} AND time_ms < ?"
+        " ORDER BY time_ms, seq",
+        [batch, *params, end],
+    )
+    con.execute(f"DELETE FROM {SORTED} WHERE {_OF_RUNS} AND time_ms < ?", [*params, end])
+    _record(con, runs, batch)
+
+
+def _record(con: duckdb.DuckDBPyConnection, runs: list[Run], batch: int) -> None:
+    """Record `runs` and the new run `batch` again from their rows: bounds and counts as they now
+    are, a run left without rows dropped."""
+    first = runs[0]
+    con.execute(
+        f"DELETE FROM {RUNS} WHERE project_id = ? AND part = ? AND list_contains(?, run_batch)",
+        [first.project_id, first.part, [r.run_batch for r in runs]],
+    )
+    con.execute(
+        f"INSERT INTO {RUNS} SELECT run_batch, project_id, ?, min(time_ms), max(time_ms), count(*)"
+        f" FROM {SORTED} WHERE {_OF_RUNS} GROUP BY run_batch, project_id",
+        [first.part, *_of_runs(runs, batch)],
+    )
+
+
+def _windows(day: tuple[int, int], span: tuple[int, int], rows: int, sort_rows: int) -> list[tuple[int, int]]:
+    """The day cut into consecutive windows, the runs' time span into equal ones of about
+    SORT_ROWS (at most `sort_rows`) rows each if spread evenly."""
     count = max(1, -(-rows // min(SORT_ROWS, sort_rows)))
-    edges = [low + (high - low) * i // count for i in range(count + 1)]
-    return [(a, b) for a, b in pairwise(edges) if a < b]
+    inner = [span[0] + (span[1] - span[0]) * i // count for i in range(1, count)]
+    return [(a, b) for a, b in pairwise([day[0], *inner, day[1]]) if a < b]
 
 
 def _crowded_runs(con: duckdb.DuckDBPyConnection) -> list[Run]:
@@ -477,18 +521,37 @@ def _crowded_runs(con: duckdb.DuckDBPyConnection) -> list[Run]:
     return [Run(*map(int, row)) for row in rows]
 
 
-def _due_merge(runs: list[Run], *, idle: bool, max_rows: int) -> list[Run] | None:
-    """The first group of runs to merge: a day with more than MAX_RUNS runs, or runs that overlap
-    in time (MERGE_FANIN of them, or any two once ingest is idle); each group cut to the smallest
-    runs that fit `max_rows`, since a merge is one transaction whose new rows the engine holds."""
+def _due_step(runs: list[Run], *, idle: bool, max_rows: int) -> tuple[Step, list[Run]] | None:
+    """The first merge step due on a day's runs, if any (see _due_in_day)."""
     for _, day in groupby(runs, key=lambda r: (r.project_id, r.part)):
-        day_runs = list(day)
-        groups = [day_runs] if len(day_runs) > MAX_RUNS else overlap_groups(day_runs)
-        for group in groups:
-            if len(group) >= MERGE_FANIN or (idle and len(group) > 1) or len(group) > MAX_RUNS:
-                fitting = _smallest_fitting(group, max_rows)
-                if len(fitting) > 1:
-                    return fitting
+        due = _due_in_day(list(day), idle=idle, max_rows=max_rows)
+        if due is not None:
+            return due
+    return None
+
+
+def _due_in_day(day_runs: list[Run], *, idle: bool, max_rows: int) -> tuple[Step, list[Run]] | None:
+    """Runs that overlap in time (MERGE_FANIN of them, or any two once ingest is idle) are merged,
+    the smallest that fit `max_rows` (a merge is one transaction, whose new rows the engine holds);
+    when even those are too few, an idle compactor consolidates the group a window at a time.
+    A day with more than MAX_RUNS runs merges two adjacent ones.
+
+    Every step ends: a merge leaves fewer runs, a window leaves fewer rows in overlapping runs, and
+    no step makes runs overlap that did not, so `compact()` gets to a day of runs that overlap
+    none and fit (MAX_RUNS) or cannot be merged within `max_rows`."""
+    for group in overlap_groups(day_runs):
+        if len(group) >= MERGE_FANIN or (idle and len(group) > 1):
+            fitting = _smallest_fitting(group, max_rows)
+            if len(fitting) > 1:
+                return _merge_runs, fitting
+            # Only when idle: a shuffled backfill lands in every day on every flush, and rewriting
+            # whole days each time would write each row over and over.
+            if idle:
+                return _consolidate_window, group
+    if len(day_runs) > MAX_RUNS:
+        adjacent = _smallest_adjacent_pair(day_runs, max_rows)
+        if adjacent is not None:
+            return _merge_runs, adjacent
     return None
 
 
@@ -502,6 +565,18 @@ def _smallest_fitting(group: list[Run], max_rows: int) -> list[Run]:
         chosen.append(run)
         total += run.rows
     return sorted(chosen, key=lambda r: r.min_time)
+
+
+def _smallest_adjacent_pair(day_runs: list[Run], max_rows: int) -> list[Run] | None:
+    """Two runs next to each other in time, overlapping no run, with the fewest rows that fit
+    `max_rows`: their merge overlaps no run either (merging runs that are not adjacent would
+    overlap the ones between, which a window step would split again)."""
+    alone = [(a[0], b[0]) for a, b in pairwise(overlap_groups(day_runs)) if len(a) == len(b) == 1]
+    fitting = [pair for pair in alone if pair[0].rows + pair[1].rows <= max_rows]
+    if not fitting:
+        return None
+    first, second = min(fitting, key=lambda pair: pair[0].rows + pair[1].rows)
+    return [first, second]
 
 
 def overlap_groups(runs: Sequence[Run]) -> list[list[Run]]:

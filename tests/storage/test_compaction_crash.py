@@ -1,9 +1,10 @@
 """`kill -9` in the middle of compaction leaves the store as before or after each step: every
 acknowledged event is exported exactly once afterwards.
 
-Two tests: the store alone (a child process compacts in small slices and is killed while it does),
-and the real server (clients importing shuffled events with acknowledgements, compaction running
-after every few hundred rows, killed and restarted). The long variant of the server test runs
+Two tests: the store alone (a child process compacts in small steps: flushes, merges, days
+consolidated window by window; it is killed while it does), and the real server (clients
+importing shuffled events with acknowledgements, compaction running after every few hundred
+rows, killed and restarted). The long variant of the server test runs
 more rounds: `pytest -m reliability_full tests/storage/test_compaction_crash.py`.
 """
 
@@ -33,17 +34,25 @@ from tests.live_server import LiveServer
 DAY = 86_400_000
 T0 = 1_790_812_800_000
 
-# The child: compacts the store in slices of 200 rows (many short transactions), announcing
-# the start on stdout.
+# The child: compacts the store in sorts of 150 rows (many short transactions: flushes, merges of
+# at most 300 rows, and days of 600+ rows consolidated window by window), saying on stdout when
+# it starts flushing and when it starts merging.
 _CHILD = """
 import sys
 from rawevents.storage import duckdb_layout
 from rawevents.storage.duckdb_store import DuckDBStore
-duckdb_layout.SLICE_ROWS = 200
+duckdb_layout.SORT_BYTES_PER_ROW = 1 << 62
+duckdb_layout.MIN_SORT_ROWS = 150
 store = DuckDBStore(sys.argv[1], background_compaction=False)
-print("compacting", flush=True)
-store.compact()
+compactor, con = store._compactor, store._db.cursor()
+print("flushing", flush=True)
+while compactor._flush(con, 1):
+    pass
+print("merging", flush=True)
+while compactor._merge(con, idle=True):
+    pass
 print("done", flush=True)
+con.close()
 store.close()
 """
 
@@ -61,7 +70,9 @@ def _exported(store: DuckDBStore) -> list[int]:
     return [orjson.loads(line)["properties"]["n"] for line in body.splitlines()]
 
 
-def test_kill_9_during_compaction_loses_and_repeats_nothing(tmp_path: Path) -> None:
+def test_kill_9_during_compaction_loses_and_repeats_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = random.Random(5)
     total = 0
     outcomes = []
@@ -75,7 +86,9 @@ def test_kill_9_during_compaction_loses_and_repeats_nothing(tmp_path: Path) -> N
             [sys.executable, "-c", _CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True
         )
         assert child.stdout is not None
-        assert child.stdout.readline().strip() == "compacting"
+        assert child.stdout.readline().strip() == "flushing"
+        if round_no % 2:  # odd rounds kill a merge or window step; even ones most likely a flush
+            assert child.stdout.readline().strip() == "merging"
         time.sleep(rng.uniform(0.05, 0.6) * (round_no + 1) / 2)
         child.kill()
         child.wait()
@@ -85,17 +98,29 @@ def test_kill_9_during_compaction_loses_and_repeats_nothing(tmp_path: Path) -> N
         try:
             ns = _exported(store)
             assert Counter(ns) == Counter(range(total)), round_no  # each exactly once
-            [(in_runs,)] = store.query(f"SELECT coalesce(sum(rows), 0) FROM {layout.RUNS}")
-            [(sorted_rows,)] = store.query(f"SELECT count(*) FROM {layout.SORTED}")
-            assert in_runs == sorted_rows  # the run list matches the rows: no half-done step
+            # The run list matches the rows: no half-done step.
+            assert store.query(f"SELECT * FROM {layout.RUNS} ORDER BY ALL") == store.query(
+                f"SELECT run_batch, project_id, time_ms // {DAY}, min(time_ms), max(time_ms), count(*)"
+                f" FROM {layout.SORTED} GROUP BY ALL ORDER BY ALL"
+            ), round_no
         finally:
             store.close()
     assert any("done" not in outcome for outcome in outcomes)  # kills did land mid-compaction
+    assert any("done" not in outcome for outcome in outcomes[1::2])  # and mid-merge
+    # The same small sorts as the child: compaction resumes where the last kill left it.
+    monkeypatch.setattr(layout, "SORT_BYTES_PER_ROW", 1 << 62)
+    monkeypatch.setattr(layout, "MIN_SORT_ROWS", 150)
     store = DuckDBStore(tmp_path, commit_interval_ms=0, background_compaction=False)
     try:
         store.compact()
         ns = _exported(store)
         assert len(ns) == total and Counter(ns) == Counter(range(total))
+        # Every day ended as runs that do not overlap (each read in storage order).
+        [(overlapping,)] = store.query(
+            f"SELECT count(*) FROM {layout.RUNS} AS a JOIN {layout.RUNS} AS b USING (project_id, part)"
+            " WHERE a.run_batch <> b.run_batch AND a.min_time <= b.max_time AND b.min_time <= a.max_time"
+        )
+        assert overlapping == 0
     finally:
         store.close()
 

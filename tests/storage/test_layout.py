@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import duckdb
@@ -138,6 +139,112 @@ def test_a_merge_rewrites_no_more_rows_than_fit_the_engine(
         assert len(sizes) < 10  # merges did happen
         assert _ns(store, _full()) == _expected(events)
     finally:
+        store.close()
+
+
+def _small_sorts(monkeypatch: pytest.MonkeyPatch, sort_rows: int) -> None:
+    """The compactor sorts `sort_rows` rows at a time, flushes runs of that size, and a merge
+    rewrites at most twice that."""
+    monkeypatch.setattr(layout, "SORT_BYTES_PER_ROW", 1 << 62)
+    monkeypatch.setattr(layout, "MIN_SORT_ROWS", sort_rows)
+
+
+def _runs_by_day(store: DuckDBStore) -> dict[tuple[int, int], list[tuple[int, int, int]]]:
+    """Each (project, day)'s recorded runs as (min_time, max_time, rows), in time order."""
+    days: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    for project, part, low, high, rows in store.query(
+        f"SELECT project_id, part, min_time, max_time, rows FROM {layout.RUNS} ORDER BY ALL"
+    ):
+        days.setdefault((project, part), []).append((low, high, rows))
+    return days
+
+
+def _assert_runs_recorded_exactly(store: DuckDBStore) -> None:
+    recorded = store.query(
+        f"SELECT run_batch, project_id, part, min_time, max_time, rows FROM {layout.RUNS} ORDER BY ALL"
+    )
+    actual = store.query(
+        f"SELECT run_batch, project_id, time_ms // {DAY}, min(time_ms), max(time_ms), count(*)"
+        f" FROM {layout.SORTED} GROUP BY ALL ORDER BY ALL"
+    )
+    assert recorded == actual
+
+
+def _assert_no_overlap(store: DuckDBStore) -> None:
+    for day, runs in _runs_by_day(store).items():
+        assert all(a[1] < b[0] for a, b in pairwise(runs)), day
+
+
+def test_a_day_too_big_for_one_merge_ends_as_runs_that_do_not_overlap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shuffled arrival over several days, each day bigger than a merge may rewrite: the idle
+    compactor consolidates each day window by window into runs of at most one merge's rows that
+    do not overlap, which an export reads in storage order."""
+    _small_sorts(monkeypatch, 100)
+    store = DuckDBStore(tmp_path, commit_interval_ms=0, background_compaction=False)
+    try:
+        rng = random.Random(7)
+        events = [_event(1 + (n % 5 == 0), T0 + rng.randrange(3 * DAY), n) for n in range(3000)]
+        # Some rows share a millisecond: ingestion order must break the tie.
+        events += [_event(1, T0 + DAY + 5, n) for n in range(3000, 3010)]
+        for i in range(0, len(events), 400):
+            store.submit_events(events[i : i + 400]).result()
+        store.compact()
+        _assert_runs_recorded_exactly(store)
+        _assert_no_overlap(store)
+        days = _runs_by_day(store)
+        assert len(days) == 6 and all(rows <= 200 for runs in days.values() for *_, rows in runs)
+        assert len(days[1, T0 // DAY]) > 1  # ~800 rows: consolidated, not merged into one run
+        mine = [e for e in events if e.project_id == 1]
+        assert _ns(store, _full()) == _expected(mine)
+        runs = [layout.Run(*row) for row in store.query(f"SELECT * FROM {layout.RUNS} WHERE project_id = 1")]
+        pieces = layout.plan_pieces(
+            [TimeSegment(T0, T0 + 3 * DAY, 0)], sorted(runs, key=lambda r: r.min_time), []
+        )
+        assert all(piece.run_batch is not None for piece in pieces)  # no sorted stretch left
+        # A late event lands in one window of its day: merged with it alone.
+        late = _event(1, T0 + DAY + 5, 5000)
+        store.submit_events([late]).result()
+        store.compact()
+        _assert_runs_recorded_exactly(store)
+        _assert_no_overlap(store)
+        assert _ns(store, _full()) == _expected([*mine, late])
+        # Dedup is exact across the consolidated runs: a retry of everything adds nothing.
+        before = store.query(f"SELECT count(*) FROM {layout.SORTED}")
+        store.submit_events([*events, late]).result()
+        store.compact()
+        assert store.query(f"SELECT count(*) FROM {layout.SORTED}") == before == [(3011,)]
+        assert _ns(store, _full()) == _expected([*mine, late])
+        assert _ns(store, _full(2)) == _expected([e for e in events if e.project_id == 2])
+    finally:
+        store.close()
+
+
+def test_a_day_of_more_than_max_runs_windows_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A day of 25 windows' worth of shuffled rows: consolidation, then merges of adjacent runs
+    down to MAX_RUNS, end after a bounded number of steps with runs that do not overlap."""
+    _small_sorts(monkeypatch, 100)
+    store = DuckDBStore(tmp_path, commit_interval_ms=0, background_compaction=False)
+    con = store._db.cursor()
+    try:
+        times = random.Random(5).sample(range(T0, T0 + DAY), 2500)
+        events = [_event(1, t, n) for n, t in enumerate(times)]
+        store.submit_events(events).result()
+        while store._compactor._flush(con, 1):
+            pass
+        assert len(_runs_by_day(store)[1, T0 // DAY]) == 25  # flushes of 100 rows over the day
+        steps = 0
+        while store._compactor._merge(con, idle=True):
+            steps += 1
+            assert steps < 200, "compaction does not end"
+        _assert_runs_recorded_exactly(store)
+        _assert_no_overlap(store)
+        runs = _runs_by_day(store)[1, T0 // DAY]
+        assert len(runs) == layout.MAX_RUNS and max(rows for *_, rows in runs) <= 200
+        assert _ns(store, _full()) == _expected(events)
+    finally:
+        con.close()
         store.close()
 
 
