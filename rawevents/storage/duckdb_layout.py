@@ -19,8 +19,20 @@ The layout (tables below):
 An export reads the runs that cover its range one after the other with a plain filtered scan,
 which DuckDB returns in storage order (`preserve_insertion_order`): no sort. Only where runs
 overlap in time (late events flushed after their day was compacted) or recent rows fall, the
-stretch is read with `ORDER BY time_ms, seq` in small windows; the compactor merges overlapping
-runs of a day into one (when idle, or once MERGE_FANIN of them pile up).
+stretch is read with `ORDER BY time_ms, seq` in small windows. So the compactor removes overlap:
+- A merge rewrites overlapping runs of a day as one (when idle, or once MERGE_FANIN of them pile
+  up), at most MERGE_ROWS_PER_SORT sorts' worth of rows, the smallest runs first: the engine
+  holds a transaction's new rows until it commits, and merging a 333k-row day at once ran out of
+  the 192MB engine memory.
+- When even the smallest runs of an overlap group do not fit one merge (a big day after a
+  shuffled backfill), the idle compactor consolidates the group a window at a time: each step,
+  one transaction, moves the group's first sort's worth of rows in time into a new run and
+  re-records what remains of the sources. The new run ends before the rest begins, so the day
+  ends as consecutive runs that do not overlap, each read as a plain scan. Only when idle:
+  during a backfill every flush lands in every day, and consolidating days on each flush would
+  rewrite every row over and over.
+- A day with more than MAX_RUNS runs merges two adjacent ones (never runs with others between
+  them: their merge would overlap those, which a window step would split again).
 
 Every compaction step is one transaction (insert the sorted copy, record the runs, delete the
 originals), so a crash leaves the store as before or after it; `seq` (ingestion order) travels
@@ -72,7 +84,7 @@ MERGE_FANIN = 4  # overlapping runs of a day merged at once even while ingest is
 # Rows one merge transaction rewrites, in sorts: the engine holds a transaction's new rows until
 # it commits, and merging a day of 333k rows (~250 MB of lines) at once ran out of a 192MB limit.
 MERGE_ROWS_PER_SORT = 2
-MAX_RUNS = 16  # runs of a day (overlapping or not) beyond which they are merged
+MAX_RUNS = 16  # runs of a day beyond which adjacent ones are merged (if two fit one merge)
 RECENT_BUCKET_MS = 60_000  # resolution at which an export locates recent rows
 
 _COLUMN_TYPES = """
@@ -360,8 +372,8 @@ class Compactor:
             self._thread.join()
 
     def compact(self) -> None:
-        """Flush every recent row and merge each day's overlapping runs, as far as merges fit the
-        engine's memory (one run per day, unless the day is bigger than a merge may rewrite)."""
+        """Flush every recent row, then merge and consolidate until no runs of a day overlap (one
+        run per day, unless the day is bigger than a merge may rewrite: then several)."""
         con = self._db.cursor()
         try:
             while self._flush(con, 1):
@@ -443,14 +455,21 @@ class Compactor:
 # transaction, and re-records the runs it touched.
 Step = Callable[[duckdb.DuckDBPyConnection, list[Run], int, int], None]
 
-_OF_RUNS = "project_id = ? AND time_ms >= ? AND time_ms < ? AND list_contains(?, run_batch)"
+_OF_RUNS = (
+    "project_id = ? AND time_ms >= ? AND time_ms < ?"
+    " AND run_batch BETWEEN ? AND ? AND list_contains(?, run_batch)"
+)
+
+
+def _day(run: Run) -> tuple[int, int]:
+    return run.part * PARTITION_MS, (run.part + 1) * PARTITION_MS
 
 
 def _of_runs(runs: Sequence[Run], *extra: int) -> list[Any]:
-    """Parameters of _OF_RUNS: the rows of `runs` (and of the runs `extra`) in their day."""
-    first = runs[0]
-    low = first.part * PARTITION_MS
-    return [first.project_id, low, low + PARTITION_MS, [*(r.run_batch for r in runs), *extra]]
+    """Parameters of _OF_RUNS: the rows of `runs` (and of the runs `extra`) in their day. The
+    batch range lets zone maps skip other runs' row groups (run_batch grows with position)."""
+    batches = [*(r.run_batch for r in runs), *extra]
+    return [runs[0].project_id, *_day(runs[0]), min(batches), max(batches), batches]
 
 
 def _merge_runs(con: duckdb.DuckDBPyConnection, runs: list[Run], batch: int, sort_rows: int) -> None:
@@ -458,7 +477,7 @@ def _merge_runs(con: duckdb.DuckDBPyConnection, runs: list[Run], batch: int, sor
     each appended in order: each sort stays within the engine's memory."""
     params = _of_runs(runs)
     span = (min(r.min_time for r in runs), max(r.max_time for r in runs) + 1)
-    for start, end in _windows((params[1], params[2]), span, sum(r.rows for r in runs), sort_rows):
+    for start, end in _windows(_day(runs[0]), span, sum(r.rows for r in runs), sort_rows):
         con.execute(
             f"INSERT INTO {SORTED} SELECT {STORED}, ? FROM {SORTED} WHERE {_OF_RUNS}"
             " AND time_ms >= ? AND time_ms < ? ORDER BY time_ms, seq",
@@ -478,7 +497,7 @@ def _consolidate_window(con: duckdb.DuckDBPyConnection, runs: list[Run], batch: 
         [*params, sort_rows],
     ).fetchone()
     # No more rows than one sort: all of them; more than that in the first millisecond: all of it.
-    end = params[2] if cut is None or lowest is None else max(int(cut[0]), int(lowest[0]) + 1)
+    end = _day(runs[0])[1] if cut is None or lowest is None else max(int(cut[0]), int(lowest[0]) + 1)
     con.execute(
         f"INSERT INTO {SORTED} SELECT {STORED}, ? FROM {SORTED} WHERE {_OF_RUNS} AND time_ms < ?"
         " ORDER BY time_ms, seq",
