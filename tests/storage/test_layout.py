@@ -203,12 +203,15 @@ def test_a_day_too_big_for_one_merge_ends_as_runs_that_do_not_overlap(
             [TimeSegment(T0, T0 + 3 * DAY, 0)], sorted(runs, key=lambda r: r.min_time), []
         )
         assert all(piece.run_batch is not None for piece in pieces)  # no sorted stretch left
-        # A late event lands in one window of its day: merged with it alone.
+        # A late event overlaps one run of its day: that run alone is rewritten with it.
+        before_late = _runs_by_day(store)
         late = _event(1, T0 + DAY + 5, 5000)
         store.submit_events([late]).result()
         store.compact()
         _assert_runs_recorded_exactly(store)
         _assert_no_overlap(store)
+        changed = set(_runs_by_day(store)[1, T0 // DAY + 1]) ^ set(before_late[1, T0 // DAY + 1])
+        assert 2 <= len(changed) <= 3  # one run out; the merge, or the two halves of a split, in
         assert _ns(store, _full()) == _expected([*mine, late])
         # Dedup is exact across the consolidated runs: a retry of everything adds nothing.
         before = store.query(f"SELECT count(*) FROM {layout.SORTED}")
@@ -223,7 +226,8 @@ def test_a_day_too_big_for_one_merge_ends_as_runs_that_do_not_overlap(
 
 def test_a_day_of_more_than_max_runs_windows_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A day of 25 windows' worth of shuffled rows: consolidation, then merges of adjacent runs
-    down to MAX_RUNS, end after a bounded number of steps with runs that do not overlap."""
+    down to MAX_RUNS, end after a bounded number of steps with runs that do not overlap; exports
+    are exact after every step."""
     _small_sorts(monkeypatch, 100)
     store = DuckDBStore(tmp_path, commit_interval_ms=0, background_compaction=False)
     con = store._db.cursor()
@@ -238,6 +242,7 @@ def test_a_day_of_more_than_max_runs_windows_ends(tmp_path: Path, monkeypatch: p
         while store._compactor._merge(con, idle=True):
             steps += 1
             assert steps < 200, "compaction does not end"
+            assert _ns(store, _full()) == _expected(events), steps  # exact between steps too
         _assert_runs_recorded_exactly(store)
         _assert_no_overlap(store)
         runs = _runs_by_day(store)[1, T0 // DAY]
