@@ -25,6 +25,7 @@ def _duckdb(config: Config, observer: StoreObserver | None) -> EventStore:
         export_window_bytes=ExportBudget.from_config(config).window_bytes,
         observer=observer,
         compact_rows=config.compact_rows,
+        line_compression=config.line_compression,
     )
 
 
