@@ -12,8 +12,9 @@ docs/performance.md) and the sort's memory stays flat whatever the store's size.
 Every query is a page: it has a LIMIT and continues after the last (time_ms, seq) it returned,
 bounded below by that time_ms too: the scan prunes with a plain bound, not with the OR of the
 key, which made each page decode the lines of every row before it again (a 1M-row export read
-in 2.1-2.6 s instead of 1.3-1.8 s, in process). It is read whole into Arrow memory and its engine result released before its first byte is
-yielded, so a slow or stalled client holds one page, never engine memory.
+in 2.1-2.6 s instead of 1.3-1.8 s, in process). It is read whole into Arrow memory and its
+engine result released before its first byte is yielded, so a slow or stalled client holds one
+page, never engine memory.
 """
 
 from __future__ import annotations
