@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from rawevents.export.stream import compression_pool
 from rawevents.ingest.workers import IngestWorkers
 from rawevents.metrics import Metrics
 from rawevents.projects import Project, ProjectRegistry
@@ -20,6 +22,7 @@ class Services:
     store: EventStore
     ingest_workers: IngestWorkers | None = field(default=None)
     metrics: Metrics = field(default_factory=Metrics)
+    compression: ThreadPoolExecutor = field(default_factory=compression_pool)  # exports' gzip threads
 
     @classmethod
     def open(cls, config: Config) -> Services:
@@ -31,9 +34,10 @@ class Services:
             if config.ingest_processes > 0
             else None
         )
-        return cls(config, registry, store, workers, metrics)
+        return cls(config, registry, store, workers, metrics, compression_pool(config.export_nice))
 
     def close(self) -> None:
+        self.compression.shutdown(cancel_futures=True)
         if self.ingest_workers is not None:
             self.ingest_workers.close()
         self.store.close()

@@ -249,6 +249,14 @@ SETTINGS: tuple[Setting, ...] = (
         _int(1),
     ),
     Setting(
+        "line_compression",
+        "uncompressed",
+        "RAWEVENTS_LINE_COMPRESSION",
+        "How the embedded store keeps event lines on disk: `uncompressed` (fastest exports) or `zstd`"
+        " (about 4x smaller files, full exports about 1.5x slower to read). Applies to a new store.",
+        _choice("uncompressed", "zstd"),
+    ),
+    Setting(
         "demo",
         False,
         "RAWEVENTS_DEMO",
@@ -348,6 +356,7 @@ class Config:
     ingest_processes: int = field(default=SETTINGS_BY_NAME["ingest_processes"].default)
     engine_memory_limit: str = field(default=SETTINGS_BY_NAME["engine_memory_limit"].default)
     compact_rows: int = field(default=SETTINGS_BY_NAME["compact_rows"].default)
+    line_compression: str = field(default=SETTINGS_BY_NAME["line_compression"].default)
     demo: bool = field(default=SETTINGS_BY_NAME["demo"].default)
     retention_interval_seconds: int = field(default=SETTINGS_BY_NAME["retention_interval_seconds"].default)
     gdpr_deletion_delay_seconds: int = field(default=SETTINGS_BY_NAME["gdpr_deletion_delay_seconds"].default)

@@ -10,7 +10,7 @@ a client can act on:
   with Retry-After; at most `QUEUE_FACTOR` x that many wait, later ones get the 503 at once;
 - per project, the rate limits of ExportRateLimiter (429 with Retry-After, Mixpanel's limits);
 - `export_memory_budget_mb` is shared by the running exports: each gets an equal share for its
-  engine windows and its buffered output (ExportBudget), so the total is bounded whatever the
+  engine windows and its buffered output (rawevents.budget.ExportBudget), so the total is bounded whatever the
   number of requests or the speed of their readers.
 
 What the admitted exports may take from ingestion is bounded by CPU priority instead: their
@@ -25,38 +25,13 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from dataclasses import dataclass
 
 from rawevents import malloc
 from rawevents.errors import ServerBusy
 from rawevents.export.ratelimit import ExportLease, ExportRateLimiter
 from rawevents.settings import Config
 
-MIB = 1024 * 1024
 QUEUE_FACTOR = 4  # waiting requests allowed per running slot
-BLOCK_BYTES = 512 * 1024  # uncompressed bytes per compression job (ExportStream)
-MIN_BUFFER_BLOCKS = 2
-
-
-@dataclass(frozen=True, slots=True)
-class ExportBudget:
-    """What one running export may hold: its engine window result and its buffered output.
-
-    A running export holds at most one window being sent, the next one being read, and
-    `buffer_blocks` blocks between the scan and the client; the share of the budget is split so
-    that these fit: a quarter per window, an eighth for the buffer, the rest for the compressed
-    queue and the transport's write buffer."""
-
-    window_bytes: int
-    buffer_blocks: int
-
-    @classmethod
-    def from_config(cls, config: Config) -> ExportBudget:
-        share = config.export_memory_budget_mb * MIB // max(1, config.export_max_running)
-        return cls(
-            window_bytes=max(MIB, share // 4),
-            buffer_blocks=max(MIN_BUFFER_BLOCKS, share // 8 // BLOCK_BYTES),
-        )
 
 
 class ExportAdmission:

@@ -40,9 +40,10 @@ from typing import Literal, NamedTuple
 
 from isal import isal_zlib
 
+from rawevents.budget import BLOCK_BYTES
+
 log = logging.getLogger(__name__)
 
-BLOCK_BYTES = 512 * 1024  # uncompressed bytes per compression job
 CAPACITY = 8  # blocks in flight between the reader thread and the client
 MAX_PIECE_BYTES = 1024 * 1024  # ready output is merged into sends of up to this size
 COALESCE_SECONDS = 0.05  # small chunks are merged, but never held back longer than this
@@ -98,23 +99,15 @@ def lower_priority(nice: int) -> None:
         log.warning("could not lower the export thread's priority: %s", exc)
 
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
 def compression_pool(nice: int = 0) -> ThreadPoolExecutor:
-    """One process-wide pool, one thread per core: compression is CPU-bound and GIL-free. Its
-    threads run at `nice` (the value of the first call: the server passes its one setting)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(
-                max_workers=os.cpu_count() or 2,
-                thread_name_prefix="rawevents-gzip",
-                initializer=lower_priority,
-                initargs=(nice,),
-            )
-        return _pool
+    """The compression threads the server's exports share, one per core: compression is
+    CPU-bound and GIL-free. They run at `nice` (rawevents.service owns the pool)."""
+    return ThreadPoolExecutor(
+        max_workers=os.cpu_count() or 2,
+        thread_name_prefix="rawevents-gzip",
+        initializer=lower_priority,
+        initargs=(nice,),
+    )
 
 
 _Kind = Literal["data", "block", "end", "error", "closed"]
@@ -133,8 +126,9 @@ class ExportStream:
     """The encoded body of one export, produced off the event loop.
 
     `open_chunks` is called in the reader thread (so even opening the scan never blocks the loop)
-    and must return an iterator whose `close()` releases its resources. `nice` lowers the CPU
-    priority of the reader and compression threads (see the module docstring).
+    and must return an iterator whose `close()` releases its resources. A gzip stream compresses
+    on `pool` (`compression_pool`). `nice` lowers the CPU priority of the reader thread (see the
+    module docstring).
     """
 
     def __init__(
@@ -152,7 +146,9 @@ class ExportStream:
         self._open = open_chunks
         self._nice = nice
         self._loop = loop or asyncio.get_running_loop()
-        self._pool = pool or (compression_pool(nice) if gzip else None)
+        if gzip and pool is None:
+            raise ValueError("a gzip stream needs a compression pool")
+        self._pool = pool
         self._block_bytes = block_bytes
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._slots = threading.Semaphore(capacity)

@@ -24,8 +24,9 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from rawevents.auth import authenticate_query
+from rawevents.budget import ExportBudget
 from rawevents.errors import PayloadTooLarge, RawEventsError
-from rawevents.export.admission import ExportAdmission, ExportBudget
+from rawevents.export.admission import ExportAdmission
 from rawevents.export.cursor import CURSOR_HEADER, apply_cursor, parse_cursor_params
 from rawevents.export.params import TIME_HEADER, build_plan, parse_export_params
 from rawevents.export.ratelimit import ExportLease
@@ -112,6 +113,7 @@ async def export(request: Request) -> Response:
     stream = ExportStream(
         lambda: services.metrics.scanning(store.export_chunks(plan)),
         gzip=gzip,
+        pool=services.compression,
         capacity=budget.buffer_blocks,
         nice=services.config.export_nice,
     ).start()

@@ -10,8 +10,11 @@ row (1M rows as windows of ~8k rows: 0.8-1.0 s; as daily windows of ~33k rows: 1
 docs/performance.md) and the sort's memory stays flat whatever the store's size.
 
 Every query is a page: it has a LIMIT and continues after the last (time_ms, seq) it returned,
-and it is read whole into Arrow memory and its engine result released before its first byte is
-yielded, so a slow or stalled client holds one page, never engine memory.
+bounded below by that time_ms too: the scan prunes with a plain bound, not with the OR of the
+key, which made each page decode the lines of every row before it again (a 1M-row export read
+in 2.1-2.6 s instead of 1.3-1.8 s, in process). It is read whole into Arrow memory and its
+engine result released before its first byte is yielded, so a slow or stalled client holds one
+page, never engine memory.
 """
 
 from __future__ import annotations
@@ -174,6 +177,8 @@ def export_query(
     """One page of a window: rows in [start, end) after the (time_ms, seq) key `after`, from one
     run in storage order (`run_batch`), or from both areas sorted (None)."""
     start, end, offset_ms = window
+    if after is not None:
+        start = max(start, after[0])
     column, params = _line_column(plan, offset_ms)
     conditions = ["project_id = ?", "time_ms >= ?", "time_ms < ?"]
     params += [plan.project_id, start, end]

@@ -107,6 +107,7 @@ class DuckDBStore:
         export_window_bytes: int = WINDOW_BYTES,
         observer: StoreObserver | None = None,
         compact_rows: int = 50_000,
+        line_compression: str = "uncompressed",
         background_compaction: bool = True,
     ) -> None:
         path = Path(data_dir)
@@ -115,7 +116,7 @@ class DuckDBStore:
         self._db = _connect(self.path, memory_limit)
         self._db.execute(_SCHEMA)
         self._db.execute(_PROBE_SCHEMA)
-        layout.ensure_schema(self._db)
+        layout.ensure_schema(self._db, line_compression)
         self._observer: StoreObserver = observer or NullObserver()
         self._probe_values = itertools.count(1)
         self._probe_lock = threading.Lock()  # one probe at a time: each reads back its own value

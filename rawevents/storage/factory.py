@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from rawevents.budget import ExportBudget
 from rawevents.errors import BadRequest, StoreInUse
-from rawevents.export.admission import ExportBudget
 from rawevents.projects import ProjectRegistry
 from rawevents.settings import Config, redact_store
 from rawevents.storage.base import EventStore, StoreObserver
@@ -25,6 +25,7 @@ def _duckdb(config: Config, observer: StoreObserver | None) -> EventStore:
         export_window_bytes=ExportBudget.from_config(config).window_bytes,
         observer=observer,
         compact_rows=config.compact_rows,
+        line_compression=config.line_compression,
     )
 
 

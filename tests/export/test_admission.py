@@ -7,9 +7,8 @@ import asyncio
 import pytest
 
 from rawevents.errors import RateLimited, ServerBusy
-from rawevents.export.admission import ExportAdmission, ExportBudget
+from rawevents.export.admission import ExportAdmission
 from rawevents.export.ratelimit import ExportRateLimiter
-from rawevents.settings import Config
 
 
 def admission(max_running: int, queue_seconds: float = 0, per_project: int = 0) -> ExportAdmission:
@@ -108,12 +107,3 @@ def test_per_project_limit_is_a_429_and_frees_the_server_slot() -> None:
         await gate.admit(2)  # another project is not affected
 
     asyncio.run(run())
-
-
-def test_budget_splits_evenly_between_running_exports() -> None:
-    small = ExportBudget.from_config(Config(export_max_running=8, export_memory_budget_mb=256))
-    assert small.window_bytes == 8 * 1024 * 1024
-    assert small.buffer_blocks == 8
-    many = ExportBudget.from_config(Config(export_max_running=64, export_memory_budget_mb=256))
-    assert many.window_bytes == 1024 * 1024
-    assert many.buffer_blocks == 2

@@ -21,9 +21,16 @@ from rawevents.export.stream import (
     GzipFramer,
     accepts_gzip,
     compress_block,
+    compression_pool,
     lower_priority,
 )
 from tests.export.helpers import gunzip_strict
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with compression_pool() as executor:
+        yield executor
 
 
 @settings(max_examples=50, deadline=None)
@@ -62,12 +69,12 @@ async def drain(stream: ExportStream) -> bytes:
 
 
 @pytest.mark.parametrize("use_gzip", [True, False])
-def test_round_trip(use_gzip: bool) -> None:
+def test_round_trip(use_gzip: bool, pool: ThreadPoolExecutor) -> None:
     chunks = [bytes([65 + i % 26]) * (1000 + i * 977) for i in range(200)]
     source = Source(chunks)
 
     async def run() -> bytes:
-        stream = ExportStream(source, gzip=use_gzip, block_bytes=32768, capacity=3).start()
+        stream = ExportStream(source, gzip=use_gzip, pool=pool, block_bytes=32768, capacity=3).start()
         await stream.ready(5)
         return await drain(stream)
 
@@ -76,9 +83,9 @@ def test_round_trip(use_gzip: bool) -> None:
     assert source.closed.wait(5)
 
 
-def test_empty_gzip_stream_is_valid() -> None:
+def test_empty_gzip_stream_is_valid(pool: ThreadPoolExecutor) -> None:
     async def run() -> bytes:
-        stream = ExportStream(Source([]), gzip=True).start()
+        stream = ExportStream(Source([]), gzip=True, pool=pool).start()
         return await drain(stream)
 
     assert gzip.decompress(asyncio.run(run())) == b""
@@ -103,9 +110,9 @@ def test_backpressure_and_close_stop_the_scan() -> None:
     assert source.produced < 100
 
 
-def test_error_before_first_byte_surfaces_in_ready() -> None:
+def test_error_before_first_byte_surfaces_in_ready(pool: ThreadPoolExecutor) -> None:
     async def run() -> None:
-        stream = ExportStream(Source([b"a"], fail_after=0), gzip=True).start()
+        stream = ExportStream(Source([b"a"], fail_after=0), gzip=True, pool=pool).start()
         with pytest.raises(BadRequest, match="scan failed"):
             await stream.ready(5)
 

@@ -68,11 +68,12 @@ def test_export_is_complete_and_ordered_across_many_windows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int | None, compacted: bool
 ) -> None:
     monkeypatch.setattr(duckdb_export, "TARGET_ROWS", 7)  # many tiny windows and pages
+    monkeypatch.setattr(duckdb_export, "MIN_PAGE_ROWS", 3)  # pages that end inside a run of ties
     rng = random.Random(7)
     # A dense burst, a long gap, sparse rows, and ties on time_ms (ordered by ingestion).
     times = [10 * HOUR + rng.randrange(60_000) for _ in range(400)]
     times += [200 * HOUR + rng.randrange(100 * HOUR) for _ in range(100)]
-    times += [150 * HOUR] * 5
+    times += [150 * HOUR] * 40
     events = [_event(t, n) for n, t in enumerate(times)]
     store = DuckDBStore(tmp_path, background_compaction=False)
     try:

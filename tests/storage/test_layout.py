@@ -371,3 +371,32 @@ def test_background_compactor_empties_the_recent_area(tmp_path: Path) -> None:
         assert _ns(store, _full()) == _expected(events)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("line_compression", ["uncompressed", "zstd"])
+def test_either_line_compression_exports_the_same_lines(tmp_path: Path, line_compression: str) -> None:
+    events = [_event(1, T0 + n * 60_000, n) for n in range(3000)]
+    s = DuckDBStore(
+        tmp_path, commit_interval_ms=0, line_compression=line_compression, background_compaction=False
+    )
+    try:
+        s.submit_events(events).result()
+        s.compact()
+        assert _ns(s, _full()) == _expected(events)
+    finally:
+        s.close()
+
+
+def test_zstd_lines_take_less_disk_than_uncompressed(tmp_path: Path) -> None:
+    sizes = {}
+    for choice in ("uncompressed", "zstd"):
+        s = DuckDBStore(
+            tmp_path / choice, commit_interval_ms=0, line_compression=choice, background_compaction=False
+        )
+        try:
+            s.submit_events([_event(1, T0 + n * 1000, n) for n in range(50_000)]).result()
+            s.compact()
+        finally:
+            s.close()
+        sizes[choice] = (tmp_path / choice / "events.duckdb").stat().st_size
+    assert sizes["zstd"] < sizes["uncompressed"] / 2
