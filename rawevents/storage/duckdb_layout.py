@@ -21,9 +21,9 @@ which DuckDB returns in storage order (`preserve_insertion_order`): no sort. Onl
 overlap in time (late events flushed after their day was compacted) or recent rows fall, the
 stretch is read with `ORDER BY time_ms, seq` in small windows. So the compactor removes overlap:
 - A merge rewrites overlapping runs of a day as one (when idle, or once MERGE_FANIN of them pile
-  up), at most MERGE_ROWS_PER_SORT sorts' worth of rows, the smallest runs first: the engine
-  holds a transaction's new rows until it commits, and merging a 333k-row day at once ran out of
-  the 192MB engine memory.
+  up), at most one sort's worth of rows, the smallest runs first: the engine holds a
+  transaction's new rows until it commits, and merging a 333k-row day at once ran out of the
+  192MB engine memory, as did a merge of two sorts' worth (94k rows of 10M).
 - When even the smallest runs of an overlap group do not fit one merge (a big day after a
   shuffled backfill), the idle compactor consolidates the group a window at a time: each step,
   one transaction, moves the group's first sort's worth of rows in time into a new run and
@@ -81,9 +81,6 @@ SLICE_ROWS = SORT_ROWS  # rows one flush transaction moves
 SORT_BYTES_PER_ROW = 4096
 MIN_SORT_ROWS = 1000
 MERGE_FANIN = 4  # overlapping runs of a day merged at once even while ingest is busy
-# Rows one merge transaction rewrites, in sorts: the engine holds a transaction's new rows until
-# it commits, and merging a day of 333k rows (~250 MB of lines) at once ran out of a 192MB limit.
-MERGE_ROWS_PER_SORT = 2
 MAX_RUNS = 16  # runs of a day beyond which adjacent ones are merged (if two fit one merge)
 RECENT_BUCKET_MS = 60_000  # resolution at which an export locates recent rows
 
@@ -445,7 +442,9 @@ class Compactor:
     def _merge(self, con: duckdb.DuckDBPyConnection, *, idle: bool) -> bool:
         """One merge step on the runs of a day; False when nothing is due."""
         with self._lock:
-            due = _due_step(_crowded_runs(con), idle=idle, max_rows=MERGE_ROWS_PER_SORT * self._sort_rows)
+            # One sort's worth per transaction: the engine holds the new rows until the commit, on
+            # top of the sort (two sorts' worth, 94k rows, ran out of 192MB building 10M events).
+            due = _due_step(_crowded_runs(con), idle=idle, max_rows=min(SORT_ROWS, self._sort_rows))
             if due is None:
                 return False
             step, runs = due
@@ -480,16 +479,12 @@ def _of_runs(runs: Sequence[Run], *extra: int) -> list[Any]:
 
 
 def _merge_runs(con: duckdb.DuckDBPyConnection, runs: list[Run], batch: int, sort_rows: int) -> None:
-    """All rows of `runs` into one new run, as consecutive time windows of about SORT_ROWS rows
-    each appended in order: each sort stays within the engine's memory."""
+    """All rows of `runs` (at most `sort_rows`) into one new run, with one sort."""
     params = _of_runs(runs)
-    span = (min(r.min_time for r in runs), max(r.max_time for r in runs) + 1)
-    for start, end in _windows(_day(runs[0]), span, sum(r.rows for r in runs), sort_rows):
-        con.execute(
-            f"INSERT INTO {SORTED} SELECT {STORED}, ? FROM {SORTED} WHERE {_OF_RUNS}"
-            " AND time_ms >= ? AND time_ms < ? ORDER BY time_ms, seq",
-            [batch, *params, start, end],
-        )
+    con.execute(
+        f"INSERT INTO {SORTED} SELECT {STORED}, ? FROM {SORTED} WHERE {_OF_RUNS} ORDER BY time_ms, seq",
+        [batch, *params],
+    )
     con.execute(f"DELETE FROM {SORTED} WHERE {_OF_RUNS}", params)
     _record(con, runs, batch)
 
@@ -527,14 +522,6 @@ def _record(con: duckdb.DuckDBPyConnection, runs: list[Run], batch: int) -> None
         f" FROM {SORTED} WHERE {_OF_RUNS} GROUP BY run_batch, project_id",
         [first.part, *_of_runs(runs, batch)],
     )
-
-
-def _windows(day: tuple[int, int], span: tuple[int, int], rows: int, sort_rows: int) -> list[tuple[int, int]]:
-    """The day cut into consecutive windows, the runs' time span into equal ones of about
-    SORT_ROWS (at most `sort_rows`) rows each if spread evenly."""
-    count = max(1, -(-rows // min(SORT_ROWS, sort_rows)))
-    inner = [span[0] + (span[1] - span[0]) * i // count for i in range(1, count)]
-    return [(a, b) for a, b in pairwise([day[0], *inner, day[1]]) if a < b]
 
 
 def _crowded_runs(con: duckdb.DuckDBPyConnection) -> list[Run]:

@@ -126,7 +126,7 @@ def test_a_merge_rewrites_no_more_rows_than_fit_the_engine(
     bounded transactions, and still exports exactly."""
     monkeypatch.setattr(layout, "SLICE_ROWS", 100)  # each flush: a 100-row run over the whole day
     monkeypatch.setattr(layout, "SORT_BYTES_PER_ROW", 1 << 62)  # sorts of MIN_SORT_ROWS rows
-    monkeypatch.setattr(layout, "MIN_SORT_ROWS", 150)  # so a merge rewrites at most 300 rows
+    monkeypatch.setattr(layout, "MIN_SORT_ROWS", 150)  # so a merge rewrites at most 150 rows
     store = DuckDBStore(tmp_path, commit_interval_ms=0, background_compaction=False)
     try:
         rng = random.Random(11)
@@ -135,7 +135,7 @@ def test_a_merge_rewrites_no_more_rows_than_fit_the_engine(
             store.submit_events(events[i : i + 250]).result()
         store.compact()
         sizes = sorted(rows for (rows,) in store.query(f"SELECT rows FROM {layout.RUNS}"))
-        assert sum(sizes) == 1000 and max(sizes) <= 300
+        assert sum(sizes) == 1000 and max(sizes) <= 150
         assert len(sizes) < 10  # merges did happen
         assert _ns(store, _full()) == _expected(events)
     finally:
@@ -143,8 +143,8 @@ def test_a_merge_rewrites_no_more_rows_than_fit_the_engine(
 
 
 def _small_sorts(monkeypatch: pytest.MonkeyPatch, sort_rows: int) -> None:
-    """The compactor sorts `sort_rows` rows at a time, flushes runs of that size, and a merge
-    rewrites at most twice that."""
+    """The compactor sorts `sort_rows` rows at a time: flushes, merges and consolidation windows
+    move at most that many rows each."""
     monkeypatch.setattr(layout, "SORT_BYTES_PER_ROW", 1 << 62)
     monkeypatch.setattr(layout, "MIN_SORT_ROWS", sort_rows)
 
@@ -194,7 +194,7 @@ def test_a_day_too_big_for_one_merge_ends_as_runs_that_do_not_overlap(
         _assert_runs_recorded_exactly(store)
         _assert_no_overlap(store)
         days = _runs_by_day(store)
-        assert len(days) == 6 and all(rows <= 200 for runs in days.values() for *_, rows in runs)
+        assert len(days) == 6 and all(rows <= 100 for runs in days.values() for *_, rows in runs)
         assert len(days[1, T0 // DAY]) > 1  # ~800 rows: consolidated, not merged into one run
         mine = [e for e in events if e.project_id == 1]
         assert _ns(store, _full()) == _expected(mine)
@@ -225,9 +225,9 @@ def test_a_day_too_big_for_one_merge_ends_as_runs_that_do_not_overlap(
 
 
 def test_a_day_of_more_than_max_runs_windows_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A day of 25 windows' worth of shuffled rows: consolidation, then merges of adjacent runs
-    down to MAX_RUNS, end after a bounded number of steps with runs that do not overlap; exports
-    are exact after every step."""
+    """A day of 25 windows' worth of shuffled rows: consolidation ends after a bounded number of
+    steps with runs that do not overlap (more than MAX_RUNS of them: no two fit one merge, so
+    none is merged and split again); exports are exact after every step."""
     _small_sorts(monkeypatch, 100)
     store = DuckDBStore(tmp_path, commit_interval_ms=0, background_compaction=False)
     con = store._db.cursor()
@@ -246,7 +246,7 @@ def test_a_day_of_more_than_max_runs_windows_ends(tmp_path: Path, monkeypatch: p
         _assert_runs_recorded_exactly(store)
         _assert_no_overlap(store)
         runs = _runs_by_day(store)[1, T0 // DAY]
-        assert len(runs) == layout.MAX_RUNS and max(rows for *_, rows in runs) <= 200
+        assert len(runs) == 25 and max(rows for *_, rows in runs) <= 100
         assert _ns(store, _full()) == _expected(events)
     finally:
         con.close()
@@ -400,3 +400,24 @@ def test_zstd_lines_take_less_disk_than_uncompressed(tmp_path: Path) -> None:
             s.close()
         sizes[choice] = (tmp_path / choice / "events.duckdb").stat().st_size
     assert sizes["zstd"] < sizes["uncompressed"] / 2
+
+
+def test_a_day_of_more_than_max_runs_small_runs_merges_adjacent_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events trickling in in time order leave a small run per flush; past MAX_RUNS in a day,
+    adjacent ones are merged, so the day keeps MAX_RUNS runs that do not overlap."""
+    _small_sorts(monkeypatch, 100)
+    store = DuckDBStore(tmp_path, commit_interval_ms=0, background_compaction=False)
+    try:
+        events = [_event(1, T0 + n * 1000, n) for n in range(400)]
+        for i in range(0, 400, 20):
+            store.submit_events(events[i : i + 20]).result()
+            store.compact()
+        _assert_runs_recorded_exactly(store)
+        _assert_no_overlap(store)
+        runs = _runs_by_day(store)[1, T0 // DAY]
+        assert len(runs) == layout.MAX_RUNS and sum(rows for *_, rows in runs) == 400
+        assert _ns(store, _full()) == _expected(events)
+    finally:
+        store.close()
