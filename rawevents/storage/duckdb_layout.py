@@ -444,14 +444,15 @@ class Compactor:
         with self._lock:
             # One sort's worth per transaction: the engine holds the new rows until the commit, on
             # top of the sort (two sorts' worth, 94k rows, ran out of 192MB building 10M events).
-            due = _due_step(_crowded_runs(con), idle=idle, max_rows=min(SORT_ROWS, self._sort_rows))
+            max_rows = min(SORT_ROWS, self._sort_rows)
+            due = _due_step(_crowded_runs(con), idle=idle, max_rows=max_rows)
             if due is None:
                 return False
             step, runs = due
             batch = self._last_batch + 1
             started = time.perf_counter()
             with transaction(con):
-                step(con, runs, batch, self._sort_rows)
+                step(con, runs, batch, max_rows)
             self._last_batch = batch
             self._on_step(time.perf_counter() - started)
             return True
