@@ -32,6 +32,7 @@ from rawevents.where.values import (
     MIN_DATETIME_MS,
     UNDEFINED,
     DateTime,
+    naive_offsets,
 )
 
 MIN_NEEDLE = 3
@@ -257,9 +258,24 @@ class Printer(ABC):
         )
         return self._in_datetime_range(sql(f"CASE WHEN {valid} THEN CAST({{}} AS DOUBLE) END", utc))
 
-    @abstractmethod
     def _naive_to_utc(self, wall: Sql) -> Sql:
         """Project-local wall-clock milliseconds as UTC milliseconds (the zone's offset then)."""
+        if self.timezone == "UTC":
+            return wall
+        breaks, offsets = naive_offsets(self.timezone)
+        if not breaks:
+            return sql("({} - {})", wall, self._param(offsets[0], "integer"))
+        return sql("({} - {})", wall, self._offset_in_force(wall, list(breaks), list(offsets)))
+
+    @abstractmethod
+    def _offset_in_force(self, wall: Sql, breaks: list[int], offsets: list[int]) -> Sql:
+        """`offsets[i]`, i the number of `breaks` (sorted wall-clock milliseconds) at or before
+        `wall`: the zone's offset in force then."""
+
+    def _fresh(self) -> str:
+        """A new lambda variable name."""
+        self._lambdas += 1
+        return f"__w{self._lambdas}"
 
     @abstractmethod
     def _format_number(self, number: Sql) -> Sql: ...

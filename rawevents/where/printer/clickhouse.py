@@ -16,7 +16,6 @@ from rawevents.where.values import (
     DATETIME_GROUPS,
     DATETIME_PATTERN,
     NUMBER_PATTERN,
-    naive_offsets,
 )
 
 _JSON_TYPE_NAMES = {
@@ -62,10 +61,6 @@ class ClickHousePrinter(Printer):
         self._bound += 1
         name = f"w{self._bound}"
         return Sql(f"{{{name}:{spelled}}}", ((name, value),), atomic=True)
-
-    def _fresh(self) -> str:
-        self._lambdas += 1
-        return f"__w{self._lambdas}"
 
     def _boolean_to_number(self, flag: Sql) -> Sql:
         return sql("toFloat64({})", flag)
@@ -194,19 +189,13 @@ class ClickHousePrinter(Printer):
     def _int_div(self, dividend: str, divisor: str) -> str:
         return f"intDiv({dividend}, {divisor})"
 
-    def _naive_to_utc(self, wall: Sql) -> Sql:
-        if self.timezone == "UTC":
-            return wall
-        breaks, offsets = naive_offsets(self.timezone)
-        if not breaks:
-            return sql("({} - {})", wall, self._param(offsets[0], "integer"))
+    def _offset_in_force(self, wall: Sql, breaks: list[int], offsets: list[int]) -> Sql:
         name = self._fresh()
         return sql(
-            f"({{}} - {{}}[arrayCount({name} -> {name} <= {{}}, {{}}) + 1])",
+            f"{{}}[arrayCount({name} -> {name} <= {{}}, {{}}) + 1]",
+            self._param(offsets, "integer[]"),
             wall,
-            self._param(list(offsets), "integer[]"),
-            wall,
-            self._param(list(breaks), "integer[]"),
+            self._param(breaks, "integer[]"),
         )
 
 

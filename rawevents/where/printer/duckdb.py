@@ -15,7 +15,6 @@ from rawevents.where.values import (
     DATETIME_GROUPS,
     DATETIME_PATTERN,
     NUMBER_PATTERN,
-    naive_offsets,
 )
 
 _DUCKDB_TYPES = {
@@ -100,8 +99,7 @@ class DuckDBPrinter(Printer):
         return sql("coalesce(json_type({}) = 'NULL', TRUE)", json)
 
     def _list_quantify(self, kind: str, json_list: Sql, body: Callable[[Value], Sql]) -> Sql:
-        self._lambdas += 1
-        name = f"__w{self._lambdas}"
+        name = self._fresh()
         item = self.json_value(atom(name))
         aggregate = "list_bool_or" if kind == "any" else "list_bool_and"
         empty = "FALSE" if kind == "any" else "TRUE"
@@ -126,8 +124,7 @@ class DuckDBPrinter(Printer):
         fast as extracting it twice from the whole line."""
         if value.atomic:
             return body(value)
-        self._lambdas += 1
-        name = f"__w{self._lambdas}"
+        name = self._fresh()
         return sql(f"list_transform([{{}}], lambda {name}: {{}})[1]", value, body(atom(name)))
 
     def _event_time(self) -> Sql:
@@ -168,18 +165,11 @@ class DuckDBPrinter(Printer):
     def _int_div(self, dividend: str, divisor: str) -> str:
         return f"(({dividend}) // {divisor})"
 
-    def _naive_to_utc(self, wall: Sql) -> Sql:
-        if self.timezone == "UTC":
-            return wall
-        breaks, offsets = naive_offsets(self.timezone)
-        if not breaks:
-            return sql("({} - {})", wall, self._param(offsets[0], "integer"))
-        self._lambdas += 1
-        name = f"__w{self._lambdas}"
+    def _offset_in_force(self, wall: Sql, breaks: list[int], offsets: list[int]) -> Sql:
+        name = self._fresh()
         return sql(
-            f"({{}} - {{}}[list_count(list_filter({{}}, lambda {name}: {name} <= {{}})) + 1])",
-            wall,
-            self._param(list(offsets), "integer[]"),
-            self._param(list(breaks), "integer[]"),
+            f"{{}}[list_count(list_filter({{}}, lambda {name}: {name} <= {{}})) + 1]",
+            self._param(offsets, "integer[]"),
+            self._param(breaks, "integer[]"),
             wall,
         )
