@@ -16,6 +16,8 @@ project opted into the retired `api_key + expire + sig` signature, whose md5 nee
 from __future__ import annotations
 
 import hashlib
+import hmac
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,3 +241,25 @@ def check_expires_days(expires_days: int | None) -> int | None:
 def account_slug(name: str) -> str:
     cleaned = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
     return cleaned or "sa"
+
+
+def new_service_account(project_id: int, name: str, expires_days: int | None) -> ServiceAccount:
+    """A new account granted `project_id`, its plaintext secret included, for a registry to store."""
+    check_expires_days(expires_days)
+    username = f"{account_slug(name)}.{secrets.token_hex(4)}.mp-service-account"
+    created = now_ms()
+    expires = created + expires_days * DAY_MS if expires_days is not None else None
+    return ServiceAccount(username, name, (project_id,), created, expires, None, secrets.token_urlsafe(24))
+
+
+def secret_matches(stored_digest: str | None, secret: str) -> bool:
+    """Whether `secret` hashes to `stored_digest`, in constant time: an unknown account (None) is
+    compared against a dummy digest, so it takes as long as a wrong secret."""
+    expected = stored_digest if stored_digest is not None else digest(secrets.token_urlsafe(24))
+    matches = hmac.compare_digest(expected.encode(), digest(secret).encode())
+    return stored_digest is not None and matches
+
+
+def new_task(kind: str, project_id: int | None, payload: dict[str, Any], requested_by: str) -> Task:
+    """A new PENDING task, created now, for a registry to store."""
+    return Task(secrets.token_hex(16), kind, project_id, PENDING, payload, "", requested_by, now_ms())

@@ -44,7 +44,6 @@ from cachetools import TTLCache
 
 from rawevents.errors import BadRequest, NotFound, Unsupported
 from rawevents.projects import (
-    DAY_MS,
     PENDING,
     REVOKED,
     STARTED,
@@ -52,11 +51,12 @@ from rawevents.projects import (
     Project,
     ServiceAccount,
     Task,
-    account_slug,
-    check_expires_days,
     check_retention_days,
     digest,
+    new_service_account,
+    new_task,
     now_ms,
+    secret_matches,
     validate_timezone,
 )
 from rawevents.storage.clickhouse_conn import Connection, Engine, Params
@@ -369,32 +369,33 @@ class ClickHouseRegistry:
     ) -> ServiceAccount:
         if self._fresh_project(project_id) is None:
             raise BadRequest(f"no project with id {project_id}")
-        check_expires_days(expires_days)
-        username = f"{account_slug(name)}.{secrets.token_hex(4)}.mp-service-account"
-        secret = secrets.token_urlsafe(24)
-        created = now_ms()
-        expires = created + expires_days * DAY_MS if expires_days is not None else None
+        account = new_service_account(project_id, name, expires_days)
+        assert account.secret is not None
         # The grant first: without its account row it grants nothing.
         self._command(
             "INSERT INTO registry_grants (username, project_id, deleted, version)"
             f" SELECT {{u:String}}, {{p:Int32}}, 0, {_NOW_US}",
-            {"u": username, "p": project_id},
+            {"u": account.username, "p": project_id},
         )
         self._command(
             "INSERT INTO registry_service_accounts (username, name, secret_digest, created_at_ms,"
             " expires_at_ms, revoked_at_ms, deleted, version)"
             " SELECT {u:String}, {name:String}, {digest:String}, {created:Int64},"
             f" {{expires:Nullable(Int64)}}, NULL, 0, {_NOW_US}",
-            {"u": username, "name": name, "digest": digest(secret), "created": created, "expires": expires},
+            {
+                "u": account.username,
+                "name": name,
+                "digest": digest(account.secret),
+                "created": account.created_at_ms,
+                "expires": account.expires_at_ms,
+            },
         )
-        return ServiceAccount(username, name, (project_id,), created, expires, None, secret)
+        return account
 
     def service_account(self, username: str, secret: str) -> ServiceAccount | None:
         """Constant-time: an unknown username is compared against a dummy digest."""
         found = self._cached(("account", username), lambda: self._fresh_account(username))
-        expected = found[0] if found is not None else digest(secrets.token_urlsafe(24))
-        matches = hmac.compare_digest(expected.encode(), digest(secret).encode())
-        if found is None or not matches:
+        if not secret_matches(found[0] if found else None, secret) or found is None:
             return None
         return found[1]
 
@@ -443,8 +444,8 @@ class ClickHouseRegistry:
         *,
         delay_ms: int = 0,
     ) -> Task:
-        now = now_ms()
-        task = Task(secrets.token_hex(16), kind, project_id, PENDING, payload, "", requested_by, now)
+        task = new_task(kind, project_id, payload, requested_by)
+        now = task.created_at_ms
         self._command(
             "INSERT INTO registry_tasks (task_id, kind, project_id, status, payload, result, requested_by,"
             " created_at_ms, run_after_ms, updated_at_ms, attempt, claimed_by, deleted, version)"

@@ -23,17 +23,17 @@ from typing import Any
 
 from rawevents.errors import BadRequest, NotFound
 from rawevents.projects import (
-    DAY_MS,
     PENDING,
     REVOKED,
     STARTED,
     Project,
     ServiceAccount,
     Task,
-    account_slug,
-    check_expires_days,
     check_retention_days,
     digest,
+    new_service_account,
+    new_task,
+    secret_matches,
     validate_timezone,
 )
 from rawevents.projects import now_ms as _now_ms
@@ -238,22 +238,25 @@ class SqliteRegistry:
         """A new account; the returned value carries the plaintext secret (shown this once)."""
         if self.project_by_id(project_id) is None:
             raise BadRequest(f"no project with id {project_id}")
-        check_expires_days(expires_days)
-        username = f"{account_slug(name)}.{secrets.token_hex(4)}.mp-service-account"
-        secret = secrets.token_urlsafe(24)
-        created = _now_ms()
-        expires = created + expires_days * DAY_MS if expires_days is not None else None
+        account = new_service_account(project_id, name, expires_days)
+        assert account.secret is not None
         with self._transaction() as conn:
             conn.execute(
                 "INSERT INTO service_accounts (username, name, secret_digest, created_at_ms, expires_at_ms)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (username, name, digest(secret), created, expires),
+                (
+                    account.username,
+                    name,
+                    digest(account.secret),
+                    account.created_at_ms,
+                    account.expires_at_ms,
+                ),
             )
             conn.execute(
                 "INSERT INTO service_account_grants (username, project_id) VALUES (?, ?)",
-                (username, project_id),
+                (account.username, project_id),
             )
-        return ServiceAccount(username, name, (project_id,), created, expires, None, secret)
+        return account
 
     def grant(self, username: str, project_id: int) -> None:
         self._conn().execute(
@@ -267,9 +270,7 @@ class SqliteRegistry:
         row = (
             self._conn().execute("SELECT * FROM service_accounts WHERE username = ?", (username,)).fetchone()
         )
-        expected = row["secret_digest"] if row else digest(secrets.token_urlsafe(24))
-        matches = hmac.compare_digest(expected.encode(), digest(secret).encode())
-        if row is None or not matches:
+        if not secret_matches(row["secret_digest"] if row else None, secret):
             return None
         return self._account(row)
 
@@ -324,8 +325,8 @@ class SqliteRegistry:
         *,
         delay_ms: int = 0,
     ) -> Task:
-        now = _now_ms()
-        task = Task(secrets.token_hex(16), kind, project_id, PENDING, payload, "", requested_by, now)
+        task = new_task(kind, project_id, payload, requested_by)
+        now = task.created_at_ms
         self._conn().execute(
             "INSERT INTO tasks (task_id, kind, project_id, status, payload, requested_by, created_at_ms,"
             " run_after_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
