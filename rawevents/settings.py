@@ -236,9 +236,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "engine_memory_limit",
-        "192MB",
+        "144MB",
         "RAWEVENTS_ENGINE_MEMORY_LIMIT",
-        "Memory the embedded engine may use before it spills sorts to disk (DuckDB memory_limit).",
+        "Memory the embedded engine may use before it spills sorts to disk (DuckDB memory_limit); a full export fills it with cached blocks, so the server's peak RSS is about this plus 230 MB.",
         _size,
     ),
     Setting(

@@ -102,7 +102,7 @@ class DuckDBStore:
         self,
         data_dir: str | Path,
         *,
-        memory_limit: str = "192MB",
+        memory_limit: str = "144MB",
         commit_interval_ms: int = 2,
         export_window_bytes: int = WINDOW_BYTES,
         observer: StoreObserver | None = None,
