@@ -238,7 +238,8 @@ SETTINGS: tuple[Setting, ...] = (
         "engine_memory_limit",
         "144MB",
         "RAWEVENTS_ENGINE_MEMORY_LIMIT",
-        "Memory the embedded engine may use before it spills sorts to disk (DuckDB memory_limit); a full export fills it with cached blocks, so the server's peak RSS is about this plus 230 MB.",
+        "Memory the embedded engine may use before it spills sorts to disk (DuckDB memory_limit); a full"
+        " export fills it with cached blocks, so the server's peak RSS is about this plus 230 MB.",
         _size,
     ),
     Setting(
