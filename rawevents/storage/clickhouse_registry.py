@@ -395,6 +395,8 @@ class ClickHouseRegistry:
     def service_account(self, username: str, secret: str) -> ServiceAccount | None:
         """Constant-time: an unknown username is compared against a dummy digest."""
         found = self._cached(("account", username), lambda: self._fresh_account(username))
+        # The digest is compared first, also for an unknown account: `found is None` after it only
+        # narrows the type (testing it first would skip the comparison and time apart the unknown).
         if not secret_matches(found[0] if found else None, secret) or found is None:
             return None
         return found[1]
