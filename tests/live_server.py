@@ -96,6 +96,7 @@ class LiveServer:
                 return self
             except requests.ConnectionError:
                 time.sleep(0.05)
+        self.stop()
         raise RuntimeError(f"server did not start in {START_TIMEOUT_S} s")
 
     def log_text(self) -> str:

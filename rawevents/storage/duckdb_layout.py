@@ -48,7 +48,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from itertools import groupby, pairwise
 from typing import Any
@@ -201,24 +201,30 @@ _KEYS_SCHEMA = pa.schema(
 
 def insert_deduped(con: duckdb.DuckDBPyConnection, incoming: pa.Table, bounds: Sequence[int]) -> int:
     """Insert `incoming` (with `seq`) into the recent area minus duplicates; rows inserted."""
-    con.register("incoming", incoming)
-    try:
+    with _registered(con, "incoming", incoming):
         hashes = con.sql(f"SELECT {KEY_HASH} FROM incoming").to_arrow_table().column(0)
-    finally:
-        con.unregister("incoming")
-    con.register("incoming", incoming.append_column("key_hash", hashes))
-    try:
+    with _registered(con, "incoming", incoming.append_column("key_hash", hashes)):
         hits = con.execute(_HASH_HITS, {"low": bounds[0], "high": bounds[1]}).fetchall()
         keys = [_stored_keys(con, project, [t for _, t in times]) for project, times in _by_project(hits)]
-        con.register("stored_keys", pa.concat_tables(keys) if keys else _KEYS_SCHEMA.empty_table())
-        try:
+        with _registered(con, "stored_keys", pa.concat_tables(keys) if keys else _KEYS_SCHEMA.empty_table()):
             repeats = pc.count_distinct(hashes).as_py() < len(hashes)
             found = con.execute(_INSERT_DEDUPED + _FIRST_COPIES if repeats else _INSERT_DEDUPED).fetchone()
-        finally:
-            con.unregister("stored_keys")
-    finally:
-        con.unregister("incoming")
     return int(found[0]) if found else 0
+
+
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
+    """`table` readable as `name` within the block. After a failed statement the transaction
+    refuses the unregister: the engine's own error is the one to raise (and the writer's retry
+    tells an out-of-memory from it), and the next register of `name` replaces the table."""
+    con.register(name, table)
+    try:
+        yield
+    except BaseException:
+        with suppress(duckdb.TransactionException):
+            con.unregister(name)
+        raise
+    con.unregister(name)
 
 
 def _by_project(hits: list[tuple[Any, ...]]) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import requests
 
+from rawevents.projects import Project
 from tests.lifecycle.helpers import GZIP_JSON, exported_ids, import_body
 from tests.live_server import LiveServer
 
@@ -19,7 +20,26 @@ def test_first_restart_after_kill9_with_a_large_wal_starts(tmp_path: Path) -> No
     data = tmp_path / "data"
     env = {"RAWEVENTS_ENGINE_MEMORY_LIMIT": MEMORY_LIMIT, "RAWEVENTS_INGEST_PROCESSES": "0"}
     server = LiveServer(data, env=env, log=tmp_path / "log").start()
-    project = server.create_project()
+    try:  # a failure stops the server here, not in a later test's garbage collection
+        project = server.create_project()
+        acknowledged = _import(server, project)
+        wal = data / "events.duckdb.wal"
+        assert wal.stat().st_size > 24 * 1024 * 1024  # nothing checkpointed: the WAL holds it all
+        server.kill9()
+
+        server.start()  # the first try: LiveServer.start raises if the server exits
+        server.stop()
+        del server.env["RAWEVENTS_ENGINE_MEMORY_LIMIT"]  # exporting 80k rows needs more than 16 MB
+        server.start()
+        exported = exported_ids(server, project)
+    finally:
+        server.stop()
+    assert set(exported) == acknowledged
+    assert max(exported.values()) == 1
+
+
+def _import(server: LiveServer, project: Project) -> set[str]:
+    """Every event of BODIES strict /import batches; each must be acknowledged."""
     acknowledged: set[str] = set()
     with requests.Session() as session:
         for n in range(BODIES):
@@ -33,17 +53,4 @@ def test_first_restart_after_kill9_with_a_large_wal_starts(tmp_path: Path) -> No
             )
             assert response.status_code == 200, response.text
             acknowledged.update(ids)
-    wal = data / "events.duckdb.wal"
-    assert wal.stat().st_size > 24 * 1024 * 1024  # nothing checkpointed: the WAL holds it all
-    server.kill9()
-
-    server.start()  # the first try: LiveServer.start raises if the server exits
-    server.stop()
-    del server.env["RAWEVENTS_ENGINE_MEMORY_LIMIT"]  # exporting 80k rows needs more than 16 MB
-    server.start()
-    try:
-        exported = exported_ids(server, project)
-    finally:
-        server.stop()
-    assert set(exported) == acknowledged
-    assert max(exported.values()) == 1
+    return acknowledged
