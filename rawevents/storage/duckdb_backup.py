@@ -14,6 +14,7 @@ import duckdb
 
 from rawevents.errors import BadRequest
 from rawevents.storage.base import BackupInfo
+from rawevents.storage.duckdb_layout import first_row
 
 EVENTS_FILE = "events.duckdb"  # the store's file name (duckdb_store.EVENTS_FILE)
 
@@ -23,8 +24,8 @@ def export_snapshot(con: duckdb.DuckDBPyConnection, target: Path) -> BackupInfo:
         raise BadRequest(f"backup target {target} already exists")
     con.execute("BEGIN TRANSACTION")
     try:
-        counted = con.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone()
-        profiles = con.execute("SELECT count(*) FROM profiles").fetchone()
+        counted = first_row(con, "SELECT count(*), coalesce(max(seq), 0) FROM events")
+        profiles = first_row(con, "SELECT count(*) FROM profiles")
         # EXPORT DATABASE takes no parameters: the path is a quoted literal.
         con.execute(f"EXPORT DATABASE {_literal(str(target))} (FORMAT parquet)")
     finally:
@@ -51,8 +52,8 @@ def restore(source: Path, data_dir: Path) -> None:
 
 def affected_rows(result: duckdb.DuckDBPyConnection) -> int:
     """The row count DuckDB answers to a DELETE."""
-    row = result.fetchone()
-    return int(row[0]) if row else 0
+    rows = result.fetchall()  # to the end, as layout.first_row says why
+    return int(rows[0][0]) if rows else 0
 
 
 def _private(directory: Path) -> None:

@@ -124,7 +124,7 @@ class DuckDBStore:
         self._observer: StoreObserver = observer or NullObserver()
         self._probe_values = itertools.count(1)
         self._probe_lock = threading.Lock()  # one probe at a time: each reads back its own value
-        limit_row = self._db.execute("SELECT current_setting('memory_limit')").fetchone()
+        limit_row = layout.first_row(self._db, "SELECT current_setting('memory_limit')")
         assert limit_row is not None
         engine_bytes = _size_bytes(str(limit_row[0]))
         # No more window queries at once than fit the engine's memory, nor than there are cores:
@@ -275,7 +275,7 @@ class DuckDBStore:
             args.append(list(query.ids))
         con = self._db.cursor()
         try:
-            total = con.execute(f"SELECT count(*) FROM profiles WHERE {conditions}", args).fetchone()
+            total = layout.first_row(con, f"SELECT count(*) FROM profiles WHERE {conditions}", args)
             rows = con.execute(
                 f"SELECT profile_id, properties FROM profiles WHERE {conditions}"
                 " ORDER BY profile_id LIMIT ? OFFSET ?",

@@ -357,6 +357,23 @@ def test_plan_pieces_reads_lone_runs_in_order_and_sorts_the_rest() -> None:
     ]
 
 
+def test_a_checkpoint_reclaims_the_rows_compaction_moved_while_the_store_is_open(store: DuckDBStore) -> None:
+    """No connection of the store keeps a transaction open between statements: one did (a result
+    read with fetchone), and no checkpoint could then reclaim a deleted row while the store ran."""
+    rng = random.Random(5)
+    events = [_event(1, T0 + rng.randrange(3 * DAY), n) for n in range(3000)]
+    for i in range(0, 3000, 100):
+        store.submit_events(events[i : i + 100]).result()
+        store.compact()
+    store.query("CHECKPOINT")
+    [(slots,)] = store.query(
+        f"SELECT coalesce(sum(count), 0) FROM pragma_storage_info('{layout.RECENT}') WHERE column_id = 0"
+    )
+    assert _counts(store)[:2] == (0, 3000)
+    assert slots == 0  # every row flushed out of the recent area, and its space reclaimed
+    assert _ns(store, _full()) == _expected(events)
+
+
 def test_background_compactor_empties_the_recent_area(tmp_path: Path) -> None:
     store = DuckDBStore(tmp_path, commit_interval_ms=0, compact_rows=100)
     try:
