@@ -50,12 +50,6 @@ def restore(source: Path, data_dir: Path) -> None:
     path.chmod(0o600)
 
 
-def affected_rows(result: duckdb.DuckDBPyConnection) -> int:
-    """The row count DuckDB answers to a DELETE."""
-    rows = result.fetchall()  # to the end, as layout.first_row says why
-    return int(rows[0][0]) if rows else 0
-
-
 def _private(directory: Path) -> None:
     directory.chmod(0o700)
     for child in directory.iterdir():

@@ -130,6 +130,12 @@ def first_row(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = 
     return rows[0] if rows else None
 
 
+def affected_rows(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> int:
+    """The row count DuckDB answers to an INSERT or DELETE `sql`."""
+    found = first_row(con, sql, params)
+    return int(found[0]) if found else 0
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection, line_compression: str = "uncompressed") -> None:
     """Create the layout; a store from before it (one `events` table) becomes the recent area,
     which the compactor then sorts into runs. `line_compression` applies to tables created here:
@@ -218,8 +224,7 @@ def insert_deduped(con: duckdb.DuckDBPyConnection, incoming: pa.Table, bounds: S
         keys = [_stored_keys(con, project, [t for _, t in times]) for project, times in _by_project(hits)]
         with _registered(con, "stored_keys", pa.concat_tables(keys) if keys else _KEYS_SCHEMA.empty_table()):
             repeats = pc.count_distinct(hashes).as_py() < len(hashes)
-            found = first_row(con, _INSERT_DEDUPED + _FIRST_COPIES if repeats else _INSERT_DEDUPED)
-    return int(found[0]) if found else 0
+            return affected_rows(con, _INSERT_DEDUPED + _FIRST_COPIES if repeats else _INSERT_DEDUPED)
 
 
 @contextmanager
@@ -255,11 +260,7 @@ def delete_events(con: duckdb.DuckDBPyConnection, where: str, params: list[Any])
     """Delete the events matching `where` from both areas (in the caller's transaction, holding
     the maintenance lock); rows deleted. A run's recorded bounds may then be wider than its rows,
     which costs an export nothing but an empty page."""
-    deleted = 0
-    for table in (SORTED, RECENT):
-        found = first_row(con, f"DELETE FROM {table} WHERE {where}", params)
-        deleted += int(found[0]) if found else 0
-    return deleted
+    return sum(affected_rows(con, f"DELETE FROM {table} WHERE {where}", params) for table in (SORTED, RECENT))
 
 
 # -- export planning -----------------------------------------------------------------------------

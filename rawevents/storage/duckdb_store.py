@@ -49,7 +49,6 @@ from rawevents.storage.base import (
     StoreObserver,
     events_table,
 )
-from rawevents.storage.duckdb_backup import affected_rows
 from rawevents.storage.duckdb_export import ExportBounds, read_export, string_column_bytes
 from rawevents.storage.group_commit import JobQueue, commit_groups, commit_isolated
 from rawevents.where.ast import Node
@@ -416,12 +415,11 @@ class DuckDBStore:
             events = layout.delete_events(
                 con, "project_id = ? AND list_contains(?, distinct_id)", [project_id, ids]
             )
-            profiles = affected_rows(
-                con.execute(
-                    "DELETE FROM profiles WHERE project_id = ? AND kind = 'user'"
-                    " AND list_contains(?, profile_id)",
-                    [project_id, ids],
-                )
+            profiles = layout.affected_rows(
+                con,
+                "DELETE FROM profiles WHERE project_id = ? AND kind = 'user'"
+                " AND list_contains(?, profile_id)",
+                [project_id, ids],
             )
             return DeletedRows(events, profiles)
 
@@ -440,7 +438,7 @@ class DuckDBStore:
     def delete_project(self, project_id: int) -> DeletedRows:
         def delete(con: duckdb.DuckDBPyConnection) -> DeletedRows:
             events = layout.delete_events(con, "project_id = ?", [project_id])
-            profiles = affected_rows(con.execute("DELETE FROM profiles WHERE project_id = ?", [project_id]))
+            profiles = layout.affected_rows(con, "DELETE FROM profiles WHERE project_id = ?", [project_id])
             return DeletedRows(events, profiles)
 
         deleted = self._write(delete)
