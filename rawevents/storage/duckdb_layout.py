@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from itertools import groupby, pairwise
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -84,6 +85,11 @@ MIN_SORT_ROWS = 1000
 MERGE_FANIN = 4  # overlapping runs of a day merged at once even while ingest is busy
 MAX_RUNS = 16  # runs of a day beyond which adjacent ones are merged (if two fit one merge)
 RECENT_BUCKET_MS = 60_000  # resolution at which an export locates recent rows
+# WAL size past which the compactor checkpoints, on its own thread, after a step: below the
+# engine's own threshold (duckdb_store.CHECKPOINT_THRESHOLD), which checkpoints inside whichever
+# COMMIT crosses it. Three times in a 400k-event /import run that was an ingest commit, stalled
+# with every batch queued behind it for 1.3-1.8 s (docs/performance.md).
+CHECKPOINT_WAL_BYTES = 128 << 20
 
 # How the line column is kept on disk, per `line_compression` setting. A full export reads every
 # line: 1M lines (744 MB) read in 1.1-1.3 s uncompressed, 1.3-1.8 s with DuckDB's own choice
@@ -374,9 +380,11 @@ class Compactor:
         flush_rows: int,
         lock: threading.Lock,
         engine_bytes: int,
+        wal: Path,
         on_step: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self._db = db
+        self._wal = wal
         self._on_step = on_step  # hears how long each committed flush or merge took
         self._sort_rows = max(MIN_SORT_ROWS, engine_bytes // SORT_BYTES_PER_ROW)
         self._flush_rows = max(1, flush_rows)
@@ -463,7 +471,8 @@ class Compactor:
                 con.execute(f"DELETE FROM {RECENT} WHERE seq <= ?", [upto[0]])
             self._last_batch = batch
             self._on_step(time.perf_counter() - started)
-            return True
+        self._fold_wal(con)
+        return True
 
     def _merge(self, con: duckdb.DuckDBPyConnection, *, idle: bool) -> bool:
         """One merge step on the runs of a day; False when nothing is due."""
@@ -481,7 +490,20 @@ class Compactor:
                 step(con, runs, batch, max_rows)
             self._last_batch = batch
             self._on_step(time.perf_counter() - started)
-            return True
+        self._fold_wal(con)
+        return True
+
+    def _fold_wal(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Checkpoint once the WAL passes CHECKPOINT_WAL_BYTES, here rather than inside an ingest
+        commit. Best effort: a checkpoint the engine refuses now happens after a later step."""
+        try:
+            if self._wal.stat().st_size < CHECKPOINT_WAL_BYTES:
+                return
+            con.execute("CHECKPOINT")
+        except FileNotFoundError:
+            return  # no WAL: everything is in the database file
+        except duckdb.Error:
+            log.info("checkpoint after a compaction step deferred", exc_info=True)
 
 
 # A step rewrites rows of `runs` (one project and day) into the new run `batch`, in the caller's

@@ -86,7 +86,9 @@ ENGINE_OVERHEAD = 4
 # database file) once the WAL passes checkpoint_threshold, inside the COMMIT that crossed it; the
 # default 16 MB means a checkpoint every ~20k stored events: the writer stored 38k events/s
 # instead of 142k (docs/performance.md). 256 MB makes checkpoints 16x rarer; the price is a WAL
-# of up to 256 MB to replay after a crash. Every COMMIT still writes and syncs the WAL.
+# of up to 256 MB to replay after a crash. Every COMMIT still writes and syncs the WAL. The
+# compactor checkpoints first, at half that (layout.CHECKPOINT_WAL_BYTES), so that an ingest
+# commit seldom pays for one.
 CHECKPOINT_THRESHOLD = "256MB"
 # Seconds the writer waits before each retry of a commit the engine had no memory for. What took
 # it is a compaction step: at a 16MB limit, writing 80k events, the longest took 0.07 s (0.14 s
@@ -135,7 +137,12 @@ class DuckDBStore:
         # Held by each compaction step and each deletion: they never touch the same rows at once.
         self._maintenance = threading.Lock()
         self._compactor = layout.Compactor(
-            self._db, compact_rows, self._maintenance, engine_bytes, self._observer.compacted
+            self._db,
+            compact_rows,
+            self._maintenance,
+            engine_bytes,
+            self.path.with_name(self.path.name + ".wal"),
+            self._observer.compacted,
         )
         self._compact_rows = compact_rows
         self._unflushed = 0

@@ -438,3 +438,18 @@ def test_a_day_of_more_than_max_runs_small_runs_merges_adjacent_ones(
         assert _ns(store, _full()) == _expected(events)
     finally:
         store.close()
+
+
+def test_the_compactor_folds_a_large_wal_so_that_ingest_commits_do_not(
+    store: DuckDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past CHECKPOINT_WAL_BYTES the compactor checkpoints after its step (the engine's own
+    threshold, far above here, would checkpoint inside whichever commit crossed it)."""
+    monkeypatch.setattr(layout, "CHECKPOINT_WAL_BYTES", 256 * 1024)
+    wal = store.path.with_name(store.path.name + ".wal")
+    events = [_event(1, T0 + n * 1000, n) for n in range(3000)]
+    store.submit_events(events).result()
+    assert wal.stat().st_size > 256 * 1024  # committed, not yet checkpointed
+    store.compact()
+    assert not wal.exists() or wal.stat().st_size < 256 * 1024
+    assert _ns(store, _full()) == _expected(events)
