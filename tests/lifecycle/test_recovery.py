@@ -9,7 +9,8 @@ from pathlib import Path
 import requests
 
 from rawevents.projects import Project
-from tests.lifecycle.helpers import GZIP_JSON, exported_ids, import_body
+from tests.import_load import GZIP_JSON, import_body
+from tests.lifecycle.helpers import exported_ids
 from tests.live_server import LiveServer
 
 BODIES = 40  # 80k events, a WAL of ~28 MB: larger than the engine memory limit below

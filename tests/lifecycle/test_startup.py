@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.lifecycle.helpers import GZIP_JSON, import_body
+from tests.import_load import GZIP_JSON, import_body
 from tests.live_server import LiveServer, free_port
 
 

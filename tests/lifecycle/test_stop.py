@@ -11,16 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.lifecycle.helpers import (
-    DAY,
-    GZIP_JSON,
-    ImportLoad,
-    exported_ids,
-    import_body,
-    server_children,
-    survivors,
-    worker_processes,
-)
+from tests.import_load import GZIP_JSON, ImportLoad, import_body
+from tests.lifecycle.helpers import DAY, exported_ids, server_children, survivors, worker_processes
 from tests.live_server import LiveServer
 
 SHUTDOWN_TIMEOUT_S = 10
@@ -60,7 +52,7 @@ def test_stop_under_load_loses_nothing_acknowledged(tmp_path: Path, sig: signal.
     server = _server(tmp_path)
     project = server.create_project()
     children = server_children(server)
-    load = ImportLoad(server, project, clients=6, events_per_body=1000).start()
+    load = ImportLoad(server, project, clients=6, batch=1000).start()
     time.sleep(2.0)
     assert server.process is not None
     server.process.send_signal(sig)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.lifecycle.helpers import ImportLoad, exported_ids, worker_processes, zombies
+from tests.import_load import ImportLoad
+from tests.lifecycle.helpers import exported_ids, worker_processes, zombies
 from tests.live_server import LiveServer
 
 KILLS = 3

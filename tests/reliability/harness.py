@@ -1,4 +1,5 @@
-"""What the reliability tests share: sizes (CI or full), real clients, process measurements.
+"""What the reliability tests share: sizes (CI or full), real export clients, process measurements
+(the ingest load is tests/import_load.py).
 
 Sizes: the CI run is small enough for the whole package to stay within a few minutes on two
 shared cores; the full run (`pytest tests/reliability -m reliability_full`) uses the sizes of
@@ -10,15 +11,12 @@ as JSON lines (docs/reliability.md quotes them); nothing is timed or asserted on
 
 from __future__ import annotations
 
-import gzip
 import os
 import random
-import threading
 import time
-import uuid
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -57,100 +55,13 @@ def report(surface: str, **figures: Any) -> None:
             out.write(orjson.dumps({"surface": surface, **figures}, option=orjson.OPT_NON_STR_KEYS) + b"\n")
 
 
-def basic(username: str, password: str = "") -> tuple[str, str]:
-    return (username, password)
-
-
-# -- ingestion ------------------------------------------------------------------------------------
-
-
-def event(project: Project, time_s: int, client: int, n: int) -> dict[str, Any]:
-    return {
-        "event": "load",
-        "properties": {
-            "time": time_s,
-            "distinct_id": f"client-{client}",
-            "$insert_id": f"{client}-{n}-{uuid.uuid4().hex[:8]}",
-            "n": n,
-            "token": project.token,
-        },
-    }
-
-
-@dataclass
-class Ingester:
-    """Threads posting gzip `/import` batches; records every acknowledged `$insert_id` and the
-    latency of every request. Errors (connection refused while the server is down, 5xx) are
-    counted, and their batches are not acknowledged."""
-
-    server: LiveServer
-    project: Project
-    clients: int
-    batch: int = 200
-    time_s: int = 1_700_000_000
-    timeout: float = 60
-    acknowledged: set[str] = field(default_factory=set)
-    latencies: list[float] = field(default_factory=list)
-    statuses: dict[int, int] = field(default_factory=dict)
-    failures: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def start(self) -> Ingester:
-        for client in range(self.clients):
-            thread = threading.Thread(target=self._run, args=(client,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def wait_for_first_ack(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.acknowledged and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert self.acknowledged, f"no batch acknowledged in {timeout}s: {self.statuses}"
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(self.timeout + 5)
-            assert not thread.is_alive(), "an ingest client hung"
-
-    def _run(self, client: int) -> None:
-        session = requests.Session()
-        n = 0
-        while not self._stop.is_set():
-            events = [event(self.project, self.time_s + n + i, client, n + i) for i in range(self.batch)]
-            n += self.batch
-            self.post(session, events)
-        session.close()
-
-    def post(self, session: requests.Session, events: list[dict[str, Any]]) -> None:
-        body = gzip.compress(orjson.dumps(events), 1)
-        started = time.monotonic()
-        try:
-            response = session.post(
-                f"{self.server.base_url}/import?strict=1",
-                data=body,
-                headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
-                auth=(self.project.api_secret, ""),
-                timeout=self.timeout,
-            )
-        except requests.RequestException:
-            with self._lock:
-                self.failures += 1
-            time.sleep(0.05)
-            return
-        with self._lock:
-            self.latencies.append(time.monotonic() - started)
-            self.statuses[response.status_code] = self.statuses.get(response.status_code, 0) + 1
-            if response.status_code == 200:
-                self.acknowledged.update(e["properties"]["$insert_id"] for e in events)
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def basic(username: str, password: str = "") -> tuple[str, str]:
+    return (username, password)
 
 
 # -- export ---------------------------------------------------------------------------------------

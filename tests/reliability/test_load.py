@@ -23,11 +23,11 @@ from bench.live import PeakRss
 from rawevents.projects import Project
 from rawevents.settings import SETTINGS_BY_NAME
 from tests.export.bigdata import build
+from tests.import_load import ImportLoad
 from tests.live_server import LiveServer
 from tests.reliability.harness import (
     SIZES,
     CutOff,
-    Ingester,
     Sizes,
     Usage,
     export_once,
@@ -74,7 +74,7 @@ def loaded(
 def test_concurrent_exports_while_ingesting_all_complete(loaded: tuple[LiveServer, Project, Sizes]) -> None:
     live, project, sizes = loaded
     before = Usage.of(live)
-    ingester = Ingester(live, project, sizes.ingest_clients).start()
+    ingester = ImportLoad(live, project, clients=sizes.ingest_clients, batch=200, timeout=60).start()
     url = export_url(live, DAY, DAY)
     cut_off = 0
     waits = 0
@@ -92,6 +92,7 @@ def test_concurrent_exports_while_ingesting_all_complete(loaded: tuple[LiveServe
             assert orjson.loads(lines[0])["properties"]["seq"] == 0
             assert orjson.loads(lines[-1])["properties"]["seq"] == sizes.export_rows - 1
     ingester.stop()
+    assert ingester.errors == []
     assert cut_off == 0
     assert not [status for status in ingester.statuses if status >= 500]
     report(
@@ -132,7 +133,14 @@ def test_ingestion_stays_responsive_while_exports_run(loaded: tuple[LiveServer, 
         threads = [threading.Thread(target=export_loop, args=(stop,)) for _ in range(count)]
         for thread in threads:
             thread.start()
-        ingester = Ingester(live, project, sizes.ingest_clients, time_s=1_710_000_000 + index * 10**7).start()
+        ingester = ImportLoad(
+            live,
+            project,
+            clients=sizes.ingest_clients,
+            batch=200,
+            time_s=1_710_000_000 + index * 10**7,
+            timeout=60,
+        ).start()
         time.sleep(seconds)
         niced = _niced_threads(live, nice)
         ingester.stop()
@@ -141,6 +149,7 @@ def test_ingestion_stays_responsive_while_exports_run(loaded: tuple[LiveServer, 
             thread.join(120)
         if count:
             assert (niced > 0) == (nice > 0)
+        assert ingester.errors == []
         assert not [status for status in ingester.statuses if status >= 500]
         assert ingester.statuses.get(200, 0) > 0
         figures[phase] = {
