@@ -135,15 +135,19 @@ def test_form_body_with_json_content_type_still_works(pooled: App) -> None:
     assert (code, json.loads(content)) == (200, {"code": 200, "num_records_imported": 300, "status": "OK"})
 
 
-def test_a_worker_dying_with_a_batch_is_a_503_and_the_pool_recovers(pooled: App) -> None:
-    pool = pooled.services.ingest_workers
+def _running_pool(app: App) -> tuple[workers.IngestWorkers, bytes, list[int]]:
+    """The pool, once a 2,000-event body went through it; that body, and the workers' pids."""
+    pool = app.services.ingest_workers
     assert pool is not None
     body = _body(_events(2000))
-    assert _post(pooled, "/import?strict=1", body)[0] == 200  # the pool is running
-    pids = pool.pids()
-    for pid in pids:  # stopped, not dead: a lane hands its next batch to its worker
-        os.kill(pid, signal.SIGSTOP)
-    killer = threading.Timer(1.0, lambda: [os.kill(pid, signal.SIGKILL) for pid in pids])
+    assert _post(app, "/import?strict=1", body)[0] == 200
+    return pool, body, pool.pids()
+
+
+def test_a_worker_dying_with_a_batch_is_a_503_and_the_pool_recovers(pooled: App) -> None:
+    _, body, pids = _running_pool(pooled)
+    _kill(pids, signal.SIGSTOP)  # stopped, not dead: a lane hands its next batch to its worker
+    killer = threading.Timer(1.0, _kill, args=(pids, signal.SIGKILL))
     killer.start()  # the worker dies holding the batch
     code, content = _post(pooled, "/import?strict=1", body)
     killer.join()
@@ -154,18 +158,18 @@ def test_a_worker_dying_with_a_batch_is_a_503_and_the_pool_recovers(pooled: App)
 
 
 def test_a_worker_found_dead_between_batches_is_replaced_for_the_next(pooled: App) -> None:
-    pool = pooled.services.ingest_workers
-    assert pool is not None
-    body = _body(_events(2000))
-    assert _post(pooled, "/import?strict=1", body)[0] == 200
-    pids = pool.pids()
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
+    pool, body, pids = _running_pool(pooled)
+    _kill(pids, signal.SIGKILL)
     for pid in pids:
         _wait_until_dead(pid)
     code, content = _post(pooled, "/import?strict=1", body)
     assert (code, json.loads(content)["num_records_imported"]) == (200, 2000)
     assert not set(pool.pids()) & set(pids)
+
+
+def _kill(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        os.kill(pid, sig)
 
 
 def _wait_until_dead(pid: int, timeout_s: float = 10) -> None:
