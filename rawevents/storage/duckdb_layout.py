@@ -20,17 +20,19 @@ An export reads the runs that cover its range one after the other with a plain f
 which DuckDB returns in storage order (`preserve_insertion_order`): no sort. Only where runs
 overlap in time (late events flushed after their day was compacted) or recent rows fall, the
 stretch is read with `ORDER BY time_ms, seq` in small windows. So the compactor removes overlap:
-- A merge rewrites overlapping runs of a day as one (when idle, or once MERGE_FANIN of them pile
-  up), at most one sort's worth of rows, the smallest runs first: the engine holds a
+- A merge rewrites overlapping runs of a day as one (when the day is quiet, below, or once
+  MERGE_FANIN of them pile up), at most one sort's worth of rows, the smallest runs first: the engine holds a
   transaction's new rows until it commits, and merging a 333k-row day at once ran out of the
   192MB engine memory, as did a merge of two sorts' worth (94k rows of 10M).
 - When even the smallest runs of an overlap group do not fit one merge (a big day after a
-  shuffled backfill), the idle compactor consolidates the group a window at a time: each step,
+  shuffled backfill), a quiet day is consolidated a window at a time: each step,
   one transaction, moves the group's first sort's worth of rows in time into a new run and
   re-records what remains of the sources. The new run ends before the rest begins, so the day
-  ends as consecutive runs that do not overlap, each read as a plain scan. Only when idle:
-  during a backfill every flush lands in every day, and consolidating days on each flush would
-  rewrite every row over and over.
+  ends as consecutive runs that do not overlap, each read as a plain scan. Only quiet days: a day
+  is quiet when no flush wrote into it for SETTLE_S (every day, once ingest pauses). During a
+  backfill every flush lands in every day, and consolidating days on each flush would rewrite
+  every row over and over; steady traffic lands in today only, and waiting for a pause in it
+  left a backfilled store unconsolidated for good (its exports 2-3x slower, docs/performance.md).
 - A day with more than MAX_RUNS runs merges two adjacent ones (never runs with others between
   them: their merge would overlap those, which a window step would split again).
 
@@ -85,6 +87,7 @@ MIN_SORT_ROWS = 1000
 MERGE_FANIN = 4  # overlapping runs of a day merged at once even while ingest is busy
 MAX_RUNS = 16  # runs of a day beyond which adjacent ones are merged (if two fit one merge)
 RECENT_BUCKET_MS = 60_000  # resolution at which an export locates recent rows
+SETTLE_S = 30.0  # seconds without a flush writing into a day after which the day is quiet
 # WAL size past which the compactor checkpoints, on its own thread, after a step: below the
 # engine's own threshold (duckdb_store.CHECKPOINT_THRESHOLD), which checkpoints inside whichever
 # COMMIT crosses it. Three times in a 400k-event /import run that was an ingest commit, stalled
@@ -391,6 +394,7 @@ class Compactor:
         self._lock = lock
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._landed: dict[tuple[int, int], float] = {}  # (project, day): when a flush last wrote into it
         self._thread: threading.Thread | None = None
         found = first_row(db, f"SELECT coalesce(max(run_batch), 0) FROM {RUNS}")
         self._last_batch = int(found[0]) if found else 0
@@ -415,7 +419,7 @@ class Compactor:
         try:
             while self._flush(con, 1):
                 pass
-            while self._merge(con, idle=True):
+            while self._merge(con, _every_day):
                 pass
         finally:
             con.close()
@@ -438,9 +442,24 @@ class Compactor:
         flushed = False
         while not self._stop.is_set() and self._flush(con, 1 if timed_out else self._flush_rows):
             flushed = True
-        # A poke (rows to flush) ends the idle steps: the next cycle flushes first.
-        while not self._stop.is_set() and self._merge(con, idle=not flushed and not self._wake.is_set()):
+        # A pause: FLUSH_AGE_S without a row to flush (a poke that finds fewer than flush_rows
+        # rows, because a timed flush took them, is no pause: under steady traffic it used to
+        # consolidate every day once every flush_rows events, backfills included).
+        pause = timed_out and not flushed
+        while not self._stop.is_set() and self._merge(con, self._quiet_days(pause=pause)):
             pass
+
+    def _quiet_days(self, *, pause: bool) -> Quiet:
+        """The days that may take the steps kept for quiet days: none while a poke waits (rows to
+        flush come first), every day in a pause of ingest, else those no flush wrote into lately."""
+        if self._wake.is_set():
+            return _no_day
+        if pause:
+            return _every_day
+        now = time.monotonic()
+        self._landed = {day: at for day, at in self._landed.items() if now - at < SETTLE_S}
+        landed = set(self._landed)
+        return lambda project, part: (project, part) not in landed
 
     def _flush(self, con: duckdb.DuckDBPyConnection, min_rows: int) -> bool:
         """Move up to SLICE_ROWS of the oldest recent rows into one batch of runs."""
@@ -469,18 +488,23 @@ class Compactor:
                     params,
                 )
                 con.execute(f"DELETE FROM {RECENT} WHERE seq <= ?", [upto[0]])
+                landed = con.execute(
+                    f"SELECT project_id, part FROM {RUNS} WHERE run_batch = ?", [batch]
+                ).fetchall()
             self._last_batch = batch
+            now = time.monotonic()
+            self._landed.update(((int(project), int(part)), now) for project, part in landed)
             self._on_step(time.perf_counter() - started)
         self._fold_wal(con)
         return True
 
-    def _merge(self, con: duckdb.DuckDBPyConnection, *, idle: bool) -> bool:
+    def _merge(self, con: duckdb.DuckDBPyConnection, quiet: Quiet) -> bool:
         """One merge step on the runs of a day; False when nothing is due."""
         with self._lock:
             # One sort's worth per transaction: the engine holds the new rows until the commit, on
             # top of the sort (two sorts' worth, 94k rows, ran out of 192MB building 10M events).
             max_rows = min(SORT_ROWS, self._sort_rows)
-            due = _due_step(_crowded_runs(con), idle=idle, max_rows=max_rows)
+            due = _due_step(_crowded_runs(con), quiet, max_rows=max_rows)
             if due is None:
                 return False
             step, runs = due
@@ -509,6 +533,18 @@ class Compactor:
 # A step rewrites rows of `runs` (one project and day) into the new run `batch`, in the caller's
 # transaction, and re-records the runs it touched.
 Step = Callable[[duckdb.DuckDBPyConnection, list[Run], int, int], None]
+# Whether the day (project, part) is quiet: it may have any two overlapping runs merged and be
+# consolidated a window at a time.
+Quiet = Callable[[int, int], bool]
+
+
+def _every_day(project: int, part: int) -> bool:
+    return True
+
+
+def _no_day(project: int, part: int) -> bool:
+    return False
+
 
 _OF_RUNS = (
     "project_id = ? AND time_ms >= ? AND time_ms < ?"
@@ -584,32 +620,32 @@ def _crowded_runs(con: duckdb.DuckDBPyConnection) -> list[Run]:
     return [Run(*map(int, row)) for row in rows]
 
 
-def _due_step(runs: list[Run], *, idle: bool, max_rows: int) -> tuple[Step, list[Run]] | None:
+def _due_step(runs: list[Run], quiet: Quiet, *, max_rows: int) -> tuple[Step, list[Run]] | None:
     """The first merge step due on a day's runs, if any (see _due_in_day)."""
-    for _, day in groupby(runs, key=lambda r: (r.project_id, r.part)):
-        due = _due_in_day(list(day), idle=idle, max_rows=max_rows)
+    for (project, part), day in groupby(runs, key=lambda r: (r.project_id, r.part)):
+        due = _due_in_day(list(day), quiet=quiet(project, part), max_rows=max_rows)
         if due is not None:
             return due
     return None
 
 
-def _due_in_day(day_runs: list[Run], *, idle: bool, max_rows: int) -> tuple[Step, list[Run]] | None:
-    """Runs that overlap in time (MERGE_FANIN of them, or any two once ingest is idle) are merged,
-    the smallest that fit `max_rows` (a merge is one transaction, whose new rows the engine holds);
-    when even those are too few, an idle compactor consolidates the group a window at a time.
+def _due_in_day(day_runs: list[Run], *, quiet: bool, max_rows: int) -> tuple[Step, list[Run]] | None:
+    """Runs that overlap in time (MERGE_FANIN of them, or any two on a quiet day) are merged, the
+    smallest that fit `max_rows` (a merge is one transaction, whose new rows the engine holds);
+    when even those are too few, a quiet day's group is consolidated a window at a time.
     A day with more than MAX_RUNS runs merges two adjacent ones.
 
     Every step ends: a merge leaves fewer runs, a window leaves fewer rows in overlapping runs, and
     no step makes runs overlap that did not, so `compact()` gets to a day of runs that overlap
     none and fit (MAX_RUNS) or cannot be merged within `max_rows`."""
     for group in overlap_groups(day_runs):
-        if len(group) >= MERGE_FANIN or (idle and len(group) > 1):
+        if len(group) >= MERGE_FANIN or (quiet and len(group) > 1):
             fitting = _smallest_fitting(group, max_rows)
             if len(fitting) > 1:
                 return _merge_runs, fitting
-            # Only when idle: a shuffled backfill lands in every day on every flush, and rewriting
-            # whole days each time would write each row over and over.
-            if idle:
+            # Only when quiet: a shuffled backfill lands in every day on every flush, and
+            # rewriting whole days each time would write each row over and over.
+            if quiet:
                 return _consolidate_window, group
     if len(day_runs) > MAX_RUNS:
         adjacent = _smallest_adjacent_pair(day_runs, max_rows)

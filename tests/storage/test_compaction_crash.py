@@ -49,7 +49,7 @@ print("flushing", flush=True)
 while compactor._flush(con, 1):
     pass
 print("merging", flush=True)
-while compactor._merge(con, idle=True):
+while compactor._merge(con, duckdb_layout._every_day):
     pass
 print("done", flush=True)
 con.close()

@@ -4,9 +4,11 @@ dedup holds against both areas, and `seq` survives compaction."""
 
 from __future__ import annotations
 
+import itertools
 import random
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 from pathlib import Path
 
@@ -105,7 +107,7 @@ def test_exports_are_exact_at_every_stage_of_compaction(
             if action in ("flush", "both"):
                 compactor._flush(con, 1)
             if action in ("merge", "both"):
-                compactor._merge(con, idle=rng.random() < 0.5)
+                compactor._merge(con, rng.choice([layout._every_day, layout._no_day]))
             mine = [e for e in events if e.project_id == 1]
             assert _ns(store, _full()) == _expected(mine), step
             start = T0 + rng.randrange(4 * DAY)
@@ -239,7 +241,7 @@ def test_a_day_of_more_than_max_runs_windows_ends(tmp_path: Path, monkeypatch: p
             pass
         assert len(_runs_by_day(store)[1, T0 // DAY]) == 25  # flushes of 100 rows over the day
         steps = 0
-        while store._compactor._merge(con, idle=True):
+        while store._compactor._merge(con, layout._every_day):
             steps += 1
             assert steps < 200, "compaction does not end"
             assert _ns(store, _full()) == _expected(events), steps  # exact between steps too
@@ -388,6 +390,61 @@ def test_background_compactor_empties_the_recent_area(tmp_path: Path) -> None:
         assert _ns(store, _full()) == _expected(events)
     finally:
         store.close()
+
+
+def _runs_of_day(store: DuckDBStore, part: int) -> list[layout.Run]:
+    rows = store.query(
+        f"SELECT run_batch, project_id, part, min_time, max_time, rows FROM {layout.RUNS}"
+        " WHERE part = ? ORDER BY min_time",
+        [part],
+    )
+    return [layout.Run(*map(int, row)) for row in rows]
+
+
+def _until(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_quiet_day_is_consolidated_while_ingest_goes_on_in_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Steady traffic into one day never lets the compactor pause; a backfilled day that no flush
+    wrote into for SETTLE_S is consolidated anyway (it used to wait for a pause in all ingest)."""
+    monkeypatch.setattr(layout, "FLUSH_AGE_S", 0.5)  # the trickle below comes ten times as often
+    monkeypatch.setattr(layout, "SETTLE_S", 3600.0)
+    store = DuckDBStore(tmp_path, commit_interval_ms=0, compact_rows=1_000_000)  # timed flushes only
+    trickled: list[StoredEvent] = []
+    stop = threading.Event()
+
+    def trickle() -> None:
+        for n in itertools.count(10_000):
+            trickled.append(_event(1, T0 + 5 * DAY + n, n))
+            store.submit_events(trickled[-1:]).result()
+            if stop.wait(0.05):
+                return
+
+    thread = threading.Thread(target=trickle)
+    thread.start()
+    try:
+        rng = random.Random(11)
+        backfill = [_event(1, T0 + rng.randrange(DAY), n) for n in range(1000)]
+        in_recent = f"SELECT count(*) FROM {layout.RECENT} WHERE time_ms < ?"
+        for i in range(0, 1000, 200):  # five flushes, each over the whole day
+            store.submit_events(backfill[i : i + 200]).result()
+            assert _until(lambda: store.query(in_recent, [T0 + DAY]) == [(0,)], 30)
+        assert len(layout.overlap_groups(_runs_of_day(store, T0 // DAY))[0]) > 1
+        monkeypatch.setattr(layout, "SETTLE_S", 0.5)
+        assert _until(lambda: len(_runs_of_day(store, T0 // DAY)) == 1, 30)
+    finally:
+        stop.set()
+        thread.join()
+    assert _ns(store, _full()) == _expected(backfill + trickled)
+    store.close()
 
 
 @pytest.mark.parametrize("line_compression", ["uncompressed", "zstd"])
