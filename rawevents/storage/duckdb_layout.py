@@ -21,12 +21,12 @@ which DuckDB returns in storage order (`preserve_insertion_order`): no sort. Onl
 overlap in time (late events flushed after their day was compacted) or recent rows fall, the
 stretch is read with `ORDER BY time_ms, seq` in small windows. So the compactor removes overlap:
 - A merge rewrites overlapping runs of a day as one (when the day is quiet, below, or once
-  MERGE_FANIN of them pile up), at most one sort's worth of rows, the smallest runs first: the engine holds a
-  transaction's new rows until it commits, and merging a 333k-row day at once ran out of the
-  192MB engine memory, as did a merge of two sorts' worth (94k rows of 10M).
+  MERGE_FANIN of them pile up), at most one sort's worth of rows, the smallest runs first: the
+  engine holds a transaction's new rows until it commits, and merging a 333k-row day at once ran
+  out of the 192MB engine memory, as did a merge of two sorts' worth (94k rows of 10M).
 - When even the smallest runs of an overlap group do not fit one merge (a big day after a
-  shuffled backfill), a quiet day is consolidated a window at a time: each step,
-  one transaction, moves the group's first sort's worth of rows in time into a new run and
+  shuffled backfill), a quiet day is consolidated a window at a time: each step, one
+  transaction, moves the group's first sort's worth of rows in time into a new run and
   re-records what remains of the sources. The new run ends before the rest begins, so the day
   ends as consecutive runs that do not overlap, each read as a plain scan. Only quiet days: a day
   is quiet when no flush wrote into it for SETTLE_S (every day, once ingest pauses). During a
@@ -457,8 +457,7 @@ class Compactor:
         if pause:
             return _every_day
         now = time.monotonic()
-        self._landed = {day: at for day, at in self._landed.items() if now - at < SETTLE_S}
-        landed = set(self._landed)
+        landed = self._landed = {day: at for day, at in self._landed.items() if now - at < SETTLE_S}
         return lambda project, part: (project, part) not in landed
 
     def _flush(self, con: duckdb.DuckDBPyConnection, min_rows: int) -> bool:
@@ -482,15 +481,13 @@ class Compactor:
                     " ORDER BY project_id, time_ms, seq",
                     params,
                 )
-                con.execute(
-                    f"INSERT INTO {RUNS} SELECT ?, project_id, time_ms // {PARTITION_MS},"
-                    f" min(time_ms), max(time_ms), count(*) FROM {RECENT} WHERE seq <= ? GROUP BY ALL",
-                    params,
-                )
-                con.execute(f"DELETE FROM {RECENT} WHERE seq <= ?", [upto[0]])
                 landed = con.execute(
-                    f"SELECT project_id, part FROM {RUNS} WHERE run_batch = ?", [batch]
+                    f"INSERT INTO {RUNS} SELECT ?, project_id, time_ms // {PARTITION_MS},"
+                    f" min(time_ms), max(time_ms), count(*) FROM {RECENT} WHERE seq <= ? GROUP BY ALL"
+                    " RETURNING project_id, part",
+                    params,
                 ).fetchall()
+                con.execute(f"DELETE FROM {RECENT} WHERE seq <= ?", [upto[0]])
             self._last_batch = batch
             now = time.monotonic()
             self._landed.update(((int(project), int(part)), now) for project, part in landed)

@@ -376,16 +376,22 @@ def test_a_checkpoint_reclaims_the_rows_compaction_moved_while_the_store_is_open
     assert _ns(store, _full()) == _expected(events)
 
 
+def _until(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_background_compactor_empties_the_recent_area(tmp_path: Path) -> None:
     store = DuckDBStore(tmp_path, commit_interval_ms=0, compact_rows=100)
     try:
         events = [_event(1, T0 + (n * 7919) % DAY, n) for n in range(1000)]
         for i in range(0, 1000, 100):
             store.submit_events(events[i : i + 100]).result()
-        for _ in range(200):
-            if _counts(store)[0] == 0:
-                break
-            time.sleep(0.05)
+        _until(lambda: _counts(store)[0] == 0, 10)
         assert _counts(store)[:2] == (0, 1000)
         assert _ns(store, _full()) == _expected(events)
     finally:
@@ -399,15 +405,6 @@ def _runs_of_day(store: DuckDBStore, part: int) -> list[layout.Run]:
         [part],
     )
     return [layout.Run(*map(int, row)) for row in rows]
-
-
-def _until(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_a_quiet_day_is_consolidated_while_ingest_goes_on_in_another(
