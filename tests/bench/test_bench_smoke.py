@@ -36,4 +36,7 @@ def test_ingest_stages_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     per_event = ingest_stages.main(["--events", "2000", "--batch", "500", "--out", str(tmp_path)])
     assert list(per_event) == list(ingest_stages.STAGES)
     assert all(micros >= 0 for micros in per_event.values())
-    assert "2,000 events stored" in capsys.readouterr().out  # every event went through every stage
+    out = capsys.readouterr().out
+    assert "rawevents: 2,000 events stored" in out  # every event went through every stage
+    assert "floor: 2,000 events stored" in out  # and through the floor's, on the same bodies
+    assert "÷ floor" in out
