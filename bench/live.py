@@ -4,7 +4,8 @@
   reports bytes, time to first byte and total time; one extra untimed run per scenario is read
   with httpx and decompressed to check the JSONL byte and row counts.
 - Server memory: psutil samples the server's RSS every 5 ms during the export; the peak is kept.
-- Ingest: N `bench.ingest_client` processes post pre-gzipped /import batches concurrently.
+- Ingest: N `bench.ingest_client` processes post pre-gzipped /import batches concurrently;
+  psutil reads the CPU the server and its ingest workers spent meanwhile.
 """
 
 from __future__ import annotations
@@ -76,6 +77,18 @@ class Server:
     @property
     def rss(self) -> int:
         return int(psutil.Process(self.process.pid).memory_info().rss)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server and its ingest worker processes so far."""
+        server = psutil.Process(self.process.pid)
+        total = 0.0
+        for process in [server, *server.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:  # a worker that ended meanwhile
+                continue
+            total += times.user + times.system
+        return total
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -186,6 +199,7 @@ class IngestRun:
     failures: int
     p50_ms: float
     p99_ms: float
+    server_cpu_s: float  # the server's and its workers' CPU while the clients ran
 
 
 def http_ingest(
@@ -216,6 +230,7 @@ def http_ingest(
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError("ingest client failed to start")
+    cpu_before = server.cpu_seconds()
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write("go\n")
@@ -224,6 +239,7 @@ def http_ingest(
     for proc in procs:
         out, _ = proc.communicate()
         summaries.append(json.loads(out.strip().splitlines()[-1]))
+    server_cpu_s = server.cpu_seconds() - cpu_before
     started = min(s["started"] for s in summaries)
     finished = max(s["finished"] for s in summaries)
     return IngestRun(
@@ -232,4 +248,5 @@ def http_ingest(
         failures=sum(s["failures"] for s in summaries),
         p50_ms=max(s["p50_ms"] for s in summaries),
         p99_ms=max(s["p99_ms"] for s in summaries),
+        server_cpu_s=server_cpu_s,
     )

@@ -448,7 +448,9 @@ def _ingest_row(
             server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
     run = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
+    cpu_per_event = 1e6 * run.server_cpu_s / max(1, run.events)
     note = f"p50 {run.p50_ms:.0f} ms, p99 {run.p99_ms:.0f} ms per request"
+    note += f"; server CPU {cpu_per_event:.0f} µs/event"
     if run.failures:
         note += f", {run.failures} failed requests"
     section.rows.append(

@@ -28,6 +28,7 @@ def test_bench_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert not any("MISMATCH" in row.note for row in layout.rows)
     ingest = next(s for s in report.sections if s.title.startswith("ingest"))
     assert [row.rows for row in ingest.rows[:2]] == [2000, 2000]  # every event acknowledged, both orders
+    assert all("server CPU" in row.note for row in ingest.rows[:2])  # what bounds the figure
     assert (tmp_path / "results-2000.md").exists()
     assert "| system |" in capsys.readouterr().out
 
