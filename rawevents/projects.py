@@ -21,12 +21,15 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rawevents.errors import BadRequest
 
 DAY_MS = 24 * 3600 * 1000
+# The registry columns a credential sent with a request is looked up by (a project's token, the
+# digest of its secret): registries name them in SQL, so only these two.
+CredentialColumn = Literal["token", "secret_digest"]
 
 # Mixpanel's task states (GDPR API v3). A task can be cancelled until it is STARTED.
 PENDING, STARTED, SUCCESS, FAILURE, REVOKED = "PENDING", "STARTED", "SUCCESS", "FAILURE", "REVOKED"
@@ -250,6 +253,12 @@ def new_service_account(project_id: int, name: str, expires_days: int | None) ->
     created = now_ms()
     expires = created + expires_days * DAY_MS if expires_days is not None else None
     return ServiceAccount(username, name, (project_id,), created, expires, None, secrets.token_urlsafe(24))
+
+
+def same_credential(stored: str, sent: str) -> bool:
+    """Whether a stored token or digest equals the one sent, in constant time (a lookup by index
+    alone would answer sooner for a closer guess); `sent` may hold lone surrogates."""
+    return hmac.compare_digest(stored.encode("utf-8", "surrogatepass"), sent.encode("utf-8", "surrogatepass"))
 
 
 def secret_matches(stored_digest: str | None, secret: str) -> bool:

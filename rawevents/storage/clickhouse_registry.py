@@ -27,7 +27,6 @@ chdb (the tests run it on chdb). ClickHouse has no transactions and no unique co
 
 from __future__ import annotations
 
-import hmac
 import json
 import queue
 import secrets
@@ -48,6 +47,7 @@ from rawevents.projects import (
     REVOKED,
     STARTED,
     USER_TASK_KINDS,
+    CredentialColumn,
     Project,
     ServiceAccount,
     Task,
@@ -56,6 +56,7 @@ from rawevents.projects import (
     new_service_account,
     new_task,
     now_ms,
+    same_credential,
     secret_matches,
     validate_timezone,
 )
@@ -286,22 +287,18 @@ class ClickHouseRegistry:
         return project
 
     def project_by_token(self, token: str) -> Project | None:
-        rows = self._cached(
-            ("token", token), lambda: self._rows(_PROJECTS + " AND token = {t:String} LIMIT 2", {"t": token})
-        )
-        if len(rows) != 1 or not hmac.compare_digest(
-            rows[0]["token"].encode(), token.encode("utf-8", "surrogatepass")
-        ):
-            return None
-        return _project(rows[0])
+        return self._project_matching("token", token)
 
     def project_by_secret(self, secret: str) -> Project | None:
-        wanted = digest(secret)
+        return self._project_matching("secret_digest", digest(secret))
+
+    def _project_matching(self, column: CredentialColumn, value: str) -> Project | None:
+        """The project whose `column` holds `value`, confirmed by a constant-time comparison."""
         rows = self._cached(
-            ("secret", wanted),
-            lambda: self._rows(_PROJECTS + " AND secret_digest = {d:String} LIMIT 2", {"d": wanted}),
+            (column, value),
+            lambda: self._rows(_PROJECTS + f" AND {column} = {{v:String}} LIMIT 2", {"v": value}),
         )
-        if len(rows) != 1 or not hmac.compare_digest(rows[0]["secret_digest"].encode(), wanted.encode()):
+        if len(rows) != 1 or not same_credential(rows[0][column], value):
             return None
         return _project(rows[0])
 

@@ -10,7 +10,6 @@ Secrets are kept as digests (`rawevents.projects`); deleted rows are overwritten
 
 from __future__ import annotations
 
-import hmac
 import json
 import secrets
 import sqlite3
@@ -26,6 +25,7 @@ from rawevents.projects import (
     PENDING,
     REVOKED,
     STARTED,
+    CredentialColumn,
     Project,
     ServiceAccount,
     Task,
@@ -33,6 +33,7 @@ from rawevents.projects import (
     digest,
     new_service_account,
     new_task,
+    same_credential,
     secret_matches,
     validate_timezone,
 )
@@ -169,17 +170,15 @@ class SqliteRegistry:
         return project
 
     def project_by_token(self, token: str) -> Project | None:
-        row = self._conn().execute("SELECT * FROM projects WHERE token = ?", (token,)).fetchone()
-        if row is None or not hmac.compare_digest(
-            row["token"].encode(), token.encode("utf-8", "surrogatepass")
-        ):
-            return None
-        return _project(row)
+        return self._project_matching("token", token)
 
     def project_by_secret(self, secret: str) -> Project | None:
-        wanted = digest(secret)
-        row = self._conn().execute("SELECT * FROM projects WHERE secret_digest = ?", (wanted,)).fetchone()
-        if row is None or not hmac.compare_digest(row["secret_digest"].encode(), wanted.encode()):
+        return self._project_matching("secret_digest", digest(secret))
+
+    def _project_matching(self, column: CredentialColumn, value: str) -> Project | None:
+        """The project whose `column` holds `value`, confirmed by a constant-time comparison."""
+        row = self._conn().execute(f"SELECT * FROM projects WHERE {column} = ?", (value,)).fetchone()
+        if row is None or not same_credential(row[column], value):
             return None
         return _project(row)
 

@@ -233,9 +233,9 @@ def test_a_token_lookup_over_http_is_one_parameterised_query_then_cached() -> No
     fields = parse_qs(lookup.url.query.decode())
     assert lookup.content == (
         b"SELECT project_id, name, token, secret_digest, signing_secret, timezone, retention_days"
-        b" FROM registry_projects FINAL WHERE deleted = 0 AND token = {t:String} LIMIT 2\nFORMAT ArrowStream"
+        b" FROM registry_projects FINAL WHERE deleted = 0 AND token = {v:String} LIMIT 2\nFORMAT ArrowStream"
     )
-    assert fields["param_t"] == ["tok"] and fields["database"] == ["analytics"]
+    assert fields["param_v"] == ["tok"] and fields["database"] == ["analytics"]
     assert lookup.headers["X-ClickHouse-Key"] == "s3cr@t" and "s3cr" not in str(lookup.url)
 
     assert registry.project_by_token("tok") == project
@@ -244,7 +244,7 @@ def test_a_token_lookup_over_http_is_one_parameterised_query_then_cached() -> No
     assert registry.project_by_token("tok") == project
     assert len(sent) == 2  # the bound passed: asked again
     assert registry.project_by_secret("wrong") is None  # a digest that matches no row
-    assert parse_qs(sent[-1].url.query.decode())["param_d"] == [digest("wrong")]
+    assert parse_qs(sent[-1].url.query.decode())["param_v"] == [digest("wrong")]
     registry.close()
 
 
