@@ -23,7 +23,9 @@ stretch is read with `ORDER BY time_ms, seq` in small windows. So the compactor 
 - A merge rewrites overlapping runs of a day as one (when the day is quiet, below, or once
   MERGE_FANIN of them pile up), at most one sort's worth of rows, the smallest runs first: the
   engine holds a transaction's new rows until it commits, and merging a 333k-row day at once ran
-  out of the 192MB engine memory, as did a merge of two sorts' worth (94k rows of 10M).
+  out of the 192MB engine memory, as did a merge of two sorts' worth (94k rows of 10M). While
+  the day is busy, a merge takes runs of similar size only (TIER_GROWTH), as size-tiered LSM
+  compaction does: a day's big run is not rewritten for each handful of late events.
 - When even the smallest runs of an overlap group do not fit one merge (a big day after a
   shuffled backfill), a quiet day is consolidated a window at a time: each step, one
   transaction, moves the group's first sort's worth of rows in time into a new run and
@@ -85,6 +87,11 @@ SLICE_ROWS = SORT_ROWS  # rows one flush transaction moves
 SORT_BYTES_PER_ROW = 4096
 MIN_SORT_ROWS = 1000
 MERGE_FANIN = 4  # overlapping runs of a day merged at once even while ingest is busy
+# While a day is busy a merge takes its smallest overlapping runs, each next one only while it has
+# at most this many times the rows taken before it: late events add small runs to a day that
+# already holds a big one, and merging them into it every MERGE_FANIN flushes rewrote about 18 rows
+# per ingested event under steady traffic (docs/performance.md). The big run waits for a quiet day.
+TIER_GROWTH = 4
 MAX_RUNS = 16  # runs of a day beyond which adjacent ones are merged (if two fit one merge)
 RECENT_BUCKET_MS = 60_000  # resolution at which an export locates recent rows
 SETTLE_S = 30.0  # seconds without a flush writing into a day after which the day is quiet
@@ -628,8 +635,9 @@ def _due_step(runs: list[Run], quiet: Quiet, *, max_rows: int) -> tuple[Step, li
 
 def _due_in_day(day_runs: list[Run], *, quiet: bool, max_rows: int) -> tuple[Step, list[Run]] | None:
     """Runs that overlap in time (MERGE_FANIN of them, or any two on a quiet day) are merged, the
-    smallest that fit `max_rows` (a merge is one transaction, whose new rows the engine holds);
-    when even those are too few, a quiet day's group is consolidated a window at a time.
+    smallest that fit `max_rows` (a merge is one transaction, whose new rows the engine holds),
+    and on a busy day only those of similar size (_similar_smallest); when even those are too
+    few, a quiet day's group is consolidated a window at a time.
     A day with more than MAX_RUNS runs merges two adjacent ones.
 
     Every step ends: a merge leaves fewer runs, a window leaves fewer rows in overlapping runs, and
@@ -638,6 +646,8 @@ def _due_in_day(day_runs: list[Run], *, quiet: bool, max_rows: int) -> tuple[Ste
     for group in overlap_groups(day_runs):
         if len(group) >= MERGE_FANIN or (quiet and len(group) > 1):
             fitting = _smallest_fitting(group, max_rows)
+            if not quiet:
+                fitting = _similar_smallest(fitting)
             if len(fitting) > 1:
                 return _merge_runs, fitting
             # Only when quiet: a shuffled backfill lands in every day on every flush, and
@@ -661,6 +671,22 @@ def _smallest_fitting(group: list[Run], max_rows: int) -> list[Run]:
         chosen.append(run)
         total += run.rows
     return sorted(chosen, key=lambda r: r.min_time)
+
+
+def _similar_smallest(runs: list[Run]) -> list[Run]:
+    """The first runs of similar size in `runs` by size: each next one has at most TIER_GROWTH
+    times the rows of those before it. A run too big for the ones before starts the next try, so
+    one tiny run does not keep the rest from merging. In time order; empty if no two are similar."""
+    chosen: list[Run] = []
+    total = 0
+    for run in sorted(runs, key=lambda r: r.rows):
+        if chosen and run.rows > TIER_GROWTH * total:
+            if len(chosen) > 1:
+                break
+            chosen, total = [], 0
+        chosen.append(run)
+        total += run.rows
+    return sorted(chosen, key=lambda r: r.min_time) if len(chosen) > 1 else []
 
 
 def _smallest_adjacent_pair(day_runs: list[Run], max_rows: int) -> list[Run] | None:

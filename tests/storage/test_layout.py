@@ -444,6 +444,38 @@ def test_a_quiet_day_is_consolidated_while_ingest_goes_on_in_another(
     store.close()
 
 
+def test_a_busy_day_merges_its_late_runs_without_rewriting_its_big_one(store: DuckDBStore) -> None:
+    """Late events add a small run over the whole day at each flush. While the day is busy, the
+    MERGE_FANIN-th merges the small runs only (similar sizes); the day's big run is rewritten once,
+    when the day is quiet. Merging it every time rewrote 18 rows per event (docs/performance.md)."""
+    rng = random.Random(5)
+    con = store._db.cursor()
+    try:
+        events = [_event(1, T0 + rng.randrange(DAY), n) for n in range(1000)]
+        for first in range(1000, 1000 + 5 * (layout.MERGE_FANIN - 1), 5):
+            events += [_event(1, T0 + rng.randrange(DAY), n) for n in range(first, first + 5)]
+        store.submit_events(events[:1000]).result()
+        store._compactor._flush(con, 1)
+        [big] = _runs_of_day(store, T0 // DAY)
+        for first in range(1000, len(events), 5):  # one flush per handful of late events
+            store.submit_events(events[first : first + 5]).result()
+            store._compactor._flush(con, 1)
+        assert len(_runs_of_day(store, T0 // DAY)) == layout.MERGE_FANIN
+
+        assert store._compactor._merge(con, layout._no_day)  # the day is busy
+        runs = _runs_of_day(store, T0 // DAY)
+        assert big in runs and sorted(run.rows for run in runs) == [len(events) - 1000, 1000]
+        assert not store._compactor._merge(con, layout._no_day)  # nothing else due while busy
+        assert _ns(store, _full()) == _expected(events)
+
+        while store._compactor._merge(con, layout._every_day):  # the day is quiet
+            pass
+        assert [run.rows for run in _runs_of_day(store, T0 // DAY)] == [len(events)]
+        assert _ns(store, _full()) == _expected(events)
+    finally:
+        con.close()
+
+
 @pytest.mark.parametrize("line_compression", ["uncompressed", "zstd"])
 def test_either_line_compression_exports_the_same_lines(tmp_path: Path, line_compression: str) -> None:
     events = [_event(1, T0 + n * 60_000, n) for n in range(3000)]
