@@ -476,6 +476,18 @@ def test_a_busy_day_merges_its_late_runs_without_rewriting_its_big_one(store: Du
         con.close()
 
 
+def test_one_tiny_run_does_not_keep_a_busy_day_from_merging_the_others() -> None:
+    """Runs are taken by size, each next one at most TIER_GROWTH times those before it. A tiny run
+    that no other is close to is left, and the next similar ones are merged: if the tiny one
+    stopped the choice, a busy day's runs would pile up."""
+    sizes = [1, 30, 31, 33, 30_000]
+    day = [layout.Run(batch, 1, 0, batch, DAY - 1, rows) for batch, rows in enumerate(sizes, 1)]
+    due = layout._due_in_day(day, quiet=False, max_rows=50_000)
+    assert due is not None and sorted(run.rows for run in due[1]) == [30, 31, 33]
+    due = layout._due_in_day(day, quiet=True, max_rows=50_000)  # quiet: every run that fits
+    assert due is not None and sorted(run.rows for run in due[1]) == sizes
+
+
 @pytest.mark.parametrize("line_compression", ["uncompressed", "zstd"])
 def test_either_line_compression_exports_the_same_lines(tmp_path: Path, line_compression: str) -> None:
     events = [_event(1, T0 + n * 60_000, n) for n in range(3000)]
