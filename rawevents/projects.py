@@ -265,7 +265,7 @@ def secret_matches(stored_digest: str | None, secret: str) -> bool:
     """Whether `secret` hashes to `stored_digest`, in constant time: an unknown account (None) is
     compared against a dummy digest, so it takes as long as a wrong secret."""
     expected = stored_digest if stored_digest is not None else digest(secrets.token_urlsafe(24))
-    matches = hmac.compare_digest(expected.encode(), digest(secret).encode())
+    matches = same_credential(expected, digest(secret))
     return stored_digest is not None and matches
 
 
