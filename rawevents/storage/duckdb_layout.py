@@ -47,6 +47,7 @@ commits (DuckDB appends do not conflict), and readers keep their MVCC snapshot.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -54,7 +55,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from itertools import groupby, pairwise
+from functools import cache
+from itertools import chain, groupby, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -180,17 +182,44 @@ def next_seq(con: duckdb.DuckDBPyConnection) -> int:
 
 # -- dedup and insert ----------------------------------------------------------------------------
 
-# Step 1 reads only (project_id, time_ms, key_hash) of the stored rows in the batch's span (zone
+# Step 1 reads only (project_id, time_ms, key_hash) of the stored rows near the batch's times (zone
 # maps prune other times; sorted runs keep time_ms compact): the milliseconds where a stored row
-# has the same key hash as an incoming one, which outside retries is none.
-_HASH_HITS = f"""
+# has the same key hash as an incoming one, which outside retries is none. The sorted runs are
+# read in one time range per cluster of the batch's times (hit_ranges): real-time traffic with a
+# few events days late spans days, and one range over that span read every stored row of those
+# days on each commit (at 1M events a day, 2 % late doubled the CPU per event,
+# docs/performance.md). The recent area is small: one range over the batch's span.
+HIT_RANGES = 4  # at most this many ranges: each is a scan of its own (~0.5 ms)
+MIN_SPLIT_GAP_MS = 60_000  # a batch's times are split only where this far apart
+
+
+def hit_ranges(times: pa.ChunkedArray) -> list[tuple[int, int]]:
+    """Inclusive time ranges, in order, that cover every value of `times`: split at its widest
+    gaps of at least MIN_SPLIT_GAP_MS, at most HIT_RANGES of them."""
+    distinct = pc.unique(times)
+    distinct = distinct.take(pc.array_sort_indices(distinct))
+    if len(distinct) == 0:
+        return []
+    gaps = pc.subtract(distinct[1:], distinct[:-1])
+    wide = pc.indices_nonzero(pc.greater_equal(gaps, MIN_SPLIT_GAP_MS))
+    widest = heapq.nlargest(HIT_RANGES - 1, zip(gaps.take(wide).to_pylist(), wide.to_pylist(), strict=True))
+    edges = [-1, *sorted(at for _, at in widest), len(distinct) - 1]
+    return [(distinct[start + 1].as_py(), distinct[end].as_py()) for start, end in pairwise(edges)]
+
+
+@cache
+def _hash_hits_sql(ranges: int) -> str:
+    sorted_scans = "".join(
+        f"    SELECT project_id, time_ms, key_hash FROM {SORTED} WHERE time_ms BETWEEN ? AND ? UNION ALL\n"
+        for _ in range(ranges)
+    )
+    return f"""
 SELECT DISTINCT e.project_id, e.time_ms FROM (
-    SELECT project_id, time_ms, key_hash FROM {SORTED} WHERE time_ms BETWEEN $low AND $high
-    UNION ALL
-    SELECT project_id, time_ms, key_hash FROM {RECENT} WHERE time_ms BETWEEN $low AND $high
+{sorted_scans}    SELECT project_id, time_ms, key_hash FROM {RECENT} WHERE time_ms BETWEEN ? AND ?
 ) AS e
 SEMI JOIN incoming AS b ON e.project_id = b.project_id AND e.time_ms = b.time_ms AND e.key_hash = b.key_hash
 """
+
 
 # Step 2, only for those milliseconds: the full dedup keys stored there. A constant IN list is
 # pushed into the scan (zone maps, then the other columns only where time_ms matched); a
@@ -231,12 +260,16 @@ _KEYS_SCHEMA = pa.schema(
 )
 
 
-def insert_deduped(con: duckdb.DuckDBPyConnection, incoming: pa.Table, bounds: Sequence[int]) -> int:
+def insert_deduped(con: duckdb.DuckDBPyConnection, incoming: pa.Table) -> int:
     """Insert `incoming` (with `seq`) into the recent area minus duplicates; rows inserted."""
+    if incoming.num_rows == 0:
+        return 0
     with _registered(con, "incoming", incoming):
         hashes = con.sql(f"SELECT {KEY_HASH} FROM incoming").to_arrow_table().column(0)
+    ranges = hit_ranges(incoming.column("time_ms"))
+    params = [*chain.from_iterable(ranges), ranges[0][0], ranges[-1][1]]
     with _registered(con, "incoming", incoming.append_column("key_hash", hashes)):
-        hits = con.execute(_HASH_HITS, {"low": bounds[0], "high": bounds[1]}).fetchall()
+        hits = con.execute(_hash_hits_sql(len(ranges)), params).fetchall()
         keys = [_stored_keys(con, project, [t for _, t in times]) for project, times in _by_project(hits)]
         with _registered(con, "stored_keys", pa.concat_tables(keys) if keys else _KEYS_SCHEMA.empty_table()):
             repeats = pc.count_distinct(hashes).as_py() < len(hashes)

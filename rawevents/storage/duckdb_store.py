@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 import duckdb
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from rawevents.errors import StorageError, StoreInUse
 from rawevents.storage import duckdb_backup
@@ -234,8 +233,7 @@ class DuckDBStore:
     def _insert_events(con: duckdb.DuckDBPyConnection, rows: pa.Table, seq_start: int) -> None:
         seq = pa.array(range(seq_start, seq_start + rows.num_rows), pa.int64())
         incoming = rows.add_column(2, "seq", seq)
-        time_ms = rows.column("time_ms")
-        layout.insert_deduped(con, incoming, [pc.min(time_ms).as_py(), pc.max(time_ms).as_py()])
+        layout.insert_deduped(con, incoming)
 
     def compact(self) -> None:
         """Sort every recent row into runs and merge overlapping runs now (tests, benchmarks,
