@@ -49,6 +49,7 @@ class Project:
     timezone: str
     retention_days: int = 0
     legacy_signature: bool = False
+    id_merge: str = "simplified"  # rawevents.identity.MODES: fixed once the project has events
 
     @property
     def zone(self) -> ZoneInfo:
@@ -61,6 +62,7 @@ class Project:
             "name": self.name,
             "token": self.token,
             "timezone": self.timezone,
+            "id_merge": self.id_merge,
         }
         if show_secret and self.api_secret is not None:
             shown["api_secret"] = self.api_secret
@@ -117,7 +119,14 @@ class ProjectRegistry(Protocol):
 
     # -- projects -------------------------------------------------------------------------------
 
-    def create_project(self, name: str, timezone: str = "UTC", *, legacy_signature: bool = False) -> Project:
+    def create_project(
+        self,
+        name: str,
+        timezone: str = "UTC",
+        *,
+        legacy_signature: bool = False,
+        id_merge: str = "simplified",
+    ) -> Project:
         """A new project; the returned value carries the plaintext secret (shown this once)."""
 
     def list_projects(self) -> list[Project]: ...
@@ -136,6 +145,9 @@ class ProjectRegistry(Protocol):
         `legacy_signature` None keeps the project's choice of keeping the plaintext."""
 
     def set_retention(self, project_id: int, days: int) -> Project: ...
+
+    def set_id_merge(self, project_id: int, mode: str) -> Project:
+        """Record the project's identity mode (the caller checks that it has no events)."""
 
     def delete_project(self, project_id: int) -> Project:
         """Remove the project and its credentials, revoke its pending user tasks, and delete

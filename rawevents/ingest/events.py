@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pyarrow as pa
 
+from rawevents import identity
 from rawevents.eventline import line_head
 from rawevents.ingest.responses import FailedRecord
 from rawevents.projects import Project
@@ -102,6 +103,10 @@ class EventBatch:
     insert_ids: list[str] = field(default_factory=list)
     time_pos: list[int] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)  # UTF-8, newline included
+    # The identity link each event makes (rawevents.identity; kind 0 and None: none)
+    link_kinds: list[int] = field(default_factory=list)
+    link_sources: list[str | None] = field(default_factory=list)
+    link_targets: list[str | None] = field(default_factory=list)
     failed: list[FailedRecord] = field(default_factory=list)
     dropped: int = 0  # valid but discarded: `$ignore`, or a token no project has
     unknown_token: int = 0  # of `dropped`: events whose token no project has
@@ -118,8 +123,8 @@ class EventBatch:
     def rows(self) -> list[StoredEvent]:
         """The events as rows (for callers that look at single events)."""
         return [
-            StoredEvent(project_id, time_ms, event, distinct_id, insert_id, time_pos, line.decode())
-            for project_id, time_ms, event, distinct_id, insert_id, time_pos, line in zip(
+            StoredEvent(project_id, time_ms, event, distinct_id, insert_id, time_pos, line.decode(), *link)
+            for project_id, time_ms, event, distinct_id, insert_id, time_pos, line, *link in zip(
                 self.project_ids,
                 self.times,
                 self.events,
@@ -127,6 +132,9 @@ class EventBatch:
                 self.insert_ids,
                 self.time_pos,
                 self.lines,
+                self.link_kinds,
+                self.link_sources,
+                self.link_targets,
                 strict=True,
             )
         ]
@@ -144,6 +152,9 @@ class EventBatch:
                 _text_array(self.insert_ids),
                 _int_array(self.time_pos, "i", pa.int32()),
                 _string_array(self.lines),
+                _int_array(self.link_kinds, "b", pa.int8()),
+                _optional_text_array(self.link_sources),
+                _optional_text_array(self.link_targets),
             ],
             schema=INCOMING_SCHEMA,
         )
@@ -265,7 +276,7 @@ def normalize_events(
             batch.dropped += 1
             batch.unknown_token += drop.unknown_token
             continue
-        time_ms, event, distinct_id, insert_id, props, nested = row_parts
+        time_ms, event, distinct_id, insert_id, props, nested, link = row_parts
         project_id = target.project_id
         clock = clocks.get(project_id)
         if clock is None:
@@ -287,10 +298,18 @@ def normalize_events(
         batch.insert_ids.append(insert_id)
         batch.time_pos.append(head[1])
         batch.lines.append(line)
+        if link is None:
+            batch.link_kinds.append(identity.NO_LINK)
+            batch.link_sources.append(None)
+            batch.link_targets.append(None)
+        else:
+            batch.link_kinds.append(link.kind)
+            batch.link_sources.append(link.source)
+            batch.link_targets.append(link.target)
     return batch
 
 
-_Parts = tuple[int, str, str | None, str, dict[str, Any], bool]
+_Parts = tuple[int, str, str | None, str, dict[str, Any], bool, identity.Link | None]
 
 
 def _normalize_one(
@@ -357,6 +376,14 @@ def _normalize_one(
     if len(event) > MAX_STRING_BYTES // 4:
         event = _truncate(event)
 
+    # identity: the project's mode may set distinct_id, and the event may link two ids
+    if ctx.restore and identity.BEFORE_IDENTITY in props:
+        props["distinct_id"] = props.pop(identity.BEFORE_IDENTITY)  # a resolved export line, as sent
+    try:
+        link = identity.link_of(event, props, project.id_merge, ctx.endpoint == "import")
+    except identity.Refused as exc:
+        raise Invalid(exc.path, exc.message) from None
+
     # distinct_id
     raw_id = props.get("distinct_id")
     distinct_id: str | None
@@ -407,7 +434,7 @@ def _normalize_one(
 
     if not ctx.restore:
         props.update(server_props)
-    return project, (time_ms, event, distinct_id, insert_id, props, nested)
+    return project, (time_ms, event, distinct_id, insert_id, props, nested, link)
 
 
 def _time_ms(raw: Any, strict: bool) -> int:

@@ -45,6 +45,11 @@ class StoredEvent(NamedTuple):
     insert_id: str
     time_pos: int
     line: str
+    # The identity link the event makes (rawevents.identity.Link's fields; kind 0: none). The store
+    # applies it in the commit that stores the event.
+    link_kind: int = 0
+    link_source: str | None = None
+    link_target: str | None = None
 
 
 # Incoming events as Arrow columns; the writer adds `seq` (ingestion order) at commit.
@@ -57,8 +62,13 @@ INCOMING_SCHEMA = pa.schema(
         ("insert_id", pa.string()),
         ("time_pos", pa.int32()),
         ("line", pa.string()),
+        ("link_kind", pa.int8()),
+        ("link_source", pa.string()),
+        ("link_target", pa.string()),
     ]
 )
+# The columns a store keeps of each event (the link columns are applied to identity rows instead).
+EVENT_COLUMNS = ("project_id", "time_ms", "event", "distinct_id", "insert_id", "time_pos", "line")
 
 
 def events_table(rows: Sequence[StoredEvent]) -> pa.Table:
@@ -92,6 +102,8 @@ class ExportPlan:
     # position is in (after_position, upto_position]; None: no bound.
     after_position: int | None = None
     upto_position: int | None = None
+    # Lines with the canonical distinct_id (Mixpanel's export); False: as ingested (an extension).
+    resolve_identity: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +285,16 @@ class EventStore(Protocol):
     ) -> list[tuple[str, int]]:
         """(property name, events carrying it) over the project's `sample_rows` most recent events
         (of `event`, when given), most frequent first, then by name; `time` excluded."""
+
+    def identity_mappings(
+        self, project_id: int, after: int | None = None, upto: int | None = None
+    ) -> list[tuple[str, str]]:
+        """(distinct_id, resolved_distinct_id) of every id of the project that resolves to
+        another, ordered by id; with `after`/`upto` (ingestion positions, as export cursors carry),
+        only those whose resolution changed in that range."""
+
+    def put_identity_mappings(self, project_id: int, rows: Sequence[tuple[str, str]]) -> None:
+        """Store (distinct_id, canonical_id) rows as given, durably (a migration between stores)."""
 
     def check(self, timeout: float) -> None:
         """Raise StorageError unless the store answers a read and its write path takes a job

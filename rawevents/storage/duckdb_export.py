@@ -27,6 +27,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from rawevents.storage import duckdb_identity
 from rawevents.storage import duckdb_layout as layout
 from rawevents.storage.base import ExportPlan, StoreObserver
 from rawevents.timeutil import TimeSegment
@@ -58,17 +59,22 @@ class ExportBounds:
 
 
 def read_export(
-    con: duckdb.DuckDBPyConnection, plan: ExportPlan, where: Sql | None, bounds: ExportBounds
+    con: duckdb.DuckDBPyConnection,
+    plan: ExportPlan,
+    where: Sql | None,
+    bounds: ExportBounds,
+    resolve: bool = False,
 ) -> Iterator[memoryview]:
     """The plan's lines, in (time, seq) order, read on `con` inside one snapshot: a compaction
-    committing meanwhile moves rows between areas, and must neither hide nor repeat them."""
+    committing meanwhile moves rows between areas, and must neither hide nor repeat them.
+    `resolve`: read ids resolved through the project's identity rows (duckdb_identity)."""
     if not plan.segments:
         return
     con.execute("BEGIN TRANSACTION")
     start, end = plan.segments[0].start_ms, plan.segments[-1].end_ms
     runs = layout.project_runs(con, plan.project_id, start, end)
     recent = layout.recent_buckets(con, plan.project_id, start, end)
-    reader = _Reader(con, plan, where, bounds)
+    reader = _Reader(con, plan, where, bounds, resolve)
     if sum(run.rows for run in runs) + sum(recent.values()) <= SMALL_EXPORT_ROWS:
         # A few rows spread over many runs: one sorted scan costs less than a query per run.
         for segment in plan.segments:
@@ -82,9 +88,15 @@ def read_export(
 
 class _Reader:
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, plan: ExportPlan, where: Sql | None, bounds: ExportBounds
+        self,
+        con: duckdb.DuckDBPyConnection,
+        plan: ExportPlan,
+        where: Sql | None,
+        bounds: ExportBounds,
+        resolve: bool,
     ) -> None:
         self._con = con
+        self._resolve = resolve
         self._plan = plan
         self._where = where
         self._bounds = bounds
@@ -120,7 +132,9 @@ class _Reader:
         while not self.spent:
             page_rows = max(MIN_PAGE_ROWS, min(TARGET_ROWS, self._bounds.window_bytes // self._line_bytes))
             limit = page_rows if self._remaining is None else min(page_rows, self._remaining)
-            sql, params = export_query(self._plan, self._where, window, run_batch, after, limit)
+            sql, params = export_query(
+                self._plan, self._where, window, run_batch, after, limit, self._resolve
+            )
             with self._bounds.slots:
                 page = self._con.sql(sql, params=params).to_arrow_table(ROWS_PER_BATCH)
             if page.num_rows == 0:
@@ -173,9 +187,12 @@ def export_query(
     run_batch: int | None,
     after: tuple[int, int] | None,
     limit: int | None,
+    resolve: bool = False,
 ) -> tuple[str, list[Any]]:
     """One page of a window: rows in [start, end) after the (time_ms, seq) key `after`, from one
-    run in storage order (`run_batch`), or from both areas sorted (None)."""
+    run in storage order (`run_batch`), or from both areas sorted (None). With `resolve`, ids are
+    resolved through the identity rows; the join does not keep storage order, so a run's page is
+    sorted too."""
     start, end, offset_ms = window
     if after is not None:
         start = max(start, after[0])
@@ -196,6 +213,11 @@ def export_query(
         params.extend(where.params)
     conditions += position_conditions(plan, params)
     source, order = (layout.SORTED, "") if run_batch is not None else ("events", " ORDER BY time_ms, seq")
+    if resolve:
+        source, order = (
+            duckdb_identity.resolved(source, run_batch=run_batch is not None),
+            " ORDER BY time_ms, seq",
+        )
     sql = f"SELECT {column} AS line, time_ms, seq FROM {source} WHERE {' AND '.join(conditions)}{order}"
     if limit is not None:
         sql += " LIMIT ?"

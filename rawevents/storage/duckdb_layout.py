@@ -264,20 +264,20 @@ def insert_deduped(con: duckdb.DuckDBPyConnection, incoming: pa.Table) -> int:
     """Insert `incoming` (with `seq`) into the recent area minus duplicates; rows inserted."""
     if incoming.num_rows == 0:
         return 0
-    with _registered(con, "incoming", incoming):
+    with registered(con, "incoming", incoming):
         hashes = con.sql(f"SELECT {KEY_HASH} FROM incoming").to_arrow_table().column(0)
     ranges = hit_ranges(incoming.column("time_ms"))
     params = [*chain.from_iterable(ranges), ranges[0][0], ranges[-1][1]]
-    with _registered(con, "incoming", incoming.append_column("key_hash", hashes)):
+    with registered(con, "incoming", incoming.append_column("key_hash", hashes)):
         hits = con.execute(_hash_hits_sql(len(ranges)), params).fetchall()
         keys = [_stored_keys(con, project, [t for _, t in times]) for project, times in _by_project(hits)]
-        with _registered(con, "stored_keys", pa.concat_tables(keys) if keys else _KEYS_SCHEMA.empty_table()):
+        with registered(con, "stored_keys", pa.concat_tables(keys) if keys else _KEYS_SCHEMA.empty_table()):
             repeats = pc.count_distinct(hashes).as_py() < len(hashes)
             return affected_rows(con, _INSERT_DEDUPED + _FIRST_COPIES if repeats else _INSERT_DEDUPED)
 
 
 @contextmanager
-def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
+def registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
     """`table` readable as `name` within the block. After a failed statement the transaction
     refuses the unregister: the engine's own error is the one to raise (and the writer's retry
     tells an out-of-memory from it), and the next register of `name` replaces the table."""

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,7 +28,7 @@ import orjson
 import pyarrow as pa
 
 from rawevents.errors import StorageError, StoreInUse
-from rawevents.storage import duckdb_backup
+from rawevents.storage import duckdb_backup, duckdb_identity
 from rawevents.storage import duckdb_layout as layout
 from rawevents.storage.base import (
     DISTINCT_ID_KEYS,
@@ -120,6 +121,7 @@ class DuckDBStore:
         self._db = _connect(self.path, memory_limit)
         self._db.execute(_SCHEMA)
         self._db.execute(_PROBE_SCHEMA)
+        self._db.execute(duckdb_identity.SCHEMA)
         layout.ensure_schema(self._db, line_compression)
         self._observer: StoreObserver = observer or NullObserver()
         self._probe_values = itertools.count(1)
@@ -175,7 +177,15 @@ class DuckDBStore:
         future: Future[None] = Future()
 
         def job(con: duckdb.DuckDBPyConnection) -> None:
-            _apply_profiles(con, project_id, kind, group_key, list(updates), apply)
+            resolved = list(updates)
+            if kind == "user":  # an update sent to any id of a cluster lands on its canonical profile
+                canonical = dict(
+                    duckdb_identity.mappings_of(con, project_id, {u.profile_id for u in resolved})
+                )
+                resolved = [
+                    replace(u, profile_id=canonical.get(u.profile_id, u.profile_id)) for u in resolved
+                ]
+            _apply_profiles(con, project_id, kind, group_key, resolved, apply)
 
         self._enqueue(job, future)
         return future
@@ -234,6 +244,7 @@ class DuckDBStore:
         seq = pa.array(range(seq_start, seq_start + rows.num_rows), pa.int64())
         incoming = rows.add_column(2, "seq", seq)
         layout.insert_deduped(con, incoming)
+        duckdb_identity.apply_links(con, incoming)
 
     def compact(self) -> None:
         """Sort every recent row into runs and merge overlapping runs now (tests, benchmarks,
@@ -251,7 +262,8 @@ class DuckDBStore:
         where = None if plan.where is None else compile_predicate(DuckDBPrinter(plan.timezone), plan.where)
         con = self._db.cursor()
         try:
-            yield from read_export(con, plan, where, self._export_bounds)
+            resolve = plan.resolve_identity and duckdb_identity.has_rows(con, plan.project_id)
+            yield from read_export(con, plan, where, self._export_bounds, resolve)
         finally:
             con.close()
 
@@ -317,8 +329,10 @@ class DuckDBStore:
         key, key_params = _key_sql(query.on, query.selection.timezone)
         users = "count(DISTINCT distinct_id)" if query.unique else "0"
         conditions, params = _selection_sql(query.selection)
+        source = self._events_of(query.selection.project_id)
         sql = (
-            f"WITH r AS (SELECT {bucket} AS bucket, {key} AS k, distinct_id FROM events WHERE {conditions}),"
+            f"WITH r AS (SELECT {bucket} AS bucket, {key} AS k, distinct_id"
+            f" FROM {source} WHERE {conditions}),"
             f" g AS (SELECT bucket, k, count(*) AS n, {users} AS u FROM r"
             " WHERE k IS NOT NULL GROUP BY bucket, k),"
             " t AS (SELECT k, sum(n) AS total FROM g GROUP BY k ORDER BY total DESC, k LIMIT ?)"
@@ -330,8 +344,9 @@ class DuckDBStore:
     def top_values(self, selection: EventSelection, on: Node, limit: int) -> list[tuple[str, int]]:
         key, key_params = _key_sql(on, selection.timezone)
         conditions, params = _selection_sql(selection)
+        source = self._events_of(selection.project_id)
         sql = (
-            f"SELECT k, count(*) AS n FROM (SELECT {key} AS k FROM events WHERE {conditions})"
+            f"SELECT k, count(*) AS n FROM (SELECT {key} AS k FROM {source} WHERE {conditions})"
             " WHERE k IS NOT NULL GROUP BY k ORDER BY n DESC, k LIMIT ?"
         )
         return [(k, int(n)) for k, n in self.query(sql, [*key_params, *params, limit])]
@@ -345,10 +360,33 @@ class DuckDBStore:
             time_ms, seq = query.cursor
             params += [time_ms, time_ms, seq]
         sql = (
-            f"SELECT time_ms, seq, line FROM events WHERE {conditions}"
+            f"SELECT time_ms, seq, line FROM {self._events_of(query.selection.project_id)} WHERE {conditions}"
             f" ORDER BY time_ms {direction}, seq {direction} LIMIT ?"
         )
         return [PageRow(int(t), int(s), line) for t, s, line in self.query(sql, [*params, query.limit])]
+
+    def _events_of(self, project_id: int) -> str:
+        """The relation a query of the project reads: its events with ids resolved, when any id of
+        the project resolves to another."""
+        con = self._db.cursor()
+        try:
+            linked = duckdb_identity.has_rows(con, project_id)
+        finally:
+            con.close()
+        return duckdb_identity.resolved("events") if linked else "events"
+
+    def identity_mappings(
+        self, project_id: int, after: int | None = None, upto: int | None = None
+    ) -> list[tuple[str, str]]:
+        con = self._db.cursor()
+        try:
+            return duckdb_identity.mappings(con, project_id, after, upto)
+        finally:
+            con.close()
+
+    def put_identity_mappings(self, project_id: int, rows: Sequence[tuple[str, str]]) -> None:
+        position = self.ingest_position()
+        self._write(lambda con: duckdb_identity.put_rows(con, project_id, rows, position))
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only query on a fresh cursor (the store's own reads, and tests inspecting
@@ -414,9 +452,13 @@ class DuckDBStore:
             con.close()
 
     def delete_users(self, project_id: int, distinct_ids: Sequence[str]) -> DeletedRows:
-        ids = list(distinct_ids)
-
         def delete(con: duckdb.DuckDBPyConnection) -> DeletedRows:
+            ids = duckdb_identity.cluster_members(con, project_id, distinct_ids)
+            duckdb_identity.delete_rows(
+                con,
+                "project_id = ? AND (list_contains(?, distinct_id) OR list_contains(?, canonical_id))",
+                [project_id, ids, ids],
+            )
             events = layout.delete_events(
                 con, "project_id = ? AND list_contains(?, distinct_id)", [project_id, ids]
             )
@@ -433,9 +475,12 @@ class DuckDBStore:
         return deleted
 
     def drop_events_before(self, project_id: int, cutoff_ms: int) -> int:
-        dropped = self._write(
-            lambda con: layout.delete_events(con, "project_id = ? AND time_ms < ?", [project_id, cutoff_ms])
-        )
+        def drop(con: duckdb.DuckDBPyConnection) -> int:
+            dropped = layout.delete_events(con, "project_id = ? AND time_ms < ?", [project_id, cutoff_ms])
+            duckdb_identity.drop_expired(con, project_id, cutoff_ms)
+            return dropped
+
+        dropped = self._write(drop)
         if dropped:
             self._checkpoint()
         return dropped
@@ -444,6 +489,7 @@ class DuckDBStore:
         def delete(con: duckdb.DuckDBPyConnection) -> DeletedRows:
             events = layout.delete_events(con, "project_id = ?", [project_id])
             profiles = layout.affected_rows(con, "DELETE FROM profiles WHERE project_id = ?", [project_id])
+            duckdb_identity.delete_rows(con, "project_id = ?", [project_id])
             return DeletedRows(events, profiles)
 
         deleted = self._write(delete)
@@ -453,10 +499,13 @@ class DuckDBStore:
     def user_events(self, project_id: int, distinct_ids: Sequence[str]) -> Iterator[bytes | memoryview]:
         con = self._db.cursor()
         try:
-            reader = con.sql(
-                "SELECT line FROM events WHERE project_id = ? AND list_contains(?, distinct_id)"
+            ids = duckdb_identity.cluster_members(con, project_id, distinct_ids)
+            linked = duckdb_identity.has_rows(con, project_id)
+            source = duckdb_identity.resolved("events") if linked else "events"
+            reader = con.sql(  # resolved, the cluster's events all carry its canonical id
+                f"SELECT line FROM {source} WHERE project_id = ? AND list_contains(?, distinct_id)"
                 " ORDER BY time_ms, seq",
-                params=[project_id, list(distinct_ids)],
+                params=[project_id, ids],
             ).to_arrow_reader(ROWS_PER_BATCH)
             for batch in reader:
                 if batch.num_rows:

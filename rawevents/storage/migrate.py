@@ -48,8 +48,9 @@ def migrate_duckdb(
     try:
         events = 0
         reader: pa.RecordBatchReader = con.sql(
-            "SELECT project_id, time_ms, event, distinct_id, insert_id, time_pos, line FROM events"
-            " ORDER BY project_id, time_ms, seq"
+            "SELECT project_id, time_ms, event, distinct_id, insert_id, time_pos, line,"
+            " 0::TINYINT AS link_kind, NULL::VARCHAR AS link_source, NULL::VARCHAR AS link_target"
+            " FROM events ORDER BY project_id, time_ms, seq"
         ).to_arrow_reader(BATCH_ROWS)
         for batch in reader:
             if batch.num_rows:

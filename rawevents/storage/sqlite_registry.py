@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rawevents.errors import BadRequest, NotFound
+from rawevents.identity import validate_mode
 from rawevents.projects import (
     PENDING,
     REVOKED,
@@ -52,7 +53,7 @@ class StoredCredentials:
     grants: list[dict[str, Any]]
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -63,7 +64,8 @@ CREATE TABLE IF NOT EXISTS projects (
     signing_secret TEXT,
     timezone TEXT NOT NULL,
     retention_days INTEGER NOT NULL DEFAULT 0,
-    created_at_ms INTEGER NOT NULL
+    created_at_ms INTEGER NOT NULL,
+    id_merge TEXT NOT NULL DEFAULT 'simplified'
 );
 CREATE TABLE IF NOT EXISTS service_accounts (
     username TEXT PRIMARY KEY,
@@ -141,19 +143,28 @@ class SqliteRegistry:
 
     # -- projects -------------------------------------------------------------------------------
 
-    def create_project(self, name: str, timezone: str = "UTC", *, legacy_signature: bool = False) -> Project:
+    def create_project(
+        self,
+        name: str,
+        timezone: str = "UTC",
+        *,
+        legacy_signature: bool = False,
+        id_merge: str = "simplified",
+    ) -> Project:
         """A new project; the returned value carries the plaintext secret (shown this once)."""
         validate_timezone(timezone)
+        validate_mode(id_merge)
         token = secrets.token_hex(16)
         api_secret = secrets.token_hex(16)
+        signing = api_secret if legacy_signature else None
         cur = self._conn().execute(
-            "INSERT INTO projects (name, token, secret_digest, signing_secret, timezone, created_at_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (name, token, digest(api_secret), api_secret if legacy_signature else None, timezone, _now_ms()),
+            "INSERT INTO projects (name, token, secret_digest, signing_secret, timezone, created_at_ms,"
+            " id_merge) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (name, token, digest(api_secret), signing, timezone, _now_ms(), id_merge),
         )
         project_id = cur.lastrowid
         assert project_id is not None
-        return Project(project_id, name, token, api_secret, timezone, 0, legacy_signature)
+        return Project(project_id, name, token, api_secret, timezone, 0, legacy_signature, id_merge)
 
     def list_projects(self) -> list[Project]:
         rows = self._conn().execute("SELECT * FROM projects ORDER BY project_id").fetchall()
@@ -200,6 +211,12 @@ class SqliteRegistry:
         self._conn().execute(
             "UPDATE projects SET retention_days = ? WHERE project_id = ?", (days, project_id)
         )
+        return self.require_project(project_id)
+
+    def set_id_merge(self, project_id: int, mode: str) -> Project:
+        validate_mode(mode)
+        self.require_project(project_id)
+        self._conn().execute("UPDATE projects SET id_merge = ? WHERE project_id = ?", (mode, project_id))
         return self.require_project(project_id)
 
     def delete_project(self, project_id: int) -> Project:
@@ -460,6 +477,7 @@ def _project(row: sqlite3.Row) -> Project:
         row["timezone"],
         row["retention_days"],
         row["signing_secret"] is not None,
+        row["id_merge"],
     )
 
 
@@ -504,7 +522,12 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE service_accounts DROP COLUMN secret")
 
 
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Version 3 records each project's identity mode; existing projects get the default."""
+    conn.execute("ALTER TABLE projects ADD COLUMN id_merge TEXT NOT NULL DEFAULT 'simplified'")
+
+
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
