@@ -23,10 +23,12 @@ import click
 from rawevents import __version__
 from rawevents.admin import commands
 from rawevents.errors import RawEventsError
+from rawevents.identity import DEFAULT_MODE, MODES
 from rawevents.settings import CONFIG_ENV, PRIVATE_UMASK, SETTINGS, SETTINGS_BY_NAME, Config, load_config
 
 if TYPE_CHECKING:  # the client is imported by its commands only: `serve` starts without it
     from rawevents.client import Connection
+    from rawevents.client.formats import Format
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -103,14 +105,32 @@ _LEGACY_HELP = (
 )
 
 
+_ID_MERGE_HELP = (
+    "Identity merge API: simplified ($device_id/$user_id) or original ($identify, $create_alias,"
+    " $merge); docs/identity.md."
+)
+
+
 @project.command("create")
 @click.option("--name", required=True, help="Name of the project.")
 @click.option("--timezone", default="UTC", show_default=True, help="IANA time zone of the project.")
 @click.option("--legacy-signature", is_flag=True, help=_LEGACY_HELP)
+@click.option(
+    "--id-merge", type=click.Choice(MODES), default=DEFAULT_MODE, show_default=True, help=_ID_MERGE_HELP
+)
 @_server_config
-def project_create(name: str, timezone: str, legacy_signature: bool, config: Config) -> None:
+def project_create(name: str, timezone: str, legacy_signature: bool, id_merge: str, config: Config) -> None:
     """Create a project and print its credentials as JSON (the only time its secret is shown)."""
-    _print(commands.project_create(config, name, timezone, legacy_signature))
+    _print(commands.project_create(config, name, timezone, legacy_signature, id_merge))
+
+
+@project.command("set-id-merge")
+@click.option("--project", "project_id", type=int, required=True, help="The project's id.")
+@click.option("--mode", type=click.Choice(MODES), required=True, help=_ID_MERGE_HELP)
+@_server_config
+def project_set_id_merge(project_id: int, mode: str, config: Config) -> None:
+    """Change a project's identity merge API; refused once the project has events."""
+    _print(commands.project_set_id_merge(config, project_id, mode))
 
 
 @project.command("list")
@@ -262,12 +282,17 @@ _DAY = click.DateTime(formats=["%Y-%m-%d"])
     "--from",
     "from_date",
     type=_DAY,
-    required=True,
+    default=None,
     metavar="DAY",
-    help="First day, YYYY-MM-DD (project-local).",
+    help="First day, YYYY-MM-DD (project-local); required unless --identity-mappings.",
 )
 @click.option(
-    "--to", "to_date", type=_DAY, required=True, metavar="DAY", help="Last day, YYYY-MM-DD, inclusive."
+    "--to",
+    "to_date",
+    type=_DAY,
+    default=None,
+    metavar="DAY",
+    help="Last day, YYYY-MM-DD, inclusive; required unless --identity-mappings.",
 )
 @click.option(
     "--out",
@@ -308,14 +333,19 @@ _DAY = click.DateTime(formats=["%Y-%m-%d"])
 )
 @click.option("--event", "events", multiple=True, help="Only this event (repeatable).")
 @click.option("--where", default=None, help="Segmentation expression filtering the events.")
+@click.option(
+    "--identity-mappings",
+    is_flag=True,
+    help="Write the identity mappings table (distinct_id, resolved_distinct_id) to --out instead of events.",
+)
 @click.option("--username", default=None, hidden=True, help="Old spelling: --service-account USER:SECRET.")
 def export_command(
     url: str,
     secret: str | None,
     service_account: str | None,
     project_id: int | None,
-    from_date: dt.datetime,
-    to_date: dt.datetime,
+    from_date: dt.datetime | None,
+    to_date: dt.datetime | None,
     out: Path,
     fmt: str,
     split: str,
@@ -325,15 +355,20 @@ def export_command(
     lookback_days: int,
     events: tuple[str, ...],
     where: str | None,
+    identity_mappings: bool,
     username: str | None,
 ) -> None:
     """Export a server's events to files: resumable, incremental, in JSONL, CSV or Parquet."""
     from rawevents.client import ExportOptions, TerminalProgress, export
     from rawevents.client.exporter import Split
-    from rawevents.client.formats import Format
 
     if username is not None and secret is not None:
         service_account, secret = f"{username}:{secret}", None
+    if identity_mappings:
+        _export_mappings(url, secret, service_account, project_id, out, cast("Format", fmt))
+        return
+    if from_date is None or to_date is None:
+        raise click.UsageError("--from and --to are required (unless --identity-mappings)")
     options = ExportOptions(
         from_date.date(),
         to_date.date(),
@@ -358,6 +393,18 @@ def export_command(
         f"{result.bytes:,} bytes in {result.seconds:.1f} s -> {out}",
         err=True,
     )
+
+
+def _export_mappings(
+    url: str, secret: str | None, service_account: str | None, project_id: int | None, out: Path, fmt: Format
+) -> None:
+    from rawevents.client.mappings import fetch_mappings, write_mappings
+
+    with _connection(url, secret, service_account, project_id) as server:
+        rows, _ = fetch_mappings(server)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_mappings(rows, out, fmt)
+    click.echo(f"rawevents export: {len(rows):,} identity mappings -> {out}", err=True)
 
 
 @cli.command("import")

@@ -17,6 +17,7 @@ from typing import Any
 
 from rawevents.admin import backup, handoff, tasks
 from rawevents.errors import RawEventsError
+from rawevents.identity import validate_mode
 from rawevents.projects import SUCCESS, ProjectRegistry
 from rawevents.settings import Config
 
@@ -32,9 +33,14 @@ def _registry(config: Config) -> Iterator[ProjectRegistry]:
         registry.close()
 
 
-def project_create(config: Config, name: str, timezone: str, legacy_signature: bool) -> Any:
+def project_create(
+    config: Config, name: str, timezone: str, legacy_signature: bool, id_merge: str = "simplified"
+) -> Any:
     with _registry(config) as registry:
-        return registry.create_project(name, timezone, legacy_signature=legacy_signature).public_dict()
+        project = registry.create_project(
+            name, timezone, legacy_signature=legacy_signature, id_merge=id_merge
+        )
+        return project.public_dict()
 
 
 def project_list(config: Config, show_secrets: bool) -> Any:
@@ -52,6 +58,12 @@ def project_delete(config: Config, project_id: int) -> Any:
         project = registry.delete_project(project_id)  # its credentials stop working now
         deleted = run_store_task(config, registry, tasks.PURGE_PROJECT, project.project_id, {})
     return {"project_id": project.project_id, "name": project.name, "deleted": deleted}
+
+
+def project_set_id_merge(config: Config, project_id: int, mode: str) -> Any:
+    with _registry(config) as registry:
+        registry.require_project(project_id)
+        return run_store_task(config, registry, tasks.SET_ID_MERGE, project_id, {"mode": validate_mode(mode)})
 
 
 def project_set_retention(config: Config, project_id: int, days: int) -> Any:

@@ -26,12 +26,13 @@ if TYPE_CHECKING:  # the engine (pyarrow, duckdb) loads only when a store is ope
 
 log = logging.getLogger(__name__)
 
-DELETION, RETRIEVAL, RETENTION, BACKUP, PURGE_PROJECT = (
+DELETION, RETRIEVAL, RETENTION, BACKUP, PURGE_PROJECT, SET_ID_MERGE = (
     "deletion",
     "retrieval",
     "retention",
     "backup",
     "purge_project",
+    "set_id_merge",
 )
 RETRIEVALS_DIR = "retrievals"
 
@@ -115,12 +116,30 @@ def _purge_project(ctx: TaskContext, task: Task) -> str:
     return json.dumps({"events": deleted.events, "profiles": deleted.profiles})
 
 
+def _set_id_merge(ctx: TaskContext, task: Task) -> str:
+    """Change a project's identity mode, only while it has no events: links made under one
+    mode's rules would read wrong under the other's (Mixpanel does not switch a project with data
+    either). Ingestion between this check and the change is not held off."""
+    assert task.project_id is not None
+    from rawevents.storage.base import EventSelection, EventsPageQuery
+
+    everything = [timeutil.TimeSegment(0, 2**62, 0)]
+    if ctx.store.events_page(EventsPageQuery(EventSelection(task.project_id, everything), limit=1)):
+        raise ValueError(
+            f"project {task.project_id} has events: its identity mode can no longer change"
+            " (create a new project with --id-merge, and import its events there)"
+        )
+    project = ctx.registry.set_id_merge(task.project_id, task.payload["mode"])
+    return json.dumps(project.listing_dict(show_secrets=False))
+
+
 EXECUTORS: dict[str, Executor] = {
     DELETION: _deletion,
     RETRIEVAL: _retrieval,
     RETENTION: _retention,
     BACKUP: _backup,
     PURGE_PROJECT: _purge_project,
+    SET_ID_MERGE: _set_id_merge,
 }
 
 

@@ -29,6 +29,7 @@ import orjson
 
 from rawevents.client.formats import WRITERS, Format, Record, Transform, read_lines
 from rawevents.client.localtime import LocalToUtc, load_zone
+from rawevents.client.mappings import fetch_mappings, write_mappings
 from rawevents.client.progress import Progress, SilentProgress
 from rawevents.client.transport import ClientError, Connection, HttpError
 
@@ -71,6 +72,7 @@ class ExportResult:
     seconds: float = 0.0
     mode: str = "full"  # "full", "cursor" or "lookback"
     cursor: str | None = None  # where the next incremental run starts
+    mappings: int = 0  # identity mappings written (changed within an incremental run's slice)
 
     @property
     def events(self) -> int:
@@ -210,12 +212,23 @@ class Exporter:
             state.save(state_path)
             self._done(result)
         if state.mode == "cursor":
+            self._changed_mappings(pending)
             state.cursor = pending["upto"]
         state.last_to = pending["to"]
         state.run = int(pending["run"])
         state.pending = None
         state.save(state_path)
         self.result.cursor = state.cursor
+
+    def _changed_mappings(self, pending: dict[str, Any]) -> None:
+        """Write the identity mappings that changed within the run's slice (none: no file), so
+        events of earlier runs can be resolved again downstream."""
+        rows, _ = fetch_mappings(self.connection, pending["after"], pending["upto"])
+        if rows:
+            name = f"identity_mappings.run{int(pending['run']):04d}.{self.options.format}"
+            folder = self.options.out if self.options.split == "day" else self.options.out.parent
+            write_mappings(rows, folder / name, self.options.format)
+            self.result.mappings = len(rows)
 
     def _plan_run(self, state: _State) -> dict[str, Any]:
         """Pin the next run's slice: the days, and (with cursors) the upper end of the slice."""

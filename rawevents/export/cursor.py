@@ -90,6 +90,12 @@ def apply_cursor(plan: ExportPlan, request: CursorRequest, store: PositionSource
 
     Without `upto_cursor` the upper bound is the store's position when the export starts: every
     event at or below it is committed, so the answer is exactly the slice up to it."""
+    after, upto, bound = cursor_bounds(request, plan.project_id, store)
+    return replace(plan, after_position=after, upto_position=upto), bound
+
+
+def cursor_bounds(request: CursorRequest, project_id: int, store: PositionSource) -> tuple[int, int, str]:
+    """The positions (after, upto] a request's cursors select, and the cursor of the upper bound."""
     now = store.ingest_position()
     for name, cursor in (("after_cursor", request.after), ("upto_cursor", request.upto)):
         if cursor is None:
@@ -102,5 +108,4 @@ def apply_cursor(plan: ExportPlan, request: CursorRequest, store: PositionSource
     upto = request.upto.position if request.upto is not None else now
     if upto < after:
         raise BadRequest("upto_cursor is before after_cursor")
-    bound = Cursor(store.cursor_kind, plan.project_id, upto)
-    return replace(plan, after_position=after, upto_position=upto), bound.encode()
+    return after, upto, Cursor(store.cursor_kind, project_id, upto).encode()

@@ -38,6 +38,7 @@ class ExportRequest:
     limit: int | None = None
     time_in_ms: bool = False
     time_utc: bool = False  # extension: render `time` as the UTC epoch
+    as_ingested: bool = False  # extension: `distinct_id` as sent, not resolved (docs/identity.md)
 
 
 def parse_export_params(
@@ -62,6 +63,7 @@ def parse_export_params(
         limit=_limit(params.get("limit")),
         time_in_ms=_bool(params, "time_in_ms"),
         time_utc=_bool(params, "time_utc"),
+        as_ingested=_bool(params, "as_ingested"),
     )
 
 
@@ -161,4 +163,5 @@ def build_plan(request: ExportRequest, project: Project) -> ExportPlan:
         limit=request.limit,
         time_in_ms=request.time_in_ms,
         time_utc=request.time_utc,
+        resolve_identity=not request.as_ingested,
     )

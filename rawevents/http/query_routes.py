@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rawevents.errors import RawEventsError
-from rawevents.export import metadata
+from rawevents.export import mappings, metadata
 from rawevents.http.export_routes import authenticate, request_params
 from rawevents.http.responses import json_response, query_api_error
 from rawevents.projects import Project
@@ -70,11 +70,21 @@ def _cohorts(services: Services, project: Project, params: dict[str, str]) -> An
 
 def _project(services: Services, project: Project, params: dict[str, str]) -> Any:
     # A rawevents extension: clients read the zone to turn exported local `time` back into UTC.
-    return {"project_id": project.project_id, "name": project.name, "timezone": project.timezone}
+    return {
+        "project_id": project.project_id,
+        "name": project.name,
+        "timezone": project.timezone,
+        "id_merge": project.id_merge,
+    }
+
+
+def _identity_mappings(services: Services, project: Project, params: dict[str, str]) -> Any:
+    return mappings.identity_mappings(services.store, project, params)
 
 
 _ENDPOINTS: dict[str, Answer] = {
     "/api/rawevents/project": _project,
+    "/api/rawevents/identity/mappings": _identity_mappings,
     "/api/2.0/engage": _engage,
     "/api/query/engage": _engage,
     "/api/2.0/events/properties/top": _top_properties,
