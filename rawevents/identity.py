@@ -103,7 +103,10 @@ def original_link(event: str, props: dict[str, Any], via_import: bool) -> Link |
     Mixpanel's conditions leave unmerged). Such an event without a `distinct_id` gets the id it
     merges into. Raises Refused for a `$merge` sent to `/track` or without two ids."""
     if event == "$identify":
-        anon, identified = _id_text(props.get("$anon_id")), _id_text(props.get("$identified_id"))
+        # The API's form is `$anon_id`/`$identified_id`; mixpanel-browser sends `$anon_distinct_id`
+        # and the new id as `distinct_id`.
+        anon = _id_text(props.get("$anon_id", props.get("$anon_distinct_id")))
+        identified = _id_text(props.get("$identified_id", props.get("distinct_id")))
         if identified is not None and "distinct_id" not in props:
             props["distinct_id"] = identified
         if anon is None or identified is None or anon == identified or not is_anonymous(anon):
@@ -191,7 +194,7 @@ class IdentityGraph:
 
     def _point(self, member: str, canonical: str) -> None:
         old = self.rows.get(member)
-        if old is not None:
+        if old is not None and old in self.members:  # a merge pops the absorbed id's members first
             self.members[old].discard(member)
         self.rows[member] = canonical
         self.members.setdefault(canonical, set()).add(member)

@@ -4,13 +4,15 @@ Same semantics as the DuckDB store (rawevents/storage/duckdb_store.py): buckets 
 wall-clock intervals (UTC instant + the offset of its segment), keys are the event name or
 `string(on)`, the top `limit` keys by events over the range. Rows are deduplicated at read time
 (`LIMIT 1 BY time_ms, dedup`) as the export does. One printer compiles both `where` and `on`, so
-their named parameters never collide.
+their named parameters never collide. A project with identity rows is read resolved (its events
+joined to them, clickhouse_identity.resolved): `distinct_id` and the line carry canonical ids.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from rawevents.storage import clickhouse_identity
 from rawevents.storage.base import (
     DISTINCT_ID_KEYS,
     EventSelection,
@@ -36,19 +38,32 @@ _BUCKETS = {
 }
 
 
-def _rows(selection: EventSelection, columns: str, printer: ClickHousePrinter, params: dict[str, Any]) -> str:
-    """Deduplicated selected rows with `columns`, as a subquery."""
+def _rows(
+    con: Connection,
+    selection: EventSelection,
+    columns: str,
+    printer: ClickHousePrinter,
+    params: dict[str, Any],
+) -> str:
+    """Deduplicated selected rows with `columns`, as a subquery (resolved when the project has
+    identity rows: `where` and `columns` then read canonical ids)."""
     params.update({"p": selection.project_id, "low": selection.segments[0].start_ms})
     params["high"] = selection.segments[-1].end_ms
     conditions = ["project_id = {p:Int32}", "time_ms >= {low:Int64}", "time_ms < {high:Int64}"]
     if selection.events is not None:
         conditions.append("has({events:Array(String)}, event)")
         params["events"] = list(selection.events)
+    source, filters = "events", conditions
+    if clickhouse_identity.has_rows(con, selection.project_id):
+        source, filters = clickhouse_identity.resolved(" AND ".join(conditions)), []
     if selection.where is not None:
         where = compile_predicate(printer, selection.where)
-        conditions.append(f"({where.text})")
+        filters.append(f"({where.text})")
         params.update(where.params)
-    return f"SELECT {columns} FROM events WHERE {' AND '.join(conditions)} LIMIT 1 BY time_ms, dedup"
+    sql = f"SELECT {columns} FROM {source}"
+    if filters:
+        sql += f" WHERE {' AND '.join(filters)}"
+    return sql + " LIMIT 1 BY time_ms, dedup"
 
 
 def _local_ms(selection: EventSelection, params: dict[str, Any]) -> str:
@@ -78,7 +93,7 @@ def segmentation(con: Connection, query: SegmentationQuery) -> list[SegmentCount
     bucket = _BUCKETS[query.unit].format(_local_ms(selection, params))
     key = _key(query.on, printer, params)
     users = "uniqExact(distinct_id)" if query.unique else "toUInt64(0)"
-    rows = _rows(selection, f"{bucket} AS bucket, {key} AS k, distinct_id", printer, params)
+    rows = _rows(con, selection, f"{bucket} AS bucket, {key} AS k, distinct_id", printer, params)
     sql = (
         f"WITH g AS (SELECT bucket, k, count() AS n, {users} AS u FROM ({rows})"
         " WHERE k IS NOT NULL GROUP BY bucket, k),"
@@ -94,7 +109,7 @@ def top_values(con: Connection, selection: EventSelection, on: Node, limit: int)
     printer = ClickHousePrinter(selection.timezone)
     params: dict[str, Any] = {"limit": limit}
     key = _key(on, printer, params)
-    rows = _rows(selection, f"{key} AS k", printer, params)
+    rows = _rows(con, selection, f"{key} AS k", printer, params)
     found = con.table(
         f"SELECT k, count() AS n FROM ({rows}) WHERE k IS NOT NULL GROUP BY k ORDER BY n DESC, k"
         " LIMIT {limit:UInt64}",
@@ -110,7 +125,7 @@ def events_page(con: Connection, query: EventsPageQuery) -> list[PageRow]:
     ordering on node too (single-node stores never have such ties)."""
     printer = ClickHousePrinter(query.selection.timezone)
     params: dict[str, Any] = {"limit": query.limit}
-    rows = _rows(query.selection, "time_ms, seq, node, line", printer, params)
+    rows = _rows(con, query.selection, "time_ms, seq, node, line", printer, params)
     direction = "DESC" if query.newest_first else "ASC"
     sql = f"SELECT time_ms, seq, line FROM ({rows})"
     if query.cursor is not None:

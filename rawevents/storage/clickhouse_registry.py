@@ -42,6 +42,7 @@ import pyarrow as pa
 from cachetools import TTLCache
 
 from rawevents.errors import BadRequest, NotFound, Unsupported
+from rawevents.identity import DEFAULT_MODE, validate_mode
 from rawevents.projects import (
     PENDING,
     REVOKED,
@@ -78,8 +79,12 @@ SCHEMA = (
 CREATE TABLE IF NOT EXISTS registry_projects{cluster} (
     project_id Int32, name String, token String, secret_digest String,
     signing_secret Nullable(String), timezone String, retention_days Int32, created_at_ms Int64,
-    deleted UInt8, version UInt64
+    deleted UInt8, version UInt64, id_merge String DEFAULT 'simplified'
 ) ENGINE = {engine} ORDER BY project_id
+""",
+    # Tables made before projects had an identity mode: existing projects get the default.
+    """
+ALTER TABLE registry_projects{cluster} ADD COLUMN IF NOT EXISTS id_merge String DEFAULT 'simplified'
 """,
     """
 CREATE TABLE IF NOT EXISTS registry_service_accounts{cluster} (
@@ -130,16 +135,16 @@ _NOW_US = "toUnixTimestamp64Micro(now64(6))"
 _NEXT_VERSION = f"greatest(version + 1, {_NOW_US})"
 
 _PROJECTS = (
-    "SELECT project_id, name, token, secret_digest, signing_secret, timezone, retention_days"
+    "SELECT project_id, name, token, secret_digest, signing_secret, timezone, retention_days, id_merge"
     " FROM registry_projects FINAL WHERE deleted = 0"
 )
-# A new version of a project row: {token}, {secret_digest}, {signing_secret}, {retention_days} and
-# {deleted} are each the new value's SQL, or the column's own name to keep it.
+# A new version of a project row: {token}, {secret_digest}, {signing_secret}, {retention_days},
+# {id_merge} and {deleted} are each the new value's SQL, or the column's own name to keep it.
 _PROJECT_VERSION = (
     "INSERT INTO registry_projects (project_id, name, token, secret_digest, signing_secret, timezone,"
-    " retention_days, created_at_ms, deleted, version)"
+    " retention_days, created_at_ms, deleted, version, id_merge)"
     " SELECT project_id, name, {token}, {secret_digest}, {signing_secret}, timezone, {retention_days},"
-    f" created_at_ms, {{deleted}}, {_NEXT_VERSION}"
+    f" created_at_ms, {{deleted}}, {_NEXT_VERSION}, {{id_merge}}"
     " FROM registry_projects FINAL WHERE project_id = {{p:Int32}} AND deleted = 0"
 )
 _ACCOUNTS = (
@@ -239,15 +244,23 @@ class ClickHouseRegistry:
 
     # -- projects -------------------------------------------------------------------------------
 
-    def create_project(self, name: str, timezone: str = "UTC", *, legacy_signature: bool = False) -> Project:
+    def create_project(
+        self,
+        name: str,
+        timezone: str = "UTC",
+        *,
+        legacy_signature: bool = False,
+        id_merge: str = DEFAULT_MODE,
+    ) -> Project:
         validate_timezone(timezone)
+        validate_mode(id_merge)
         token, api_secret = secrets.token_hex(16), secrets.token_hex(16)
         project_id = self._unused_project_id()
         self._command(
             "INSERT INTO registry_projects (project_id, name, token, secret_digest, signing_secret,"
-            " timezone, retention_days, created_at_ms, deleted, version)"
+            " timezone, retention_days, created_at_ms, deleted, version, id_merge)"
             " SELECT {p:Int32}, {name:String}, {token:String}, {digest:String}, {signing:Nullable(String)},"
-            f" {{tz:String}}, 0, {{now:Int64}}, 0, {_NOW_US}",
+            f" {{tz:String}}, 0, {{now:Int64}}, 0, {_NOW_US}, {{mode:String}}",
             {
                 "p": project_id,
                 "name": name,
@@ -256,9 +269,10 @@ class ClickHouseRegistry:
                 "signing": api_secret if legacy_signature else None,
                 "tz": timezone,
                 "now": now_ms(),
+                "mode": id_merge,
             },
         )
-        return Project(project_id, name, token, api_secret, timezone, 0, legacy_signature)
+        return Project(project_id, name, token, api_secret, timezone, 0, legacy_signature, id_merge)
 
     def _unused_project_id(self) -> int:
         while True:
@@ -319,8 +333,14 @@ class ClickHouseRegistry:
         self._new_project_version(project_id, {"retention_days": "{days:Int32}"}, {"days": days})
         return self.require_project(project_id)
 
+    def set_id_merge(self, project_id: int, mode: str) -> Project:
+        validate_mode(mode)
+        self.require_project(project_id)
+        self._new_project_version(project_id, {"id_merge": "{mode:String}"}, {"mode": mode})
+        return self.require_project(project_id)
+
     def _new_project_version(self, project_id: int, changes: dict[str, str], params: dict[str, Any]) -> None:
-        kept = ("token", "secret_digest", "signing_secret", "retention_days")
+        kept = ("token", "secret_digest", "signing_secret", "retention_days", "id_merge")
         columns = {name: changes.get(name, name) for name in kept}
         sql = _PROJECT_VERSION.format(deleted=changes.get("deleted", "0"), **columns)
         self._command(sql, {"p": project_id, **params})
@@ -629,6 +649,7 @@ _PROJECT_TYPES = {
     "timezone": pa.string(),
     "retention_days": pa.int32(),
     "created_at_ms": pa.int64(),
+    "id_merge": pa.string(),
 }
 _ACCOUNT_TYPES = {
     "username": pa.string(),
@@ -662,6 +683,7 @@ def _project(row: dict[str, Any]) -> Project:
         row["timezone"],
         row["retention_days"],
         signing is not None,
+        row["id_merge"],
     )
 
 

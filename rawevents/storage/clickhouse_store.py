@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,8 +39,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rawevents.errors import StorageError, Unsupported
-from rawevents.storage import clickhouse_query
+from rawevents.storage import clickhouse_identity, clickhouse_query
 from rawevents.storage.base import (
+    EVENT_COLUMNS,
     BackupInfo,
     DeletedRows,
     EventSelection,
@@ -146,12 +148,13 @@ class ClickHouseStore:
         self._readers: queue.SimpleQueue[Connection] = queue.SimpleQueue()
         writer = engine.connect()
         cluster = f" ON CLUSTER {engine.cluster}" if engine.cluster else ""
-        for statement in SCHEMA:
+        for statement in (*SCHEMA, clickhouse_identity.SCHEMA):
             writer.command(statement.format(cluster=cluster))
         writer.command(_STAGING.format(staging=self._staging))
         # Ticks continue above every stored one (a batch can run ahead of the clock), so a cursor
         # issued before a restart never skips rows written after it.
-        self._last_tick = int(writer.table("SELECT max(seq) FROM events").column(0)[0].as_py() or 0)
+        newest = "SELECT greatest((SELECT max(seq) FROM events), (SELECT max(version) FROM identity))"
+        self._last_tick = int(writer.table(newest).column(0)[0].as_py() or 0)
         self._inflight: int | None = None  # first seq of the commit being written, if any
         self._commit_interval = commit_interval_ms / 1000
         self._jobs: JobQueue = queue.SimpleQueue()
@@ -181,7 +184,14 @@ class ClickHouseStore:
         future: Future[None] = Future()
 
         def job(con: Connection) -> None:
-            self._apply_profiles(con, project_id, kind, group_key, list(updates), apply)
+            resolved = list(updates)
+            if kind == "user":  # an update sent to any id of a cluster lands on its canonical profile
+                ids = {u.profile_id for u in resolved}
+                canonical = dict(clickhouse_identity.mappings_of(con, project_id, ids))
+                resolved = [
+                    replace(u, profile_id=canonical.get(u.profile_id, u.profile_id)) for u in resolved
+                ]
+            self._apply_profiles(con, project_id, kind, group_key, resolved, apply)
 
         self._jobs.put((job, future))
         return future
@@ -217,8 +227,11 @@ class ClickHouseStore:
             time_ms = rows.column("time_ms")
             params = {"node": self._node, "low": pc.min(time_ms).as_py(), "high": pc.max(time_ms).as_py()}
             con.command(f"TRUNCATE TABLE {self._staging}")
-            con.insert(self._staging, rows.append_column("seq", seq))
+            con.insert(self._staging, rows.select(list(EVENT_COLUMNS)).append_column("seq", seq))
             con.command(_INSERT_DEDUPED.format(staging=self._staging), params)
+            # The links after the events they travel with (a retried group applies them again,
+            # which changes nothing). Rows changed here are versioned by the commit's last tick.
+            clickhouse_identity.apply_links(con, rows.append_column("seq", seq), self._last_tick)
         finally:
             self._inflight = None
 
@@ -292,10 +305,11 @@ class ClickHouseStore:
         con = self._reader()
         try:
             remaining = plan.limit
+            resolve = plan.resolve_identity and clickhouse_identity.has_rows(con, plan.project_id)
             for start, end, offset in self._windows(con, plan):
                 if remaining is not None and remaining <= 0:
                     return
-                sql, params = export_query(plan, where, start, end, offset, remaining)
+                sql, params = export_query(plan, where, start, end, offset, remaining, resolve)
                 for block in con.raw(sql, params):
                     if remaining is not None:
                         remaining -= block.count(b"\n")  # one line per row, newline-terminated
@@ -410,38 +424,58 @@ class ClickHouseStore:
         return found
 
     def delete_users(self, project_id: int, distinct_ids: Sequence[str]) -> DeletedRows:
-        params = {"p": project_id, "ids": list(distinct_ids)}
-        return self._write(
-            lambda con: DeletedRows(
+        def delete(con: Connection) -> DeletedRows:
+            # The ids' whole clusters: every id a person was seen under, and their identity rows.
+            ids = clickhouse_identity.cluster_members(con, project_id, distinct_ids)
+            params = {"p": project_id, "ids": ids}
+            clickhouse_identity.delete_rows(
+                con,
+                "project_id = {p:Int32}"
+                " AND (has({ids:Array(String)}, distinct_id) OR has({ids:Array(String)}, canonical_id))",
+                params,
+            )
+            return DeletedRows(
                 self._delete(con, "events", _USERS, params),
                 self._delete(con, "profiles", _USER_PROFILES, params),
             )
-        )
+
+        return self._write(delete)
 
     def drop_events_before(self, project_id: int, cutoff_ms: int) -> int:
-        params = {"p": project_id, "cutoff": cutoff_ms}
-        return self._write(
-            lambda con: self._delete(
-                con, "events", "project_id = {p:Int32} AND time_ms < {cutoff:Int64}", params
+        def drop(con: Connection) -> int:
+            dropped = self._delete(
+                con,
+                "events",
+                "project_id = {p:Int32} AND time_ms < {cutoff:Int64}",
+                {"p": project_id, "cutoff": cutoff_ms},
             )
-        )
+            clickhouse_identity.drop_expired(con, project_id, cutoff_ms)
+            return dropped
+
+        return self._write(drop)
 
     def delete_project(self, project_id: int) -> DeletedRows:
         params = {"p": project_id}
-        return self._write(
-            lambda con: DeletedRows(
+
+        def delete(con: Connection) -> DeletedRows:
+            clickhouse_identity.delete_rows(con, "project_id = {p:Int32}", params)
+            return DeletedRows(
                 self._delete(con, "events", "project_id = {p:Int32}", params),
                 self._delete(con, "profiles", "project_id = {p:Int32}", params),
             )
-        )
+
+        return self._write(delete)
 
     def user_events(self, project_id: int, distinct_ids: Sequence[str]) -> Iterator[bytes | memoryview]:
         con = self._reader()
         try:
+            ids = clickhouse_identity.cluster_members(con, project_id, distinct_ids)
+            source = f"events WHERE {_USERS}"
+            if clickhouse_identity.has_rows(con, project_id):  # the cluster's events carry its canonical id
+                source = clickhouse_identity.resolved(_USERS)
             yield from con.raw(
-                f"SELECT line AS out FROM events WHERE {_USERS}"
-                " ORDER BY time_ms, seq, node LIMIT 1 BY time_ms, dedup",
-                {"p": project_id, "ids": list(distinct_ids)},
+                f"SELECT line AS out FROM {source} ORDER BY time_ms, seq, node LIMIT 1 BY time_ms, dedup",
+                {"p": project_id, "ids": ids},
             )
         finally:
             self._release(con)
@@ -455,6 +489,17 @@ class ClickHouseStore:
         )
         rows = zip(found.column(0).to_pylist(), found.column(1).to_pylist(), strict=True)
         return iter([(pid, orjson.loads(props)) for pid, props in rows])
+
+    def identity_mappings(
+        self, project_id: int, after: int | None = None, upto: int | None = None
+    ) -> list[tuple[str, str]]:
+        return self._read(lambda con: clickhouse_identity.mappings(con, project_id, after, upto))
+
+    def put_identity_mappings(self, project_id: int, rows: Sequence[tuple[str, str]]) -> None:
+        position = self.ingest_position()
+        self._write(
+            lambda con: clickhouse_identity.put_rows(con, project_id, list(rows), position, self._ticks(1))
+        )
 
     def backup(self, target: Path) -> BackupInfo:
         raise Unsupported(
@@ -526,9 +571,17 @@ def _ch_type(value: Any) -> str:
 
 
 def export_query(
-    plan: ExportPlan, where: Sql | None, start: int, end: int, offset_ms: int, limit: int | None
+    plan: ExportPlan,
+    where: Sql | None,
+    start: int,
+    end: int,
+    offset_ms: int,
+    limit: int | None,
+    resolve: bool = False,
 ) -> tuple[str, dict[str, Any]]:
-    """One ordered window of an export (the same text on chdb and on a server)."""
+    """One ordered window of an export (the same text on chdb and on a server). With `resolve`,
+    ids are resolved through the project's identity rows (clickhouse_identity): the window's
+    rows are joined to them, then filtered by `where` and ordered as without."""
     params: dict[str, Any] = {"p": plan.project_id, "low": start, "high": end}
     if plan.time_in_ms or plan.time_utc:
         # Splice the rendered time (local or UTC; ms or s) over the stored local seconds, whose
@@ -552,14 +605,17 @@ def export_query(
     if plan.events is not None:
         conditions.append("has({events:Array(String)}, event)")
         params["events"] = list(plan.events)
-    if where is not None:
-        conditions.append(f"({where.text})")
-        params.update(where.params)
     conditions += _position_conditions(plan, params)
-    sql = (
-        f"SELECT {column} AS out FROM events WHERE {' AND '.join(conditions)}"
-        " ORDER BY time_ms, seq, node LIMIT 1 BY time_ms, dedup"
-    )
+    source, filters = "events", conditions
+    if resolve:  # the stored columns select the rows; `where` reads the resolved ones
+        source, filters = clickhouse_identity.resolved(" AND ".join(conditions)), []
+    if where is not None:
+        filters.append(f"({where.text})")
+        params.update(where.params)
+    sql = f"SELECT {column} AS out FROM {source}"
+    if filters:
+        sql += f" WHERE {' AND '.join(filters)}"
+    sql += " ORDER BY time_ms, seq, node LIMIT 1 BY time_ms, dedup"
     if limit is not None:
         sql += " LIMIT {limit:UInt64}"
         params["limit"] = limit

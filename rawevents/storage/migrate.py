@@ -2,7 +2,8 @@
 
 Events are read from the DuckDB file (read-only, in export order) and submitted to the target
 in batches through the store contract, so the target's own dedup applies: a migration that
-stopped half-way can simply be run again. Profiles are written with their current properties.
+stopped half-way can simply be run again. Profiles are written with their current properties,
+then the identity rows (ids resolving to others) as they are (`put_identity_mappings`).
 Into a `clickhouse://` store the project registry moves too (ids, tokens, secret digests,
 service accounts), since its servers read the registry from ClickHouse; `chdb` keeps the SQLite
 registry in `data_dir`.
@@ -21,6 +22,7 @@ import orjson
 import pyarrow as pa
 
 from rawevents.settings import Config, redact_store
+from rawevents.storage import duckdb_identity
 from rawevents.storage.base import INCOMING_SCHEMA, EventStore, ProfileUpdate
 from rawevents.storage.clickhouse_registry import ClickHouseRegistry
 from rawevents.storage.duckdb_store import EVENTS_FILE
@@ -62,12 +64,36 @@ def migrate_duckdb(
             "SELECT project_id, kind, group_key, profile_id, properties, updated_ms FROM profiles"
             " ORDER BY project_id, kind, group_key, profile_id"
         ).fetchall()
+        mappings = _identity_rows(con)
     finally:
         con.close()
     for (project_id, kind, group_key), group in groupby(rows, key=lambda r: (r[0], r[1], r[2])):
         updates = [ProfileUpdate(r[3], "$set", orjson.loads(r[4]), r[5]) for r in group]
         target.submit_profile_updates(project_id, kind, group_key, updates, _replace).result()
+    # After the profiles: they are stored under the ids the source holds them by (an update
+    # written after these rows would move to the canonical id).
+    for project_id, pairs in groupby(mappings, key=lambda r: r[0]):
+        batch = [(distinct_id, canonical_id) for _, distinct_id, canonical_id in pairs]
+        for start in range(0, len(batch), BATCH_ROWS):
+            target.put_identity_mappings(project_id, batch[start : start + BATCH_ROWS])
     return Moved(events, len(rows))
+
+
+def _identity_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, str]]:
+    """(project_id, distinct_id, canonical_id) of the source's identity rows (none in a store
+    made before identity merge), by project."""
+    known = con.execute(
+        "SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [duckdb_identity.IDENTITY]
+    ).fetchall()
+    if not known:
+        return []
+    return [
+        (int(p), d, c)
+        for p, d, c in con.execute(
+            f"SELECT project_id, distinct_id, canonical_id FROM {duckdb_identity.IDENTITY}"
+            " ORDER BY project_id, distinct_id"
+        ).fetchall()
+    ]
 
 
 def migrate_into(target: Config, progress: Callable[[int], None] | None = None) -> dict[str, Any]:

@@ -196,6 +196,7 @@ PROJECT_ROW = pa.table(
         "signing_secret": pa.array([None], pa.string()),
         "timezone": ["UTC"],
         "retention_days": pa.array([0], pa.int32()),
+        "id_merge": ["simplified"],
     }
 )
 
@@ -220,7 +221,7 @@ def test_a_token_lookup_over_http_is_one_parameterised_query_then_cached() -> No
     engine = HttpEngine(ServerAddress.parse(URL), transport=httpx.MockTransport(server))
     registry = ClickHouseRegistry(engine, owns_engine=True, clock=clock)
     ddl = [r.content.decode() for r in sent]
-    assert len(ddl) == 6 and all("ON CLUSTER main" in statement for statement in ddl)
+    assert len(ddl) == 7 and all("ON CLUSTER main" in statement for statement in ddl)
     assert (
         "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/rawevents_registry/{database}/{table}',"
         " '{replica}', version) ORDER BY project_id" in ddl[0]
@@ -232,7 +233,7 @@ def test_a_token_lookup_over_http_is_one_parameterised_query_then_cached() -> No
     [lookup] = sent
     fields = parse_qs(lookup.url.query.decode())
     assert lookup.content == (
-        b"SELECT project_id, name, token, secret_digest, signing_secret, timezone, retention_days"
+        b"SELECT project_id, name, token, secret_digest, signing_secret, timezone, retention_days, id_merge"
         b" FROM registry_projects FINAL WHERE deleted = 0 AND token = {v:String} LIMIT 2\nFORMAT ArrowStream"
     )
     assert fields["param_v"] == ["tok"] and fields["database"] == ["analytics"]
