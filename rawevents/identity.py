@@ -36,6 +36,7 @@ DEFAULT_MODE = SIMPLIFIED
 MAX_CLUSTER = 500  # Original ID Merge: ids in one cluster, at most
 DEVICE_PREFIX = "$device:"
 BEFORE_IDENTITY = "$distinct_id_before_identity"
+LINK_EVENTS = frozenset({"$identify", "$create_alias", "$merge"})
 
 # Link kinds, as stored in the `link_kind` column of incoming events (0: the event links nothing).
 NO_LINK = 0

@@ -353,8 +353,11 @@ def _normalize_one(
     # time
     raw_time = props.pop("time", None)
     now_ms = ctx.processed_ms
+    # Mixpanel documents `$merge`, `$identify` and `$create_alias` payloads without `time` or
+    # `$insert_id` (the SDKs' merge helpers send them so, to /import): the server supplies them.
+    link_event = event in identity.LINK_EVENTS
     if raw_time is None:
-        if strict or ctx.endpoint == "import":
+        if (strict or ctx.endpoint == "import") and not link_event:
             raise Invalid("properties.time", "'properties.time' is required")
         time_ms = now_ms
     else:
@@ -377,8 +380,8 @@ def _normalize_one(
         event = _truncate(event)
 
     # identity: the project's mode may set distinct_id, and the event may link two ids
-    if ctx.restore and identity.BEFORE_IDENTITY in props:
-        props["distinct_id"] = props.pop(identity.BEFORE_IDENTITY)  # a resolved export line, as sent
+    if identity.BEFORE_IDENTITY in props:  # a resolved export line (ours or Mixpanel's): as sent
+        props["distinct_id"] = props.pop(identity.BEFORE_IDENTITY)
     try:
         link = identity.link_of(event, props, project.id_merge, ctx.endpoint == "import")
     except identity.Refused as exc:
@@ -417,7 +420,7 @@ def _normalize_one(
     # $insert_id
     raw_insert = props.get("$insert_id")
     if raw_insert is None:
-        if strict:
+        if strict and not link_event:
             raise Invalid("properties.$insert_id", "'properties.$insert_id' is required")
         insert_id = props["$insert_id"] = new_insert_id()
     elif type(raw_insert) is str:
