@@ -18,10 +18,17 @@ Next to the store it writes, once per (size, seed):
   (chdb) baseline table;
 - `import.jsonl`: the /import JSON object of every event (what clients send), the input of
   DuckDB's bulk-load baseline and of the HTTP ingest clients.
+
+`build_identity` makes the identity case's store (bench.run): two Simplified ID Merge projects
+holding the same generated events (bench.gen.IdentityMix), `linked` with its devices' links and
+`unlinked` with the link-carrying events' `$user_id` removed. The links are applied by the
+store's own code (`duckdb_identity.apply_links`, the first link of each device in arrival order:
+the later ones change nothing), and each project's /import bodies are written beside it.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -32,8 +39,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.gen import DAY_MS, DAYS, START_MS, Chunk, generate
+from bench.gen import DAY_MS, DAYS, START_MS, Chunk, IdentityMix, generate
+from rawevents.identity import DEVICE, SIMPLIFIED
 from rawevents.projects import Project
+from rawevents.storage import duckdb_identity
 from rawevents.storage.duckdb_layout import KEY_HASH, RECENT
 from rawevents.storage.duckdb_store import DuckDBStore
 from rawevents.storage.sqlite_registry import SqliteRegistry
@@ -128,6 +137,127 @@ def build(
     if log:
         print(f"  dataset ready in {time.perf_counter() - started:.1f} s: {root}", flush=True)
     return Dataset(root, n_events, project, total_bytes, small=small)
+
+
+@dataclass(frozen=True)
+class IdentityDataset:
+    """The identity case's store: `linked` and `unlinked` are views of it, one per project."""
+
+    root: Path
+    n_events: int
+    share: float
+    linked: Dataset
+    unlinked: Dataset
+    links: int  # identity rows: devices linked to a user
+    resolved: int  # rows of `linked` whose distinct_id resolves to a user
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    def import_jsonl(self, linked: bool) -> Path:
+        return self.root / f"import-{'linked' if linked else 'unlinked'}.jsonl"
+
+
+def build_identity(
+    n_events: int, seed: int = 42, share: float = 0.3, *, out: Path = OUT, log: bool = True
+) -> IdentityDataset:
+    """The identity case's dataset for (n_events, seed, share), built once and reused from `out`."""
+    root = out / f"ds-{n_events}-{seed}-identity{share:g}"
+    done = root / "complete"
+    if done.exists():
+        facts = json.loads(done.read_text())
+        registry = SqliteRegistry(root / "data")
+        projects = {p.name: registry.rotate_secret(p.project_id) for p in registry.list_projects()}
+    else:
+        if root.exists():
+            shutil.rmtree(root)
+        (root / "data").mkdir(parents=True)
+        started = time.perf_counter()
+        registry = SqliteRegistry(root / "data")
+        projects = {
+            name: registry.create_project(name, "UTC", id_merge=SIMPLIFIED) for name in ("linked", "unlinked")
+        }
+        DuckDBStore(root / "data", background_compaction=False).close()
+        con = duckdb.connect(str(root / "data" / "events.duckdb"), config={"memory_limit": "1GB"})
+        con.execute("SET enable_progress_bar = false")
+        facts = {}
+        seq = 1
+        for name, project in projects.items():
+            linked = name == "linked"
+            seen: set[str] = set()
+            total_bytes = 0
+            with open(root / f"import-{name}.jsonl", "wb") as jsonl:
+                for chunk in generate(n_events, seed, identity=IdentityMix(share, linked)):
+                    seqs = np.arange(seq, seq + len(chunk), dtype=np.int64)
+                    table = _stored(chunk, project.project_id, seqs)
+                    _insert(con, table)
+                    if linked:
+                        _apply_first_links(con, chunk, table, seen)
+                    total_bytes += sum(len(buf) for buf in _data_buffers(chunk.line))
+                    jsonl.write(_joined_lines(chunk.body))
+                    seq += len(chunk)
+                    if log:
+                        print(f"  {name}: generated {seq - 1:,} events in all", flush=True)
+            facts[f"{name}_bytes"] = total_bytes
+        facts["links"] = _count(con, f"SELECT count(*) FROM {duckdb_identity.IDENTITY}")
+        facts["resolved"] = _count(
+            con,
+            f"SELECT count(*) FROM {RECENT} e JOIN {duckdb_identity.IDENTITY} m"
+            " ON m.project_id = e.project_id AND m.distinct_id = e.distinct_id",
+        )
+        con.execute("CHECKPOINT")
+        con.close()
+        store = DuckDBStore(root / "data", background_compaction=False)
+        try:
+            store.compact()
+        finally:
+            store.close()
+        done.write_text(json.dumps(facts))
+        if log:
+            print(f"  identity dataset ready in {time.perf_counter() - started:.1f} s: {root}", flush=True)
+    linked, unlinked = projects["linked"], projects["unlinked"]
+    return IdentityDataset(
+        root,
+        n_events,
+        share,
+        Dataset(root, n_events, linked, facts["linked_bytes"]),
+        Dataset(root, n_events, unlinked, facts["unlinked_bytes"]),
+        facts["links"],
+        facts["resolved"],
+    )
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _apply_first_links(
+    con: duckdb.DuckDBPyConnection, chunk: Chunk, stored: pa.Table, seen: set[str]
+) -> None:
+    """The store's commit step for the chunk's links: the first of each device (in arrival order),
+    as `submit_events` applies them; a device's later links change nothing."""
+    assert chunk.link_source is not None and chunk.link_target is not None
+    first = []
+    for i, source in enumerate(chunk.link_source.to_pylist()):
+        if source is not None and source not in seen:
+            seen.add(source)
+            first.append(i)
+    if not first:
+        return
+    rows = pa.array(first, pa.int64())
+    incoming = pa.table(
+        {
+            "project_id": stored.column("project_id").take(rows),
+            "seq": stored.column("seq").take(rows),
+            "time_ms": stored.column("time_ms").take(rows),
+            "link_kind": pa.array(np.full(len(first), DEVICE, np.int8)),
+            "link_source": chunk.link_source.take(rows),
+            "link_target": chunk.link_target.take(rows),
+        }
+    )
+    duckdb_identity.apply_links(con, incoming, duckdb_identity.LinkedDevices())
 
 
 def _arrival(n: int, seed: int, arrival: str) -> np.ndarray:

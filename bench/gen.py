@@ -9,6 +9,14 @@ Shape of the data (documented in docs/performance.md):
 - times spread uniformly over 30 days, arriving in time order except ~2 % late events
   (up to 3 days late, like mobile offline queues).
 - ≈700–750 bytes per export line (25–36 properties).
+- `identity` (an IdentityMix, for bench.run's identity case): Simplified ID Merge traffic. Some
+  users ("identified later") send every event with a `$device_id` (a third of them from two
+  devices, half their events each) and identify at a time drawn uniformly over the 30 days:
+  before it their events carry only `$device_id` (distinct_id `$device:<id>`), from it on
+  `$device_id` and `$user_id` (the first such event of a device links it). Enough users are
+  drawn that ≈ `share` of the events are anonymous events of a device linked later, from
+  minutes to weeks after they happened. `linked=False` is the same events with `$user_id`
+  removed from the link-carrying ones (every event of those users stays anonymous: no link).
 
 Every column is built for a whole chunk at once: values are drawn with numpy, turned into JSON
 fragments (`"key":value`) with Arrow compute, and the fragments of the present keys are joined in
@@ -129,6 +137,19 @@ SERVER_KEYS = frozenset({"$import", "$mp_api_endpoint", "$mp_api_timestamp_ms", 
 
 
 @dataclass(frozen=True)
+class IdentityMix:
+    """Simplified ID Merge traffic (module docstring): `share` of the events are anonymous events
+    of devices identified later; `linked=False`: the same events without the links."""
+
+    share: float = 0.3
+    linked: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.share <= 0.5:
+            raise ValueError("the identified-later share must be within [0, 0.5]")
+
+
+@dataclass(frozen=True)
 class Chunk:
     """One generated chunk: the stored columns plus the client's /import JSON objects."""
 
@@ -139,6 +160,9 @@ class Chunk:
     time_pos: pa.Array  # int32: character offset of the time digits in `line`
     line: pa.Array  # string: the export line (UTC project), newline included
     body: pa.Array  # string: the /import JSON object (time in ms, no server-added keys)
+    # IdentityMix: the link each event makes (`$device:<id>` → user id; null: none)
+    link_source: pa.Array | None = None
+    link_target: pa.Array | None = None
 
     def __len__(self) -> int:
         return len(self.line)
@@ -210,6 +234,38 @@ class _Users:
 _USERS: dict[tuple[int, int], _Users] = {}
 
 
+class _Devices:
+    """Who identifies later (IdentityMix), with which devices, and when. Users are drawn at random
+    until the expected number of anonymous events whose device is linked by the end of the 30 days
+    reaches `share` of the events: a device's events form a Poisson process over the days, so
+    that expectation is known per user before any event is drawn."""
+
+    def __init__(self, seed: int, users: _Users, n_events: int, share: float) -> None:
+        rng = np.random.default_rng([seed, 0x1D])
+        order = rng.permutation(users.n)
+        position = rng.random(users.n)  # of the link time in the 30 days
+        self.link_ms = START_MS + (position * DAYS * DAY_MS).astype(np.int64)
+        self.two = rng.random(users.n) < 1 / 3
+        self.first = _uuids(rng, users.n)
+        self.second = _uuids(rng, users.n)
+        # Per device: events before the link time, counted if one event comes after it.
+        per_device = n_events * users.p * np.where(self.two, 0.5, 1.0)
+        before = per_device * position * (1 - np.exp(-per_device * (1 - position)))
+        linked = np.cumsum((before * np.where(self.two, 2, 1))[order])
+        self.later = np.zeros(users.n, dtype=bool)
+        self.later[order[: int(np.searchsorted(linked, share * n_events)) + 1]] = True
+
+
+_DEVICES: dict[tuple[int, int, float], _Devices] = {}
+
+
+def _devices(seed: int, users: _Users, n_events: int, share: float) -> _Devices:
+    key = (seed, n_events, share)
+    if key not in _DEVICES:
+        _DEVICES[key] = _Devices(seed, users, n_events, share)
+    return _DEVICES[key]
+
+
 def _users(seed: int, n_users: int) -> _Users:
     key = (seed, n_users)
     if key not in _USERS:
@@ -217,20 +273,32 @@ def _users(seed: int, n_users: int) -> _Users:
     return _USERS[key]
 
 
-def generate(n_events: int, seed: int = 42, chunk_events: int = CHUNK_EVENTS) -> Iterator[Chunk]:
+def generate(
+    n_events: int, seed: int = 42, chunk_events: int = CHUNK_EVENTS, identity: IdentityMix | None = None
+) -> Iterator[Chunk]:
     """Yield `n_events` events in chunks of at most `chunk_events`, in (approximate) time order."""
     n_users = max(10, min(100_000, n_events // 10))
     users = _users(seed, n_users)
+    devices = None if identity is None else _devices(seed, users, n_events, identity.share)
     done = 0
     index = 0
     while done < n_events:
         n = min(chunk_events, n_events - done)
-        yield _chunk(seed, index, n, done, n_events, users)
+        yield _chunk(seed, index, n, done, n_events, users, identity, devices)
         done += n
         index += 1
 
 
-def _chunk(seed: int, index: int, n: int, first: int, total: int, users: _Users) -> Chunk:
+def _chunk(
+    seed: int,
+    index: int,
+    n: int,
+    first: int,
+    total: int,
+    users: _Users,
+    identity: IdentityMix | None = None,
+    devices: _Devices | None = None,
+) -> Chunk:
     rng = np.random.default_rng([seed, index])
     span = DAYS * DAY_MS
     # This chunk's share of the 30 days, in time order; ~2 % arrive up to 3 days late.
@@ -267,6 +335,29 @@ def _chunk(seed: int, index: int, n: int, first: int, total: int, users: _Users)
         pa.array(users.has_user_id[u]), _quoted("$user_id", ids), pa.scalar(None, pa.string())
     )
     frags["$user_id"] = user_ids
+    link_source = link_target = None
+    if identity is not None and devices is not None:
+        # Drawn from their own generator: every other column is the same as without `identity`.
+        dev_rng = np.random.default_rng([seed, index, 0x1D])
+        later = devices.later[u]
+        second = pa.array(devices.two[u] & (dev_rng.random(n) < 0.5))
+        device = pc.if_else(second, devices.second.take(u_idx), devices.first.take(u_idx))
+        identified = later & (time_ms >= devices.link_ms[u])
+        anonymous = later & ~identified if identity.linked else later
+        device_ids = _concat("$device:", device)
+        frags["$device_id"] = pc.if_else(
+            pa.array(later), _quoted("$device_id", device), pa.scalar(None, pa.string())
+        )
+        frags["$user_id"] = pc.if_else(
+            pa.array(anonymous),
+            pa.scalar(None, pa.string()),
+            pc.if_else(pa.array(users.has_user_id[u] | later), _quoted("$user_id", ids), user_ids),
+        )
+        ids = pc.if_else(pa.array(anonymous), device_ids, ids)
+        if identity.linked:
+            links = pa.array(identified)
+            link_source = pc.if_else(links, device_ids, pa.scalar(None, pa.string()))
+            link_target = pc.if_else(links, ids, pa.scalar(None, pa.string()))
 
     # Per-event properties.
     frags["$insert_id"] = _quoted("$insert_id", _fixed_strings(_LETTERS[rng.integers(0, 52, (n, 36))]))
@@ -330,4 +421,6 @@ def _chunk(seed: int, index: int, n: int, first: int, total: int, users: _Users)
         time_pos=pc.cast(time_pos, pa.int32()),
         line=line,
         body=body,
+        link_source=link_source,
+        link_target=link_target,
     )

@@ -3,6 +3,12 @@
 Generates (or reuses) the dataset, measures rawevents and every baseline on the same rows in the
 same run, and prints one table (also written to bench/out/results-<events>.md and .json). Every
 figure is the median of `--reps` runs; every ratio is rawevents divided by the baseline.
+
+The identity case (`--identity-events`, default `--events`; `--identity-only` runs it alone):
+two Simplified ID Merge projects in one store hold the same events, 30 % of them anonymous events
+of devices identified later (bench.gen.IdentityMix), one with the links and one without. Their
+full exports (resolved through the identity rows vs no join) and their /import CPU per event
+(link-carrying events vs the same without `$user_id`) are measured alternately in the same run.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import platform
 import shutil
 import statistics
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +39,8 @@ from bench.baselines import (
     expected,
     isal_raw,
 )
-from bench.dataset import OUT, Dataset, build
+from bench.dataset import OUT, Dataset, IdentityDataset, build, build_identity
+from rawevents.identity import BEFORE_IDENTITY
 from rawevents.settings import SETTINGS_BY_NAME, redact_store
 
 
@@ -146,7 +154,7 @@ def direct_export(
 
 def into_store(ds: Dataset, store_setting: str, log: Callable[[str], None]) -> None:
     """Copy the dataset (built as a DuckDB file) into another store once, with `rawevents migrate`'s
-    code, so every store serves the very same rows."""
+    code, so every store serves the very same rows (and identity rows)."""
     if store_setting == "duckdb":
         return
     from rawevents.settings import load_config
@@ -434,19 +442,7 @@ def _ingest_row(
     runs = []
     for rep in range(reps):
         log(f"ingest {label} run {rep + 1}/{reps}")
-        data_dir = ds.root / "ingest-data"
-        shutil.rmtree(data_dir, ignore_errors=True)
-        from rawevents.storage.sqlite_registry import SqliteRegistry
-
-        project = SqliteRegistry(data_dir).create_project("ingest", "UTC")
-        server = live.Server(data_dir, ds.root / "server.log", env)
-        try:
-            runs.append(
-                live.http_ingest(server, project.api_secret, jsonl, clients=clients, batch=batch, limit=n)
-            )
-        finally:
-            server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        runs.append(_ingest_once(ds.root, jsonl, n, clients, batch, env))
     run = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
     cpu_per_event = 1e6 * run.server_cpu_s / max(1, run.events)
     note = f"p50 {run.p50_ms:.0f} ms, p99 {run.p99_ms:.0f} ms per request"
@@ -456,6 +452,183 @@ def _ingest_row(
     section.rows.append(
         Row(f"rawevents HTTP /import (durable acks), {label}", run.seconds, 0, run.events, 0, note)
     )
+
+
+def _ingest_once(
+    root: Path, jsonl: Path, n: int, clients: int, batch: int, env: dict[str, str] | None
+) -> live.IngestRun:
+    """/import the first `n` events of `jsonl` into a new (Simplified ID Merge) project of a fresh
+    store, through a server of its own."""
+    from rawevents.storage.sqlite_registry import SqliteRegistry
+
+    data_dir = root / "ingest-data"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    project = SqliteRegistry(data_dir).create_project("ingest", "UTC")
+    server = live.Server(data_dir, root / "server.log", env)
+    try:
+        return live.http_ingest(server, project.api_secret, jsonl, clients=clients, batch=batch, limit=n)
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _exported(store: Any, plan: Any) -> tuple[int, int, int]:
+    """(rows, JSONL bytes, lines carrying `$distinct_id_before_identity`) of one export."""
+    rows = size = resolved = 0
+    marker = f'"{BEFORE_IDENTITY}":'.encode()
+    for chunk in store.export_chunks(plan):
+        data = bytes(chunk)
+        rows += data.count(b"\n")
+        size += len(data)
+        resolved += data.count(marker)
+    return rows, size, resolved
+
+
+def identity_section(
+    ids: IdentityDataset,
+    reps: int,
+    log: Callable[[str], None],
+    env: dict[str, str] | None = None,
+    *,
+    ingest_events: int = 0,
+    ingest_reps: int = 1,
+    clients: int = 4,
+    batch: int = 2000,
+) -> tuple[list[Section], dict[str, str]]:
+    """The identity case (module docstring): the linked and the unlinked project, each run of one
+    right after the same run of the other. `ingest_events` 0: no /import runs."""
+    from rawevents.settings import load_config
+    from rawevents.storage import open_store
+    from rawevents.storage.base import ExportPlan, TimeSegment
+
+    n = ids.n_events
+    share = ids.resolved / n
+    facts = {
+        "identity: dataset": f"{n:,} events in each project, {ids.links:,} devices linked; "
+        f"{ids.resolved:,} events ({100 * share:.1f} %) are anonymous events of a device linked later",
+    }
+    store_setting = (env or {}).get("RAWEVENTS_STORE", "duckdb")
+    memory_limit = (env or {}).get("RAWEVENTS_ENGINE_MEMORY_LIMIT")
+    default_limit = SETTINGS_BY_NAME["engine_memory_limit"].default
+    views = {"linked": ids.linked, "unlinked": ids.unlinked}
+    labels = {"linked": "linked project (ids resolved)", "unlinked": "the same events without links"}
+    section = Section(f"identity: full export, gzip ({n:,} events, {100 * share:.0f} % resolved to a user)")
+
+    log("identity: in-process export")
+    config = load_config(
+        {}, data_dir=str(ids.data_dir), store=store_setting, engine_memory_limit=memory_limit or default_limit
+    )
+    store = open_store(config)
+    counts: dict[str, tuple[int, int, int]] = {}
+    scans: dict[str, list[float]] = {name: [] for name in views}
+    try:
+        plans = {
+            name: ExportPlan(ds.project.project_id, [TimeSegment(ds.start_ms, ds.end_ms, 0)])
+            for name, ds in views.items()
+        }
+        for name, plan in plans.items():
+            counts[name] = _exported(store, plan)
+        for _ in range(reps):
+            for name in ("unlinked", "linked"):
+                started = time.perf_counter()
+                for _ in store.export_chunks(plans[name]):
+                    pass
+                scans[name].append(time.perf_counter() - started)
+    finally:
+        store.close()
+    if counts["linked"][2] != ids.resolved:
+        facts["identity: resolution"] = (
+            f"MISMATCH: {counts['linked'][2]:,} exported lines resolved, {ids.resolved:,} expected"
+        )
+
+    log("identity: HTTP exports")
+    path = live.export_query(FULL, _date(ids.linked.start_ms), _date(ids.linked.end_ms - 1))
+    http: dict[str, list[live.ExportRun]] = {name: [] for name in views}
+    notes: dict[str, str] = {}
+    peak: dict[str, int] = {}  # the server's peak RSS in an export of the project, started afresh
+    for name, ds in views.items():
+        server = live.Server(ids.data_dir, ids.root / "server.log", env)
+        try:
+            with live.PeakRss(server.process.pid) as sampler:
+                status, got_rows, got_bytes = live.check_export(server, ds.project.api_secret, path)
+            peak[name] = sampler.peak
+        finally:
+            server.stop()
+        rows, size, _ = counts[name]
+        if (status, got_rows, got_bytes) != (200, rows, size):
+            notes[name] = f"MISMATCH: HTTP {status}, {got_rows} rows / {got_bytes} bytes"
+    server = live.Server(ids.data_dir, ids.root / "server.log", env)
+    try:
+        for _ in range(reps):
+            for name in ("unlinked", "linked"):
+                http[name].append(live.curl_export(server, views[name].project.api_secret, path))
+    finally:
+        server.stop()
+    seconds = {name: statistics.median(r.seconds for r in runs) for name, runs in http.items()}
+    first = {name: statistics.median(r.first_byte for r in runs) for name, runs in http.items()}
+    for name in ("linked", "unlinked"):
+        rows, size, _ = counts[name]
+        note = f"first byte {1000 * first[name]:.0f} ms"
+        note += f"; {notes[name]}" if name in notes else ""
+        section.rows.append(
+            Row(f"rawevents HTTP, {labels[name]}", seconds[name], size, rows, http[name][0].out_bytes, note)
+        )
+    for name in ("linked", "unlinked"):
+        rows, size, _ = counts[name]
+        section.rows.append(
+            Row(
+                f"rawevents in-process export_chunks (no gzip), {labels[name]}",
+                statistics.median(scans[name]),
+                size,
+                rows,
+            )
+        )
+    section.ours = section.rows[0].system
+    in_process = statistics.median(scans["linked"]) / statistics.median(scans["unlinked"])
+    facts["identity: full export with resolution ÷ without links, HTTP gzip (target ≤ 1.10×)"] = (
+        f"{seconds['linked'] / seconds['unlinked']:.2f}×"
+    )
+    facts["identity: the same, in process (export_chunks, no gzip)"] = f"{in_process:.2f}×"
+    facts["identity: first byte, full export (target < 200 ms)"] = (
+        f"{1000 * first['linked']:.0f} ms with resolution, {1000 * first['unlinked']:.0f} ms without links"
+    )
+    facts["identity: server peak RSS in one export, fresh server (target < 400 MB)"] = (
+        f"{peak['linked'] / 2**20:.0f} MiB with resolution, {peak['unlinked'] / 2**20:.0f} MiB without links"
+    )
+    sections = [section]
+
+    if ingest_events:
+        m = min(ingest_events, n)
+        ingest = Section(
+            f"identity: ingest {m:,} events over HTTP /import, {batch}/batch, gzip, {clients} clients"
+        )
+        runs: dict[str, list[live.IngestRun]] = {"linked": [], "unlinked": []}
+        for rep in range(ingest_reps):
+            for name in ("unlinked", "linked"):
+                log(f"identity: ingest {name} run {rep + 1}/{ingest_reps}")
+                runs[name].append(
+                    _ingest_once(ids.root, ids.import_jsonl(name == "linked"), m, clients, batch, env)
+                )
+        cpu: dict[str, float] = {}
+        for name, label in (
+            ("linked", "link-carrying events"),
+            ("unlinked", "the same events without links"),
+        ):
+            cpu[name] = statistics.median(1e6 * r.server_cpu_s / max(1, r.events) for r in runs[name])
+            run = sorted(runs[name], key=lambda r: r.seconds)[len(runs[name]) // 2]
+            note = f"server CPU {cpu[name]:.0f} µs/event (median)"
+            note += f"; p50 {run.p50_ms:.0f} ms, p99 {run.p99_ms:.0f} ms per request"
+            failures = sum(r.failures for r in runs[name])
+            note += f", {failures} failed requests" if failures else ""
+            ingest.rows.append(
+                Row(f"rawevents HTTP /import (durable acks), {label}", run.seconds, 0, run.events, 0, note)
+            )
+        ingest.ours = ingest.rows[0].system
+        facts["identity: /import server CPU per event, with links ÷ without (target ≤ 1.05×)"] = (
+            f"{cpu['linked'] / cpu['unlinked']:.3f}× ({cpu['linked']:.0f} vs {cpu['unlinked']:.0f} µs/event)"
+        )
+        sections.append(ingest)
+    return sections, facts
 
 
 def render(report: Report) -> str:
@@ -480,54 +653,16 @@ def render(report: Report) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> Report:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("--events", type=int, default=1_000_000, help="events in the dataset (default 1M)")
-    parser.add_argument("--reps", type=int, default=5, help="runs per figure; the median is reported")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument(
-        "--big", action="store_true", help="also export a 10M-row store (RSS, first byte, MB/s)"
-    )
-    parser.add_argument("--big-events", type=int, default=10_000_000)
-    parser.add_argument("--clients", type=int, default=4, help="concurrent /import clients")
-    parser.add_argument("--batch", type=int, default=2000, help="events per /import request")
-    parser.add_argument("--ingest-events", type=int, default=1_000_000, help="events sent to /import per run")
-    parser.add_argument("--ingest-reps", type=int, default=3)
-    parser.add_argument("--skip-ingest", action="store_true")
-    parser.add_argument(
-        "--skip-layout", action="store_true", help="skip the shuffled / 1 %% project scenarios"
-    )
-    parser.add_argument("--ingest-ordered-only", action="store_true", help="skip the shuffled ingest run")
-    parser.add_argument("--no-chdb-json", action="store_true", help="skip the chdb JSON-type baseline")
-    parser.add_argument(
-        "--engine-memory-limit",
-        help="run the servers with RAWEVENTS_ENGINE_MEMORY_LIMIT set to this (default: the server's default)",
-    )
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument(
-        "--store",
-        default="duckdb",
-        help="store the server and in-process figures use (duckdb, chdb, clickhouse://…)",
-    )
-    args = parser.parse_args(argv)
-    env = {"RAWEVENTS_ENGINE_MEMORY_LIMIT": args.engine_memory_limit} if args.engine_memory_limit else {}
-    env["RAWEVENTS_STORE"] = args.store
-
-    started = time.perf_counter()
-
-    def log(message: str) -> None:
-        print(f"[{time.perf_counter() - started:7.1f}s] {message}", flush=True)
-
-    report = Report(facts={f"machine {k}": v for k, v in machine().items()})
-    report.facts["load average before the run (1, 5, 15 min)"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    report.facts["engine memory limit"] = args.engine_memory_limit or "server default"
+def _main_sections(
+    args: argparse.Namespace, report: Report, env: dict[str, str], log: Callable[[str], None]
+) -> None:
+    """Every case but the identity one, into `report`."""
     log(f"dataset: {args.events:,} events")
     ds = build(args.events, args.seed, out=args.out)
     per_line = ds.line_bytes / ds.n_events
     report.facts["dataset"] = (
         f"{ds.n_events:,} events, {ds.line_bytes / 1e6:.1f} MB JSONL ({per_line:.0f} B/line)"
     )
-    report.facts["store"] = redact_store(args.store)
     into_store(ds, args.store, log)
     sections, facts = export_sections(
         ds, args.reps, chdb_json=not args.no_chdb_json, baselines=args.store == "duckdb", env=env, log=log
@@ -572,6 +707,85 @@ def main(argv: list[str] | None = None) -> Report:
                 shuffled=not args.ingest_ordered_only,
             )
         )
+
+
+def main(argv: list[str] | None = None) -> Report:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the dataset (default 1M)")
+    parser.add_argument("--reps", type=int, default=5, help="runs per figure; the median is reported")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--big", action="store_true", help="also export a 10M-row store (RSS, first byte, MB/s)"
+    )
+    parser.add_argument("--big-events", type=int, default=10_000_000)
+    parser.add_argument("--clients", type=int, default=4, help="concurrent /import clients")
+    parser.add_argument("--batch", type=int, default=2000, help="events per /import request")
+    parser.add_argument("--ingest-events", type=int, default=1_000_000, help="events sent to /import per run")
+    parser.add_argument("--ingest-reps", type=int, default=3)
+    parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument(
+        "--skip-layout", action="store_true", help="skip the shuffled / 1 %% project scenarios"
+    )
+    parser.add_argument("--ingest-ordered-only", action="store_true", help="skip the shuffled ingest run")
+    parser.add_argument("--no-chdb-json", action="store_true", help="skip the chdb JSON-type baseline")
+    parser.add_argument(
+        "--engine-memory-limit",
+        help="run the servers with RAWEVENTS_ENGINE_MEMORY_LIMIT set to this (default: the server's default)",
+    )
+    parser.add_argument(
+        "--identity-events", type=int, help="events in each project of the identity case (default: --events)"
+    )
+    parser.add_argument(
+        "--identity-share",
+        type=float,
+        default=0.3,
+        help="share of the identity case's events that are anonymous events of devices linked later",
+    )
+    parser.add_argument("--skip-identity", action="store_true", help="skip the identity case")
+    parser.add_argument("--identity-only", action="store_true", help="run the identity case alone")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--store",
+        default="duckdb",
+        help="store the server and in-process figures use (duckdb, chdb, clickhouse://…)",
+    )
+    args = parser.parse_args(argv)
+    env = {"RAWEVENTS_ENGINE_MEMORY_LIMIT": args.engine_memory_limit} if args.engine_memory_limit else {}
+    env["RAWEVENTS_STORE"] = args.store
+
+    started = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:7.1f}s] {message}", flush=True)
+
+    report = Report(facts={f"machine {k}": v for k, v in machine().items()})
+    report.facts["load average before the run (1, 5, 15 min)"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    report.facts["engine memory limit"] = args.engine_memory_limit or "server default"
+    report.facts["store"] = redact_store(args.store)
+    if not args.identity_only:
+        _main_sections(args, report, env, log)
+    if not args.skip_identity:
+        identity_events = args.identity_events or args.events
+        log(f"identity dataset: {identity_events:,} events per project")
+        ids = build_identity(identity_events, args.seed, args.identity_share, out=args.out)
+        try:
+            into_store(ids.linked, args.store, log)
+            sections, facts = identity_section(
+                ids,
+                args.reps,
+                log,
+                env,
+                ingest_events=0 if args.skip_ingest else args.ingest_events,
+                ingest_reps=args.ingest_reps,
+                clients=args.clients,
+                batch=args.batch,
+            )
+        except Exception as exc:  # a store without identity support yet: the rest still reports
+            log(traceback.format_exc())
+            report.facts["identity case"] = f"FAILED on {redact_store(args.store)}: {exc!r}"
+        else:
+            report.sections += sections
+            report.facts.update(facts)
     text = render(report)
     print()
     print(text)

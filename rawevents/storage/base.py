@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, Protocol
 import pyarrow as pa
 
 from rawevents.timeutil import TimeSegment
-from rawevents.where.ast import Access, Node
+from rawevents.where.ast import Access, Node, children
 
 # `properties["distinct_id"]` (or `$distinct_id`) is every store's `distinct_id` column: ingestion
 # keeps the id's text there (NULL when the event has none), so grouping or filtering by it reads no
@@ -27,6 +27,21 @@ DISTINCT_ID_KEYS = (
     Access(scope="properties", name="distinct_id"),
     Access(scope="properties", name="$distinct_id"),
 )
+
+# What identity resolution changes in a row: a `where` reading none of these filters the stored
+# rows the same before and after resolution, so a store may filter first and resolve the result.
+IDENTITY_NAMES = frozenset({"distinct_id", "$distinct_id", "$distinct_id_before_identity"})
+
+
+def reads_identity(node: Node | None) -> bool:
+    """Whether an expression reads a property that identity resolution changes."""
+    stack = [] if node is None else [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, Access) and current.scope == "properties" and current.name in IDENTITY_NAMES:
+            return True
+        stack.extend(children(current))
+    return False
 
 
 class StoredEvent(NamedTuple):

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from rawevents.storage import duckdb_identity
 from rawevents.storage import duckdb_layout as layout
-from rawevents.storage.base import ExportPlan, StoreObserver
+from rawevents.storage.arrow_strings import plain_strings, string_column_bytes
+from rawevents.storage.base import ExportPlan, StoreObserver, reads_identity
 from rawevents.timeutil import TimeSegment
 from rawevents.where.printer import Sql
 
@@ -64,7 +64,7 @@ def read_export(
     where: Sql | None,
     bounds: ExportBounds,
     resolve: bool = False,
-) -> Iterator[memoryview]:
+) -> Iterator[bytes | memoryview]:
     """The plan's lines, in (time, seq) order, read on `con` inside one snapshot: a compaction
     committing meanwhile moves rows between areas, and must neither hide nor repeat them.
     `resolve`: read ids resolved through the project's identity rows (duckdb_identity)."""
@@ -96,7 +96,12 @@ class _Reader:
         resolve: bool,
     ) -> None:
         self._con = con
-        self._resolve = resolve
+        # With identity rows, a page is read from the stored rows and its lines resolved after
+        # (duckdb_identity.PageResolver), unless `where` reads a resolved id: then the page is
+        # read from the resolved relation, which a join reorders, so it is sorted.
+        resolve_after = resolve and not reads_identity(plan.where)
+        self._resolver = duckdb_identity.PageResolver(con, plan.project_id) if resolve_after else None
+        self._resolve_in_query = resolve and not resolve_after
         self._plan = plan
         self._where = where
         self._bounds = bounds
@@ -107,12 +112,12 @@ class _Reader:
     def spent(self) -> bool:
         return self._remaining is not None and self._remaining <= 0
 
-    def whole(self, segment: TimeSegment) -> Iterator[memoryview]:
+    def whole(self, segment: TimeSegment) -> Iterator[bytes | memoryview]:
         """Every row of the segment as one sorted window, page by page."""
         if not self.spent:
             yield from self._pages((segment.start_ms, segment.end_ms, segment.offset_ms), None)
 
-    def piece(self, piece: layout.Piece) -> Iterator[memoryview]:
+    def piece(self, piece: layout.Piece) -> Iterator[bytes | memoryview]:
         """A run's stretch in storage order; any other stretch as sorted windows."""
         if piece.run_batch is not None:
             yield from self._pages((piece.start_ms, piece.end_ms, piece.offset_ms), piece.run_batch)
@@ -124,7 +129,7 @@ class _Reader:
             rows = yield from self._pages(window, None)
             pace.observe(window[1] - window[0], rows)
 
-    def _pages(self, window: Window, run_batch: int | None) -> Generator[memoryview, None, int]:
+    def _pages(self, window: Window, run_batch: int | None) -> Generator[bytes | memoryview, None, int]:
         """Every row of the window (of one run, or of both areas sorted), page by page; returns
         how many there were."""
         after: tuple[int, int] | None = None
@@ -133,7 +138,14 @@ class _Reader:
             page_rows = max(MIN_PAGE_ROWS, min(TARGET_ROWS, self._bounds.window_bytes // self._line_bytes))
             limit = page_rows if self._remaining is None else min(page_rows, self._remaining)
             sql, params = export_query(
-                self._plan, self._where, window, run_batch, after, limit, self._resolve
+                self._plan,
+                self._where,
+                window,
+                run_batch,
+                after,
+                limit,
+                resolve=self._resolve_in_query,
+                with_ids=self._resolver is not None,
             )
             with self._bounds.slots:
                 page = self._con.sql(sql, params=params).to_arrow_table(ROWS_PER_BATCH)
@@ -146,8 +158,11 @@ class _Reader:
             self._line_bytes = max(1, lines.nbytes // page.num_rows)
             after = (page.column(1)[-1].as_py(), page.column(2)[-1].as_py())
             self._bounds.observer.rows_exported(page.num_rows)
-            for chunk in lines.chunks:
-                yield string_column_bytes(chunk)
+            if self._resolver is not None:
+                yield self._resolver.page_bytes(plain_strings(lines), page.column(3), page.column(4))
+            else:
+                for chunk in lines.chunks:
+                    yield string_column_bytes(chunk)
             if page.num_rows < limit:
                 break
         return rows
@@ -187,16 +202,20 @@ def export_query(
     run_batch: int | None,
     after: tuple[int, int] | None,
     limit: int | None,
+    *,
     resolve: bool = False,
+    with_ids: bool = False,
 ) -> tuple[str, list[Any]]:
     """One page of a window: rows in [start, end) after the (time_ms, seq) key `after`, from one
     run in storage order (`run_batch`), or from both areas sorted (None). With `resolve`, ids are
     resolved through the identity rows; the join does not keep storage order, so a run's page is
-    sorted too."""
+    sorted too. `with_ids`: the stored `distinct_id` and the byte offset of its key in the line as
+    fourth and fifth columns."""
     start, end, offset_ms = window
     if after is not None:
         start = max(start, after[0])
-    column, params = _line_column(plan, offset_ms)
+    column, column_params = _line_column(plan, offset_ms)
+    params = list(column_params)
     conditions = ["project_id = ?", "time_ms >= ?", "time_ms < ?"]
     params += [plan.project_id, start, end]
     if run_batch is not None:
@@ -218,7 +237,12 @@ def export_query(
             duckdb_identity.resolved(source, run_batch=run_batch is not None),
             " ORDER BY time_ms, seq",
         )
-    sql = f"SELECT {column} AS line, time_ms, seq FROM {source} WHERE {' AND '.join(conditions)}{order}"
+    ids = ""
+    if with_ids:
+        at, at_params = _distinct_id_at(plan, offset_ms)
+        ids = f", distinct_id, {at} AS distinct_id_at"
+        params[len(column_params) : len(column_params)] = at_params
+    sql = f"SELECT {column} AS line, time_ms, seq{ids} FROM {source} WHERE {' AND '.join(conditions)}{order}"
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
@@ -230,12 +254,26 @@ def _line_column(plan: ExportPlan, offset_ms: int) -> tuple[str, list[Any]]:
     rendered value is spliced over the stored local seconds, whose digits start at time_pos."""
     if not (plan.time_in_ms or plan.time_utc):
         return "line", []
-    value = "time_ms + ?" if plan.time_in_ms else "(time_ms + ?) // 1000"
     column = (
-        f"line[:time_pos] || CAST({value} AS VARCHAR)"
+        f"line[:time_pos] || {_SHOWN_TIME}"
         " || line[time_pos + 1 + length(CAST((time_ms + ?) // 1000 AS VARCHAR)):]"
     )
-    return column, [0 if plan.time_utc else offset_ms, offset_ms]
+    return column, [*_shown_time_params(plan, offset_ms), offset_ms]
+
+
+# The `time` an exported line shows, as text: the stored local seconds, or as time_in_ms and
+# time_utc render it (its parameter: _shown_time_params).
+_SHOWN_TIME = "CAST((time_ms + ?) // ? AS VARCHAR)"
+
+
+def _shown_time_params(plan: ExportPlan, offset_ms: int) -> list[Any]:
+    return [0 if plan.time_utc else offset_ms, 1 if plan.time_in_ms else 1000]
+
+
+def _distinct_id_at(plan: ExportPlan, offset_ms: int) -> tuple[str, list[Any]]:
+    """The byte offset of `,"distinct_id":` in the exported line: right after the digits of `time`
+    (the line's head up to them is `time_pos` characters)."""
+    return f"strlen(line[:time_pos]) + strlen({_SHOWN_TIME})", _shown_time_params(plan, offset_ms)
 
 
 def position_conditions(plan: ExportPlan, params: list[Any]) -> list[str]:
@@ -248,16 +286,3 @@ def position_conditions(plan: ExportPlan, params: list[Any]) -> list[str]:
         conditions.append("seq <= ?")
         params.append(plan.upto_position)
     return conditions
-
-
-def string_column_bytes(column: pa.Array) -> memoryview:
-    """The UTF-8 bytes of every value of a string column, back to back: zero-copy from Arrow."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if pa.types.is_string_view(column.type):
-        column = column.cast(pa.large_string())
-    _, offsets_buf, data_buf = column.buffers()
-    raw_offsets = memoryview(offsets_buf)
-    offsets = raw_offsets.cast("q") if pa.types.is_large_string(column.type) else raw_offsets.cast("i")
-    begin, end = offsets[column.offset], offsets[column.offset + len(column)]
-    return memoryview(data_buf)[begin:end]

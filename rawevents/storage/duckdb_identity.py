@@ -17,10 +17,12 @@ from itertools import groupby
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rawevents.identity import IdentityGraph, Link, line_fragments, needed_ids
+from rawevents.identity import DEVICE, IdentityGraph, Link, line_fragments, needed_ids
+from rawevents.storage.arrow_strings import plain_strings, string_column_bytes, string_offsets
 from rawevents.storage.duckdb_layout import affected_rows, first_row, registered
 
 IDENTITY = "identity_map"
@@ -70,6 +72,104 @@ def resolved(table: str, *, run_batch: bool = False) -> str:
     )
 
 
+_DISTINCT_ID_KEY = ',"distinct_id":'
+_QUOTE = ord('"')
+_INLINE = 12  # a string view of at most this many bytes holds them itself (Arrow's layout)
+
+
+class PageResolver:
+    """Resolves the lines of one export's pages, byte for byte, with no per-row Python: where a
+    row's stored id has an identity row, its stored `,"distinct_id":"<id>"` is replaced by the
+    resolved fragment.
+
+    The project's identity rows are read once per export (ids, fragments). Each page finds its
+    rows with one hash lookup (`index_in`); the engine gives each line's byte offset of its
+    `,"distinct_id":` (right after the digits of `time`). The resolved page is then described as
+    an Arrow string view array of segments, the unchanged spans of the page's buffer and the
+    fragments in turn, built with numpy, and cast to one contiguous string: a single copy of the
+    page. A SQL splice (a join, then character slicing of each resolved line) cost 20 ms a page,
+    a Python loop over the resolved rows 9 ms; this costs about one copy of the page.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, project_id: int) -> None:
+        rows = con.sql(
+            f"SELECT distinct_id, strlen(stored_fragment), resolved_fragment FROM {IDENTITY}"
+            " WHERE project_id = ?",
+            params=[project_id],
+        ).to_arrow_table()
+        self._ids = plain_strings(rows.column(0))
+        self._stored_lengths = np.asarray(rows.column(1), np.int64)  # bytes (strlen)
+        fragments = plain_strings(rows.column(2))
+        self._fragment_buffer = string_column_bytes(fragments)
+        self._fragment_bytes = np.frombuffer(self._fragment_buffer, np.uint8)
+        self._fragment_starts = string_offsets(fragments)
+        self._fragment_lengths = np.asarray(pc.binary_length(fragments), np.int64)
+
+    def page_bytes(
+        self, lines: pa.Array, ids: pa.ChunkedArray, key_at: pa.ChunkedArray
+    ) -> bytes | memoryview:
+        """The page's lines, resolved, as one UTF-8 buffer (`lines` a plain string array), given
+        the byte offset of each line's `,"distinct_id":` (`key_at`, from the engine)."""
+        data = string_column_bytes(lines)
+        found = pc.index_in(plain_strings(ids), value_set=self._ids)
+        rows = np.flatnonzero(np.asarray(pc.is_valid(found)))
+        if len(rows) == 0:
+            return data
+        keys = np.asarray(pc.take(found, pa.array(rows)), np.int64)
+        page = np.frombuffer(data, np.uint8)
+        at = np.asarray(key_at, np.int64)[rows]
+        begins = string_offsets(lines)[rows] + at
+        # An id stored as a JSON number (line `…:7`, column "7") is not a string fragment: kept.
+        string_ids = page[np.minimum(begins + len(_DISTINCT_ID_KEY), len(page) - 1)] == _QUOTE
+        keys, begins = keys[string_ids], begins[string_ids]
+        if len(keys) == 0:
+            return data
+        ends = begins + self._stored_lengths[keys]
+        span_starts = np.concatenate(([0], ends))
+        span_lengths = np.concatenate((begins, [len(page)])) - span_starts
+        segments = _Segments(len(keys) * 2 + 1)
+        segments.put(slice(0, None, 2), page, 0, span_starts, span_lengths)
+        segments.put(
+            slice(1, None, 2),
+            self._fragment_bytes,
+            1,
+            self._fragment_starts[keys],
+            self._fragment_lengths[keys],
+        )
+        resolved = segments.array(data, self._fragment_buffer).cast(pa.large_string())
+        return string_column_bytes(resolved)
+
+
+class _Segments:
+    """Arrow string views (16 bytes each) over two buffers, filled a strided slice at a time."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.views = np.zeros((count, 16), np.uint8)
+
+    def put(
+        self, where: slice, source: np.ndarray, buffer: int, starts: np.ndarray, lengths: np.ndarray
+    ) -> None:
+        block = np.zeros((len(starts), 16), np.uint8)
+        block[:, 0:4] = lengths.astype("<i4").view(np.uint8).reshape(-1, 4)
+        inline = lengths <= _INLINE
+        # Inline: the bytes themselves after the length, zero-padded. Else: a 4-byte prefix, then
+        # the buffer's index and the offset in it.
+        width = np.arange(_INLINE)
+        picks = np.minimum(starts[:, None] + width, len(source) - 1)
+        head = np.where(width < lengths[:, None], source[picks], 0).astype(np.uint8)
+        block[inline, 4:16] = head[inline]
+        long = ~inline
+        block[long, 4:8] = head[long, 0:4]
+        block[long, 8:12] = np.full(long.sum(), buffer, "<i4").view(np.uint8).reshape(-1, 4)
+        block[long, 12:16] = starts[long].astype("<i4").view(np.uint8).reshape(-1, 4)
+        self.views[where] = block
+
+    def array(self, first: memoryview, second: memoryview) -> pa.Array:
+        buffers = [None, pa.py_buffer(self.views.tobytes()), pa.py_buffer(first), pa.py_buffer(second)]
+        return pa.Array.from_buffers(pa.string_view(), self.count, buffers)
+
+
 def has_rows(con: duckdb.DuckDBPyConnection, project_id: int) -> bool:
     """Whether any id of the project resolves to another (else readers skip the join)."""
     return first_row(con, f"SELECT 1 FROM {IDENTITY} WHERE project_id = ? LIMIT 1", [project_id]) is not None
@@ -78,33 +178,67 @@ def has_rows(con: duckdb.DuckDBPyConnection, project_id: int) -> bool:
 # -- writes (in the writer's transaction) ----------------------------------------------------------
 
 
-def apply_links(con: duckdb.DuckDBPyConnection, incoming: pa.Table) -> None:
-    """Apply the links of a commit's incoming events (with `seq`), in ingestion order."""
+class LinkedDevices:
+    """Device ids the writer saw linked (Simplified ID Merge): a linked device never moves, so an
+    event re-linking one changes nothing and needs no lookup. Most link-carrying events are such
+    repeats (every event after `identify()` carries both ids): skipping their lookups keeps
+    `/import` of SDK traffic near the cost of plain events. Bounded (cleared when full); the
+    writer clears it whenever identity rows are deleted (GDPR, retention, project deletion)."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self._known: set[tuple[int, str]] = set()
+        self._limit = limit
+
+    def __contains__(self, key: tuple[int, str]) -> bool:
+        return key in self._known
+
+    def add(self, project_id: int, sources: Iterable[str]) -> None:
+        if len(self._known) >= self._limit:
+            self._known.clear()
+        self._known.update((project_id, source) for source in sources)
+
+    def clear(self) -> None:
+        self._known.clear()
+
+
+_LINK_KEY = ["project_id", "link_kind", "link_source", "link_target"]
+
+
+def apply_links(con: duckdb.DuckDBPyConnection, incoming: pa.Table, linked: LinkedDevices) -> None:
+    """Apply the links of a commit's incoming events (with `seq`), in ingestion order. Repeats of
+    a link within the commit collapse to its first occurrence (grouped by the engine)."""
     linking = incoming.filter(pc.not_equal(incoming.column("link_kind"), 0))
     if linking.num_rows == 0:
         return
-    rows = zip(
-        *(
-            linking.column(name).to_pylist()
-            for name in ("project_id", "seq", "time_ms", "link_kind", "link_source", "link_target")
+    first = linking.group_by(_LINK_KEY, use_threads=False).aggregate([("seq", "min"), ("time_ms", "min")])
+    rows = sorted(
+        zip(
+            *(first.column(name).to_pylist() for name in (*_LINK_KEY, "seq_min", "time_ms_min")), strict=True
         ),
-        strict=True,
+        key=lambda row: (row[0], row[4]),
     )
-    for project_id, group in groupby(sorted(rows, key=lambda row: (row[0], row[1])), key=lambda row: row[0]):
+    for project_id, group in groupby(rows, key=lambda row: row[0]):
         links = [
-            (Link(kind, source, target), seq, time_ms) for _, seq, time_ms, kind, source, target in group
+            (Link(kind, source, target), seq, time_ms)
+            for _, kind, source, target, seq, time_ms in group
+            if not (kind == DEVICE and (project_id, source) in linked)
         ]
-        _apply_project_links(con, project_id, links)
+        if links:
+            _apply_project_links(con, project_id, links, linked)
 
 
 def _apply_project_links(
-    con: duckdb.DuckDBPyConnection, project_id: int, links: list[tuple[Link, int, int]]
+    con: duckdb.DuckDBPyConnection,
+    project_id: int,
+    links: list[tuple[Link, int, int]],
+    linked: LinkedDevices,
 ) -> None:
     graph = IdentityGraph(_cluster_rows(con, project_id, needed_ids(link for link, _, _ in links)))
     made: dict[str, tuple[int, int]] = {}  # id → (seq, time_ms) of the link that last moved it
     for link, seq, time_ms in links:
         for member in graph.apply(link):
             made[member] = (seq, time_ms)
+    linked.add(project_id, (link.source for link, _, _ in links if link.kind == DEVICE))
     if not graph.changed:
         return
     changed = sorted(graph.changed)
@@ -137,20 +271,25 @@ def _insert(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> None
 
 
 def _cluster_rows(con: duckdb.DuckDBPyConnection, project_id: int, ids: Iterable[str]) -> dict[str, str]:
-    """The rows of every cluster that one of `ids` belongs to (as member or canonical id)."""
+    """The rows of every cluster that one of `ids` belongs to (as member or canonical id): a hash
+    join with the ids, one scan of the project's rows (a `list_contains` per row cost 5 ms a
+    commit at 12k rows)."""
     named = sorted(ids)
-    found = con.execute(
-        f"SELECT distinct_id, canonical_id FROM {IDENTITY} WHERE project_id = ?"
-        " AND (list_contains(?, distinct_id) OR list_contains(?, canonical_id))",
-        [project_id, named, named],
-    ).fetchall()
+    with registered(con, "named_ids", pa.table({"id": pa.array(named, pa.string())})):
+        found = con.execute(
+            f"SELECT m.distinct_id, m.canonical_id FROM {IDENTITY} AS m WHERE m.project_id = ?"
+            " AND (m.distinct_id IN (SELECT id FROM named_ids)"
+            " OR m.canonical_id IN (SELECT id FROM named_ids))",
+            [project_id],
+        ).fetchall()
     canonicals = sorted({canonical for _, canonical in found} - set(named))
     if canonicals:
-        found += con.execute(
-            f"SELECT distinct_id, canonical_id FROM {IDENTITY} WHERE project_id = ?"
-            " AND list_contains(?, canonical_id)",
-            [project_id, canonicals],
-        ).fetchall()
+        with registered(con, "named_ids", pa.table({"id": pa.array(canonicals, pa.string())})):
+            found += con.execute(
+                f"SELECT m.distinct_id, m.canonical_id FROM {IDENTITY} AS m WHERE m.project_id = ?"
+                " AND m.canonical_id IN (SELECT id FROM named_ids)",
+                [project_id],
+            ).fetchall()
     return dict(found)
 
 

@@ -30,6 +30,7 @@ import pyarrow as pa
 from rawevents.errors import StorageError, StoreInUse
 from rawevents.storage import duckdb_backup, duckdb_identity
 from rawevents.storage import duckdb_layout as layout
+from rawevents.storage.arrow_strings import string_column_bytes
 from rawevents.storage.base import (
     DISTINCT_ID_KEYS,
     BackupInfo,
@@ -49,7 +50,7 @@ from rawevents.storage.base import (
     StoreObserver,
     events_table,
 )
-from rawevents.storage.duckdb_export import ExportBounds, read_export, string_column_bytes
+from rawevents.storage.duckdb_export import ExportBounds, read_export
 from rawevents.storage.group_commit import JobQueue, commit_groups, commit_isolated
 from rawevents.where.ast import Node
 from rawevents.where.printer import compile_predicate, compile_segment_key
@@ -151,6 +152,7 @@ class DuckDBStore:
             self._compactor.start()
         self._commit_interval = commit_interval_ms / 1000
         self._jobs: JobQueue = queue.SimpleQueue()
+        self._linked = duckdb_identity.LinkedDevices()  # the writer's: cleared by every identity deletion
         self._writer = threading.Thread(target=self._write_loop, name="rawevents-writer", daemon=True)
         self._writer.start()
 
@@ -239,12 +241,11 @@ class DuckDBStore:
                 self._unflushed = 0
                 self._compactor.poke()
 
-    @staticmethod
-    def _insert_events(con: duckdb.DuckDBPyConnection, rows: pa.Table, seq_start: int) -> None:
+    def _insert_events(self, con: duckdb.DuckDBPyConnection, rows: pa.Table, seq_start: int) -> None:
         seq = pa.array(range(seq_start, seq_start + rows.num_rows), pa.int64())
         incoming = rows.add_column(2, "seq", seq)
         layout.insert_deduped(con, incoming)
-        duckdb_identity.apply_links(con, incoming)
+        duckdb_identity.apply_links(con, incoming, self._linked)
 
     def compact(self) -> None:
         """Sort every recent row into runs and merge overlapping runs now (tests, benchmarks,
@@ -386,7 +387,12 @@ class DuckDBStore:
 
     def put_identity_mappings(self, project_id: int, rows: Sequence[tuple[str, str]]) -> None:
         position = self.ingest_position()
-        self._write(lambda con: duckdb_identity.put_rows(con, project_id, rows, position))
+
+        def put(con: duckdb.DuckDBPyConnection) -> None:
+            self._linked.clear()
+            duckdb_identity.put_rows(con, project_id, rows, position)
+
+        self._write(put)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only query on a fresh cursor (the store's own reads, and tests inspecting
@@ -454,6 +460,7 @@ class DuckDBStore:
     def delete_users(self, project_id: int, distinct_ids: Sequence[str]) -> DeletedRows:
         def delete(con: duckdb.DuckDBPyConnection) -> DeletedRows:
             ids = duckdb_identity.cluster_members(con, project_id, distinct_ids)
+            self._linked.clear()
             duckdb_identity.delete_rows(
                 con,
                 "project_id = ? AND (list_contains(?, distinct_id) OR list_contains(?, canonical_id))",
@@ -477,6 +484,7 @@ class DuckDBStore:
     def drop_events_before(self, project_id: int, cutoff_ms: int) -> int:
         def drop(con: duckdb.DuckDBPyConnection) -> int:
             dropped = layout.delete_events(con, "project_id = ? AND time_ms < ?", [project_id, cutoff_ms])
+            self._linked.clear()
             duckdb_identity.drop_expired(con, project_id, cutoff_ms)
             return dropped
 
@@ -489,6 +497,7 @@ class DuckDBStore:
         def delete(con: duckdb.DuckDBPyConnection) -> DeletedRows:
             events = layout.delete_events(con, "project_id = ?", [project_id])
             profiles = layout.affected_rows(con, "DELETE FROM profiles WHERE project_id = ?", [project_id])
+            self._linked.clear()
             duckdb_identity.delete_rows(con, "project_id = ?", [project_id])
             return DeletedRows(events, profiles)
 
