@@ -103,10 +103,8 @@ class EventBatch:
     insert_ids: list[str] = field(default_factory=list)
     time_pos: list[int] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)  # UTF-8, newline included
-    # The identity link each event makes (rawevents.identity; kind 0 and None: none)
-    link_kinds: list[int] = field(default_factory=list)
-    link_sources: list[str | None] = field(default_factory=list)
-    link_targets: list[str | None] = field(default_factory=list)
+    # The identity links the events make (rawevents.identity), by row: most events make none
+    links: dict[int, identity.Link] = field(default_factory=dict)
     failed: list[FailedRecord] = field(default_factory=list)
     dropped: int = 0  # valid but discarded: `$ignore`, or a token no project has
     unknown_token: int = 0  # of `dropped`: events whose token no project has
@@ -122,20 +120,29 @@ class EventBatch:
     @property
     def rows(self) -> list[StoredEvent]:
         """The events as rows (for callers that look at single events)."""
+        no_link = (identity.NO_LINK, None, None)
         return [
-            StoredEvent(project_id, time_ms, event, distinct_id, insert_id, time_pos, line.decode(), *link)
-            for project_id, time_ms, event, distinct_id, insert_id, time_pos, line, *link in zip(
-                self.project_ids,
-                self.times,
-                self.events,
-                self.distinct_ids,
-                self.insert_ids,
-                self.time_pos,
-                self.lines,
-                self.link_kinds,
-                self.link_sources,
-                self.link_targets,
-                strict=True,
+            StoredEvent(
+                project_id,
+                time_ms,
+                event,
+                distinct_id,
+                insert_id,
+                time_pos,
+                line.decode(),
+                *self.links.get(i, no_link),
+            )
+            for i, (project_id, time_ms, event, distinct_id, insert_id, time_pos, line) in enumerate(
+                zip(
+                    self.project_ids,
+                    self.times,
+                    self.events,
+                    self.distinct_ids,
+                    self.insert_ids,
+                    self.time_pos,
+                    self.lines,
+                    strict=True,
+                )
             )
         ]
 
@@ -152,12 +159,30 @@ class EventBatch:
                 _text_array(self.insert_ids),
                 _int_array(self.time_pos, "i", pa.int32()),
                 _string_array(self.lines),
-                _int_array(self.link_kinds, "b", pa.int8()),
-                _optional_text_array(self.link_sources),
-                _optional_text_array(self.link_targets),
+                *self._link_columns(),
             ],
             schema=INCOMING_SCHEMA,
         )
+
+    def _link_columns(self) -> list[pa.Array]:
+        """`link_kind`, `link_source`, `link_target`: built from the few linking rows."""
+        count = len(self.lines)
+        if not self.links:
+            return [
+                _int_array([0] * count, "b", pa.int8()),
+                pa.nulls(count, pa.string()),
+                pa.nulls(count, pa.string()),
+            ]
+        kinds = [identity.NO_LINK] * count
+        sources: list[str | None] = [None] * count
+        targets: list[str | None] = [None] * count
+        for row, (kind, source, target) in self.links.items():
+            kinds[row], sources[row], targets[row] = kind, source, target
+        return [
+            _int_array(kinds, "b", pa.int8()),
+            _optional_text_array(sources),
+            _optional_text_array(targets),
+        ]
 
 
 def _int_array(values: list[int], typecode: str, kind: pa.DataType) -> pa.Array:
@@ -297,15 +322,9 @@ def normalize_events(
         batch.distinct_ids.append(distinct_id)
         batch.insert_ids.append(insert_id)
         batch.time_pos.append(head[1])
+        if link is not None:
+            batch.links[len(batch.lines)] = link
         batch.lines.append(line)
-        if link is None:
-            batch.link_kinds.append(identity.NO_LINK)
-            batch.link_sources.append(None)
-            batch.link_targets.append(None)
-        else:
-            batch.link_kinds.append(link.kind)
-            batch.link_sources.append(link.source)
-            batch.link_targets.append(link.target)
     return batch
 
 
