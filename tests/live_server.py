@@ -21,6 +21,21 @@ from rawevents.storage import EventStore, open_registry, open_store
 
 START_TIMEOUT_S = 120
 
+# Whether the running test may start a server process. tests/conftest.py sets it for each test
+# from the `server` marker (which the server fixtures add), so a test that starts one without the
+# marker fails here rather than slowing down `scripts/check --quick`, which deselects them.
+SERVERS_ALLOWED = True
+
+
+def serve_command(*args: str) -> list[str]:
+    """The command line of `rawevents serve ARGS`, for a test marked `server`."""
+    if not SERVERS_ALLOWED:
+        raise RuntimeError(
+            "this test starts a server process: mark it @pytest.mark.server or use a server fixture"
+            " (SERVER_FIXTURES in tests/conftest.py), so that `scripts/check --quick` leaves it out"
+        )
+    return [sys.executable, "-m", "rawevents.cli", "serve", *args]
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -82,8 +97,7 @@ class LiveServer:
     def start(self) -> LiveServer:
         self.port = self.port or free_port()
         env = {**os.environ, **self.env, "RAWEVENTS_STORE": self.store}
-        command = [sys.executable, "-m", "rawevents.cli", "serve", "--data-dir", str(self.data_dir)]
-        command += ["--port", str(self.port), *self.args]
+        command = serve_command("--data-dir", str(self.data_dir), "--port", str(self.port), *self.args)
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
         # Generous: a chdb server starts the embedded ClickHouse engine (seconds on a busy machine).

@@ -9,9 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
-from tests.live_server import LiveServer, free_port
+from rawevents.storage.base import StoredEvent
+from rawevents.storage.duckdb_store import DuckDBStore
+from tests.live_server import LiveServer, free_port, serve_command
 from tests.stores import store_setting
 
 
@@ -33,7 +36,8 @@ def test_project_create_and_list_print_json(tmp_path: Path) -> None:
     )
     assert created.returncode == 0, created.stderr
     project = json.loads(created.stdout)
-    assert set(project) == {"project_id", "name", "token", "api_secret", "timezone"}
+    assert set(project) == {"project_id", "name", "token", "api_secret", "timezone", "id_merge"}
+    assert project["id_merge"] == "simplified"
     assert (project["name"], project["timezone"]) == ("shop", "Europe/Berlin")
     listed = json.loads(_cli("project", "list", "--data-dir", str(tmp_path)).stdout)
     public = {k: v for k, v in project.items() if k != "api_secret"}
@@ -42,6 +46,37 @@ def test_project_create_and_list_print_json(tmp_path: Path) -> None:
     shown = json.loads(_cli("project", "list", "--show-secrets", "--data-dir", str(tmp_path)).stdout)
     assert shown == [{**listed[0], "api_secret": None}]
     assert project["api_secret"] not in (tmp_path / "registry.sqlite3").read_bytes().decode("latin-1")
+
+
+def test_id_merge_is_chosen_at_creation_and_changes_only_without_events(tmp_path: Path) -> None:
+    data = ("--data-dir", str(tmp_path))
+    original = json.loads(_cli("project", "create", "--name", "o", "--id-merge", "original", *data).stdout)
+    assert original["id_merge"] == "original"
+    empty = json.loads(_cli("project", "create", "--name", "e", *data).stdout)
+    changed = _cli(
+        "project", "set-id-merge", "--project", str(empty["project_id"]), "--mode", "original", *data
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert json.loads(changed.stdout)["id_merge"] == "original"
+    store = DuckDBStore(tmp_path, background_compaction=False)
+    try:
+        store.submit_events(
+            [StoredEvent(original["project_id"], 1_700_000_000_000, "e", "u", "i1", 30, "{}\n")]
+        ).result()
+    finally:
+        store.close()
+    refused = _cli(
+        "project", "set-id-merge", "--project", str(original["project_id"]), "--mode", "simplified", *data
+    )
+    assert refused.returncode != 0
+    assert (
+        f"project {original['project_id']} has events: its identity mode can no longer change"
+        in refused.stderr
+    )
+    listed = {p["project_id"]: p["id_merge"] for p in json.loads(_cli("project", "list", *data).stdout)}
+    assert listed == {original["project_id"]: "original", empty["project_id"]: "original"}
+    bad = _cli("project", "create", "--name", "x", "--id-merge", "merged", *data)
+    assert bad.returncode == 2 and "'merged' is not one of 'simplified', 'original'" in bad.stderr
 
 
 def test_unknown_timezone_is_a_clear_error(tmp_path: Path) -> None:
@@ -65,6 +100,7 @@ def test_service_account_create(tmp_path: Path) -> None:
     assert "no project with id 999" in missing.stderr
 
 
+@pytest.mark.server
 def test_project_created_while_serving_is_usable_without_restart(tmp_path: Path, store_kind: str) -> None:
     # On every store, the registry the CLI writes (--store) is the one the server reads.
     server = LiveServer(tmp_path / "data", store=store_setting(store_kind)).start()
@@ -82,20 +118,11 @@ def test_project_created_while_serving_is_usable_without_restart(tmp_path: Path,
         server.stop()
 
 
+@pytest.mark.server
 def test_serve_demo_prints_a_ready_project(tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rawevents.cli",
-            "serve",
-            "--demo",
-            "--data-dir",
-            str(tmp_path),
-            "--port",
-            str(port),
-        ],
+        serve_command("--demo", "--data-dir", str(tmp_path), "--port", str(port)),
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.admin.helpers import cli, cli_json, event, export, import_events, live, set_profiles
 from tests.export.helpers import basic
@@ -14,6 +15,8 @@ from tests.export.helpers import basic
 DAY = "2024-05-01"
 T0 = 1714521600
 BATCH = 200
+
+pytestmark = pytest.mark.server  # every test here starts a server process
 
 
 def _insert_ids(body: bytes) -> list[str]:

@@ -8,7 +8,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from rawevents.auth import (
 from rawevents.storage.sqlite_registry import SqliteRegistry
 from tests.admin.helpers import cli, cli_json, event, live
 from tests.export.helpers import basic
-from tests.live_server import LiveServer, free_port
+from tests.live_server import LiveServer, free_port, serve_command
 
 EXPORT = "/api/2.0/export?from_date=2024-05-01&to_date=2024-05-01"
 
@@ -34,6 +33,7 @@ def _status(server: LiveServer, headers: dict[str, str], query: str = "") -> tup
     return response.status_code, "" if response.status_code == 200 else response.json()["error"]
 
 
+@pytest.mark.server
 def test_secrets_are_hashed_rotated_and_revoked_on_a_live_server(tmp_path: Path) -> None:
     data = str(tmp_path / "data")
     project = cli_json("project", "create", "--name", "p", "--data-dir", data)
@@ -161,6 +161,7 @@ CREATE TABLE service_account_grants (
 """
 
 
+@pytest.mark.server
 def test_a_version_1_registry_is_migrated_to_digests(tmp_path: Path) -> None:
     """A registry written by the first release (plaintext secrets) keeps working, hashed."""
     secret, sa_secret = "5ec7e7" * 5 + "ab", "service-account-secret-value-1"
@@ -190,6 +191,7 @@ def test_a_version_1_registry_is_migrated_to_digests(tmp_path: Path) -> None:
             "name": "old",
             "token": "tok1",
             "timezone": "UTC",
+            "id_merge": "simplified",  # registries from before identity merge get the default
             "retention_days": 0,
             "legacy_signature": False,
             "api_secret": None,
@@ -200,7 +202,7 @@ def test_a_version_1_registry_is_migrated_to_digests(tmp_path: Path) -> None:
 def _demo_lines(data_dir: Path) -> list[str]:
     """What `serve --demo` prints before it listens."""
     port = free_port()
-    command = [sys.executable, "-m", "rawevents.cli", "serve", "--demo", "--data-dir", str(data_dir)]
+    command = serve_command("--demo", "--data-dir", str(data_dir))
     lines: list[str] = []
     with subprocess.Popen(
         [*command, "--port", str(port)],
@@ -220,6 +222,7 @@ def _demo_lines(data_dir: Path) -> list[str]:
     return lines
 
 
+@pytest.mark.server
 def test_demo_prints_its_secret_once_then_says_how_to_rotate(tmp_path: Path) -> None:
     first = _demo_lines(tmp_path)
     created = json.loads(first[0].split(": ", 1)[1])

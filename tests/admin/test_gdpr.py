@@ -169,6 +169,7 @@ def test_retrieval_produces_a_downloadable_export(server: LiveServer) -> None:
     )
 
 
+@pytest.mark.server
 def test_deletion_can_be_cancelled_until_it_starts(tmp_path: Path) -> None:
     with live(tmp_path, RAWEVENTS_GDPR_DELETION_DELAY_SECONDS="3600") as server:
         project = server.create_project()

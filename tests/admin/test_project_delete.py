@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from rawevents.auth import INVALID_SECRET
 from rawevents.projects import Project
 from rawevents.storage.duckdb_store import DuckDBStore
@@ -22,6 +24,8 @@ from tests.live_server import LiveServer
 
 DAY = "2024-05-01"
 T0 = 1714521600
+
+pytestmark = pytest.mark.server  # every test here starts a server process
 
 
 def _seed(server: LiveServer, project: Project) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import orjson
+import pytest
 
 from rawevents import timeutil
 from rawevents.admin.tasks import retention_cutoff_ms
@@ -45,6 +46,7 @@ def _export_all(server: LiveServer, project: Project, today: dt.date) -> list[by
     return export(server, project.api_secret, first.isoformat(), today.isoformat()).splitlines(keepends=True)
 
 
+@pytest.mark.server
 def test_retention_apply_drops_exactly_the_expired_days(tmp_path: Path) -> None:
     data = str(tmp_path)
     with live(tmp_path) as server:
@@ -81,6 +83,7 @@ def test_retention_apply_drops_exactly_the_expired_days(tmp_path: Path) -> None:
         }
 
 
+@pytest.mark.server
 def test_the_server_applies_retention_periodically(tmp_path: Path) -> None:
     with live(tmp_path, RAWEVENTS_RETENTION_INTERVAL_SECONDS="1") as server:
         project = server.create_project("periodic", BERLIN)

@@ -11,6 +11,7 @@ from bench.run import main
 from rawevents.storage import duckdb_layout as layout
 
 
+@pytest.mark.server  # bench.live starts `rawevents serve`
 def test_bench_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = main(
         ["--events", "2000", "--reps", "1", "--ingest-reps", "1", "--clients", "2", "--out", str(tmp_path)]
@@ -30,6 +31,13 @@ def test_bench_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     ingest = next(s for s in report.sections if s.title.startswith("ingest"))
     assert [row.rows for row in ingest.rows[:2]] == [2000, 2000]  # every event acknowledged, both orders
     assert all("server CPU" in row.note for row in ingest.rows[:2])  # what bounds the figure
+    assert "identity case" not in report.facts  # it did not fail
+    identity = next(s for s in report.sections if s.title.startswith("identity: full export"))
+    assert [row.rows for row in identity.rows] == [2000] * 4  # HTTP and in process, both projects
+    assert not any("MISMATCH" in row.note for row in identity.rows)
+    assert "identity: resolution" not in report.facts  # every anonymous event of a linked device resolved
+    identity_ingest = next(s for s in report.sections if s.title.startswith("identity: ingest"))
+    assert [row.rows for row in identity_ingest.rows] == [2000, 2000]
     assert (tmp_path / "results-2000.md").exists()
     assert "| system |" in capsys.readouterr().out
 

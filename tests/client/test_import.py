@@ -113,6 +113,7 @@ def test_batches_respect_the_body_limit(server: LiveServer, tmp_path: Path) -> N
     assert (result.imported, result.failures) == (250, [])
 
 
+@pytest.mark.server
 def test_batches_adapt_to_a_server_with_lower_limits(tmp_path: Path) -> None:
     live = LiveServer(tmp_path / "data", env={"RAWEVENTS_MAX_BATCH_EVENTS": "50"}).start()
     try:

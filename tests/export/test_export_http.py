@@ -330,7 +330,9 @@ def test_legacy_signature_can_be_switched_off(tmp_path: Any) -> None:
     from rawevents.http.app import create_app
     from rawevents.settings import load_config
 
-    config = load_config({"RAWEVENTS_LEGACY_SIGNATURE_AUTH": "false"}, data_dir=str(tmp_path / "off"))
+    config = load_config(
+        {"RAWEVENTS_LEGACY_SIGNATURE_AUTH": "false"}, data_dir=str(tmp_path / "off"), ingest_processes=0
+    )
     opened = Services.open(config)
     try:
         project = opened.registry.create_project("p", "UTC")

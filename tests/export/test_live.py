@@ -328,6 +328,7 @@ def test_a_stalled_client_does_not_grow_server_memory(big: tuple[LiveServer, Pro
     assert stalled - before < 30_000_000  # well under the body: nothing is buffered
 
 
+@pytest.mark.server
 def test_rate_limits(tmp_path: Path, store_kind: str) -> None:
     env = {
         "RAWEVENTS_EXPORT_RATE_PER_HOUR": "3",
@@ -358,6 +359,7 @@ def test_rate_limits(tmp_path: Path, store_kind: str) -> None:
         live.stop()
 
 
+@pytest.mark.server
 def test_concurrency_limit(tmp_path: Path, store_kind: str) -> None:
     data_dir = tmp_path / "data"
     store = store_setting(store_kind)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from rawevents.errors import BadRequest
@@ -33,7 +33,6 @@ def pool() -> Iterator[ThreadPoolExecutor]:
         yield executor
 
 
-@settings(max_examples=50, deadline=None)
 @given(st.lists(st.binary(max_size=3000), max_size=12))
 def test_independent_blocks_frame_one_gzip_member(blocks: list[bytes]) -> None:
     framer = GzipFramer()

@@ -8,7 +8,7 @@ import itertools
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
@@ -104,7 +104,6 @@ ZONES = [
 dates = st.dates(min_value=dt.date(1971, 1, 1), max_value=dt.date(2099, 12, 30))
 
 
-@settings(max_examples=300, deadline=None)
 @given(zone=st.sampled_from(ZONES), first=dates, a=st.integers(0, 40), b=st.integers(0, 40))
 def test_adjacent_ranges_neither_overlap_nor_leave_gaps(zone: str, first: dt.date, a: int, b: int) -> None:
     tz = ZoneInfo(zone)
@@ -121,7 +120,6 @@ def test_adjacent_ranges_neither_overlap_nor_leave_gaps(zone: str, first: dt.dat
     assert _local_day(tz, right[0]) == middle + dt.timedelta(days=1) and _local_day(tz, right[1] - 1) == last
 
 
-@settings(max_examples=200, deadline=None)
 @given(zone=st.sampled_from(ZONES), first=dates, span=st.integers(0, 400))
 def test_offset_segments_tile_the_range_with_the_offset_in_force(
     zone: str, first: dt.date, span: int

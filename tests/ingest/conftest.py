@@ -74,7 +74,9 @@ class App:
 
 
 def make_app(data_dir: Path, **overrides: Any) -> Iterator[App]:
-    config = load_config({}, data_dir=str(data_dir), **overrides)
+    """The app over services of its own; without ingest worker processes unless `overrides` asks
+    for them (`ingest_processes=1`: tests of the worker path)."""
+    config = load_config({}, data_dir=str(data_dir), **{"ingest_processes": 0, **overrides})
     services = Services.open(config)
     asgi_app = create_app(config, services)
     asgi_app.state.services = services  # the ASGI transport does not run the lifespan

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from rawevents.eventline import assemble_line, line_head
@@ -386,7 +386,6 @@ _values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
 @given(
     event_name=st.text(min_size=1, max_size=10),
     props=st.dictionaries(st.text(max_size=8), _values, max_size=8),
@@ -402,7 +401,6 @@ def test_line_bytes_matches_assemble_line(event_name: str, props: dict[str, Any]
     assert props == before and list(props) == list(before)  # restored, distinct_id included
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     tz=st.sampled_from(["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "UTC"]),
     instants=st.lists(st.integers(0, 4_000_000_000_000), min_size=1, max_size=20),

@@ -732,7 +732,7 @@ _event_like = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     payload=st.lists(_event_like | _json_values, max_size=5) | _json_values,
     path=st.sampled_from(["/track", "/import", "/import?strict=1", "/engage?verbose=1", "/groups"]),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from rawevents.ingest import workers
@@ -159,7 +159,6 @@ def test_every_edge_number_in_every_place(limits: tuple[App, Project]) -> None:
             _check_profile(app, project, field, EDGE_VALUES, endpoint)
 
 
-@settings(max_examples=60, deadline=None)
 @given(field=st.sampled_from(EVENT_FIELDS), value=VALUE_TEXT, path=st.sampled_from(["strict", "lenient"]))
 def test_any_number_in_an_import_batch_fails_at_most_its_record(
     limits: tuple[App, Project], field: str, value: str, path: str
@@ -167,7 +166,6 @@ def test_any_number_in_an_import_batch_fails_at_most_its_record(
     _check_import(*limits, field, [value], path)
 
 
-@settings(max_examples=40, deadline=None)
 @given(field=st.sampled_from(EVENT_FIELDS), value=VALUE_TEXT)
 def test_any_number_in_a_track_batch_rejects_at_most_that_event(
     limits: tuple[App, Project], field: str, value: str
@@ -175,7 +173,6 @@ def test_any_number_in_a_track_batch_rejects_at_most_that_event(
     _check_track(*limits, field, [value])
 
 
-@settings(max_examples=60, deadline=None)
 @given(field=st.sampled_from(PROFILE_FIELDS), value=VALUE_TEXT, endpoint=st.sampled_from(ENDPOINTS))
 def test_any_number_in_a_profile_batch_fails_at_most_that_update(
     limits: tuple[App, Project], field: str, value: str, endpoint: str

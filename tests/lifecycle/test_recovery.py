@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import requests
 
 from rawevents.projects import Project
@@ -15,6 +16,8 @@ from tests.live_server import LiveServer
 
 BODIES = 40  # 80k events, a WAL of ~28 MB: larger than the engine memory limit below
 MEMORY_LIMIT = "16MB"
+
+pytestmark = pytest.mark.server  # every test here starts a server process
 
 
 def test_first_restart_after_kill9_with_a_large_wal_starts(tmp_path: Path) -> None:

@@ -8,19 +8,20 @@ import shutil
 import socket
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.import_load import GZIP_JSON, import_body
-from tests.live_server import LiveServer, free_port
+from tests.live_server import LiveServer, free_port, serve_command
+
+pytestmark = pytest.mark.server  # every test here starts `rawevents serve`
 
 
 def _serve(*args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> tuple[int, str]:
     result = subprocess.run(
-        [*prefix, sys.executable, "-m", "rawevents.cli", "serve", *args],
+        [*prefix, *serve_command(*args)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -157,7 +158,7 @@ def test_the_config_file_sets_the_server_and_the_environment_and_flags_override_
     config = tmp_path / "rawevents.toml"
     config.write_text(f'data_dir = "{tmp_path / "from-file"}"\nport = 1\ndemo = true\nmax_batch_events = 3\n')
     process = subprocess.Popen(
-        [sys.executable, "-m", "rawevents.cli", "serve", "--config", str(config), "--port", str(port)],
+        serve_command("--config", str(config), "--port", str(port)),
         env={**os.environ, "RAWEVENTS_MAX_BATCH_EVENTS": "2"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -17,6 +17,8 @@ from tests.live_server import LiveServer
 
 SHUTDOWN_TIMEOUT_S = 10
 
+pytestmark = pytest.mark.server  # every test here starts a server process
+
 
 def _server(tmp_path: Path) -> LiveServer:
     env = {"RAWEVENTS_INGEST_PROCESSES": "2", "RAWEVENTS_SHUTDOWN_TIMEOUT_S": str(SHUTDOWN_TIMEOUT_S)}

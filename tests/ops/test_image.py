@@ -126,6 +126,7 @@ def root() -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+@pytest.mark.server
 @pytest.mark.image
 def test_image_installs_starts_and_is_ready(root: Path) -> None:
     build, runtime = parse_dockerfile((REPO / "Dockerfile").read_text())

@@ -117,6 +117,7 @@ def test_every_dropped_batch_is_logged_with_reason_and_count(live: LiveServer) -
     assert "no-such-token" not in line
 
 
+@pytest.mark.server
 def test_access_log_can_be_turned_off(tmp_path_factory: pytest.TempPathFactory) -> None:
     env = {"RAWEVENTS_INGEST_PROCESSES": "0", "RAWEVENTS_ACCESS_LOG": "false"}
     server = LiveServer(tmp_path_factory.mktemp("quiet") / "data", env=env).start()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from rawevents.ingest.events import ip_distinct_id
 from tests.export.helpers import basic
-from tests.live_server import LiveServer, free_port
+from tests.live_server import LiveServer, free_port, serve_command
 
 NOW = int(time.time())
 DAY = time.strftime("%Y-%m-%d", time.gmtime(NOW))
@@ -123,6 +122,7 @@ def test_forwarded_for_from_anyone_else_is_ignored(tls: tuple[HttpsServer, Path]
     assert PROXIED_CLIENT not in server.log_text()
 
 
+@pytest.mark.server
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -138,8 +138,7 @@ def test_forwarded_for_from_anyone_else_is_ignored(tls: tuple[HttpsServer, Path]
     ],
 )
 def test_a_bad_tls_setup_fails_at_start_in_one_line(tmp_path: Path, flags: list[str], message: str) -> None:
-    command = [sys.executable, "-m", "rawevents.cli", "serve", "--data-dir", str(tmp_path / "data")]
-    command += ["--port", str(free_port()), *flags]
+    command = serve_command("--data-dir", str(tmp_path / "data"), "--port", str(free_port()), *flags)
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert result.stderr.strip() == message

@@ -18,7 +18,7 @@ from rawevents.settings import Config, load_config
 def config(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Config:
     """One store of each embedded kind per module (the same answers are expected from both)."""
     data_dir = tmp_path_factory.mktemp("query") / "data"
-    return load_config({}, data_dir=str(data_dir), store=request.param)
+    return load_config({}, data_dir=str(data_dir), store=request.param, ingest_processes=0)  # no /import
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -26,7 +25,7 @@ import requests
 
 from rawevents.projects import Project
 from tests.import_load import WORKER_BATCH, ImportLoad
-from tests.live_server import LiveServer
+from tests.live_server import LiveServer, serve_command
 from tests.reliability.harness import (
     SIZES,
     CutOff,
@@ -37,7 +36,7 @@ from tests.reliability.harness import (
     report,
 )
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.server]
 
 FIRST_TIME_S = 1_700_000_000  # 2023-11-14
 
@@ -130,9 +129,8 @@ def test_kill9_loses_nothing_acknowledged_and_duplicates_nothing(tmp_path: Path,
 
 def _kill_during_startup(live: LiveServer, after: float) -> None:
     """Start the server on the same data and kill -9 it `after` seconds later, ready or not."""
-    command = [sys.executable, "-m", "rawevents.cli", "serve", "--data-dir", str(live.data_dir)]
     process = subprocess.Popen(
-        [*command, "--port", str(live.port)],
+        serve_command("--data-dir", str(live.data_dir), "--port", str(live.port)),
         env={**os.environ, **live.env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

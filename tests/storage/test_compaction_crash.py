@@ -208,10 +208,12 @@ def _server_rounds(tmp_path: Path, rounds: int) -> None:
         live.stop()
 
 
+@pytest.mark.server
 def test_server_kill_9_while_compacting_keeps_every_acknowledged_event_once(tmp_path: Path) -> None:
     _server_rounds(tmp_path, rounds=2)
 
 
+@pytest.mark.server
 @pytest.mark.reliability_full
 def test_server_kill_9_while_compacting_many_rounds(tmp_path: Path) -> None:
     _server_rounds(tmp_path, rounds=12)

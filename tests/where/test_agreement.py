@@ -246,7 +246,7 @@ sensible = st.recursive(
 expressions = st.one_of(st.recursive(atoms, _extend, max_leaves=8), filters, sensible, sensible, sensible)
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(evs=events, wheres=st.lists(expressions, min_size=1, max_size=3), timezone=st.sampled_from(ZONES))
 def test_sql_agrees_with_reference(harness: Harness, evs: list[Ev], wheres: list[str], timezone: str) -> None:
     project, decoded = harness.load(evs, timezone)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from rawevents.where import parse
@@ -127,7 +127,6 @@ def test_numbers_and_booleans_are_bound() -> None:
 KEYS_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 
 
-@settings(max_examples=150, deadline=None)
 @given(
     key=KEYS_TEXT.filter(lambda k: k not in ("time", "$time", "$distinct_id", "$insert_id")), value=KEYS_TEXT
 )

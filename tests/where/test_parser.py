@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from rawevents.errors import BadRequest
@@ -228,7 +228,6 @@ TOKENS = [
 ]
 
 
-@settings(max_examples=400, deadline=None)
 @given(st.lists(st.sampled_from(TOKENS), max_size=14))
 def test_token_soup_is_parsed_or_rejected_cleanly(tokens: list[str]) -> None:
     text = " ".join(tokens)

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from rawevents.eventline import assemble_line
@@ -45,14 +45,12 @@ def py_value(expr: str, props: dict[str, Any], tz: str) -> Any:
     return value_of(expr, {"event": "e", "properties": props, "time_ms": 0, "local_time": 0}, tz)
 
 
-@settings(max_examples=300, deadline=None)
 @given(number=st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**63), 2**63 - 1))
 def test_number_text(con: duckdb.DuckDBPyConnection, number: float) -> None:
     expected = py_value('string(properties["n"])', {"n": number}, "UTC")
     assert sql_value(con, 'string(properties["n"])', "string", {"n": number}, "UTC") == expected
 
 
-@settings(max_examples=300, deadline=None)
 @given(
     text=st.one_of(
         st.from_regex(r"[+-]?[0-9]{0,20}(\.[0-9]{0,20})?([eE][+-]?[0-9]{1,3})?", fullmatch=True),
@@ -76,7 +74,6 @@ datetime_texts = st.builds(
 )
 
 
-@settings(max_examples=400, deadline=None)
 @given(text=datetime_texts, tz=st.sampled_from(ZONES))
 def test_datetime_parsing(con: duckdb.DuckDBPyConnection, text: str, tz: str) -> None:
     expected = py_value('datetime(properties["d"])', {"d": text}, tz)
@@ -84,7 +81,6 @@ def test_datetime_parsing(con: duckdb.DuckDBPyConnection, text: str, tz: str) ->
     assert (UNDEFINED if got is None else DateTime(got)) == expected, text
 
 
-@settings(max_examples=200, deadline=None)
 @given(ms=st.integers(-62_135_596_800_000, 253_402_300_799_999))
 def test_datetime_text(con: duckdb.DuckDBPyConnection, ms: int) -> None:
     expected = py_value('string(datetime(properties["n"]))', {"n": ms}, "UTC")
