@@ -233,6 +233,88 @@ def restore(source: str, config: Config) -> None:
     _print(commands.backup_restore(config, source))
 
 
+@cli.group()
+def pipeline() -> None:
+    """Deliver a project's events to object storage, continuously (docs/pipelines.md)."""
+
+
+@pipeline.command("create")
+@click.option("--project", "project_id", type=int, required=True, help="The project's id.")
+@click.option(
+    "--to", "to", required=True, help="file:///path, s3://bucket/prefix, gs://bucket/prefix or az://…"
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl.gz", "parquet"]),
+    default="jsonl.gz",
+    show_default=True,
+    help="Objects' format: the export's lines gzipped, or Parquet with typed columns.",
+)
+@click.option("--every", default="1h", show_default=True, help="Seconds between runs, or 15m, 1h, 1d.")
+@click.option("--from", "from_day", default=None, metavar="DAY", help="First day (YYYY-MM-DD); default all.")
+@click.option("--event", "events", multiple=True, help="Only this event (repeatable).")
+@click.option("--where", default=None, help="Segmentation expression filtering the events.")
+@click.option("--name", default=None, help="Name of the pipeline (default: from project and destination).")
+@_server_config
+def pipeline_create(
+    project_id: int,
+    to: str,
+    fmt: str,
+    every: str,
+    from_day: str | None,
+    events: tuple[str, ...],
+    where: str | None,
+    name: str | None,
+    config: Config,
+) -> None:
+    """Create a pipeline (the server runs it) and print it as JSON."""
+    from rawevents.pipelines import commands as pipelines
+
+    with commands.registry_of(config) as registry:
+        _print(
+            pipelines.create(
+                registry,
+                project_id,
+                to,
+                fmt=fmt,
+                every=every,
+                from_day=from_day,
+                events=events,
+                where=where,
+                name=name,
+            )
+        )
+
+
+@pipeline.command("list")
+@click.option("--project", "project_id", type=int, default=None, help="Only this project's pipelines.")
+@_server_config
+def pipeline_list(project_id: int | None, config: Config) -> None:
+    """Print every pipeline as a JSON array."""
+    from rawevents.pipelines import commands as pipelines
+
+    with commands.registry_of(config) as registry:
+        _print(pipelines.listing(registry, project_id))
+
+
+def _pipeline_action(action: str, doc: str) -> None:
+    @pipeline.command(action, help=doc)
+    @click.argument("name")
+    @_server_config
+    def command(name: str, config: Config) -> None:
+        from rawevents.pipelines import commands as pipelines
+
+        with commands.registry_of(config) as registry:
+            _print(getattr(pipelines, action)(registry, name))
+
+
+_pipeline_action("status", "Print a pipeline, its run in progress and its latest runs as JSON.")
+_pipeline_action("pause", "Start no run until resumed (a run in progress waits too).")
+_pipeline_action("resume", "Start runs again.")
+_pipeline_action("delete", "Forget a pipeline (the objects it wrote stay).")
+
+
 def _print(payload: object) -> None:
     click.echo(json.dumps(payload))
 

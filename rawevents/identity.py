@@ -21,7 +21,7 @@ event is rewritten. This module holds the rules only; the stores hold the rows.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -219,7 +219,3 @@ def line_fragments(distinct_id: str, canonical_id: str) -> tuple[str, str]:
     stored = ',"distinct_id":' + sent
     resolved = ',"distinct_id":' + orjson.dumps(canonical_id).decode() + f',"{BEFORE_IDENTITY}":' + sent
     return stored, resolved
-
-
-def resolve(rows: Mapping[str, str], distinct_id: str) -> str:
-    return rows.get(distinct_id, distinct_id)

@@ -160,7 +160,51 @@ class Metrics:
             ["handler", "code"],
             registry=registry,
         )
+        # -- data pipelines (rawevents.pipelines), labelled by pipeline name
+        self.pipeline_runs = Counter(
+            "rawevents_pipeline_runs",
+            "Pipeline run attempts ended, by pipeline and outcome (committed, failed).",
+            ["pipeline", "outcome"],
+            registry=registry,
+        )
+        self.pipeline_rows = Counter(
+            "rawevents_pipeline_rows",
+            "Events written by committed pipeline runs.",
+            ["pipeline"],
+            registry=registry,
+        )
+        self.pipeline_objects = Counter(
+            "rawevents_pipeline_objects",
+            "Objects written by committed pipeline runs.",
+            ["pipeline"],
+            registry=registry,
+        )
+        self.pipeline_bytes = Counter(
+            "rawevents_pipeline_bytes",
+            "Bytes of the objects written by committed pipeline runs.",
+            ["pipeline"],
+            registry=registry,
+        )
+        self.pipeline_lag_seconds = Gauge(
+            "rawevents_pipeline_lag_seconds",
+            "Seconds since the slice a pipeline last delivered was pinned, while newer events wait"
+            " (0 when it is up to date).",
+            ["pipeline"],
+            registry=registry,
+        )
         self._zero_series()
+
+    # -- data pipelines (rawevents.pipelines.runner.PipelineObserver) ---------------------------
+
+    def pipeline_run(self, name: str, outcome: str, rows: int, objects: int, size: int) -> None:
+        self.pipeline_runs.labels(name, outcome).inc()
+        if outcome == "committed":
+            self.pipeline_rows.labels(name).inc(rows)
+            self.pipeline_objects.labels(name).inc(objects)
+            self.pipeline_bytes.labels(name).inc(size)
+
+    def pipeline_lag(self, name: str, seconds: float) -> None:
+        self.pipeline_lag_seconds.labels(name).set(seconds)
 
     def _zero_series(self) -> None:
         for endpoint in INGEST_ENDPOINTS:

@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rawevents.errors import BadRequest
+from rawevents.pipelines.model import Pipeline, PipelineSpec, RunState
 
 DAY_MS = 24 * 3600 * 1000
 # The registry columns a credential sent with a request is looked up by (a project's token, the
@@ -208,6 +209,43 @@ class ProjectRegistry(Protocol):
 
     def runner_alive(self, within_ms: int) -> bool:
         """Whether some task runner beat within the last `within_ms`."""
+
+    # -- data pipelines (rawevents.pipelines; docs/pipelines.md) ---------------------------------
+
+    def create_pipeline(self, spec: PipelineSpec) -> Pipeline:
+        """A new active pipeline; BadRequest when the name is taken."""
+
+    def pipelines(self, project_id: int | None = None) -> list[Pipeline]: ...
+
+    def pipeline(self, name: str) -> Pipeline | None: ...
+
+    def require_pipeline(self, name: str) -> Pipeline:
+        """The pipeline, or NotFound."""
+
+    def set_pipeline_status(self, name: str, status: str) -> Pipeline: ...
+
+    def delete_pipeline(self, name: str) -> Pipeline:
+        """Remove the pipeline, its runs and its pending deletions (its objects stay)."""
+
+    def save_pipeline_state(self, name: str, state: RunState, run: dict[str, Any] | None = None) -> None:
+        """The runner's new state and, with it, the row of a run attempt that ended."""
+
+    def pipeline_runs(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest run attempts, newest first."""
+
+    def add_pipeline_deletion(self, name: str, deletion_id: str, record: dict[str, Any]) -> None:
+        """A deletion the pipeline must carry to its destination (idempotent per id)."""
+
+    def pipeline_deletions(self, name: str) -> list[dict[str, Any]]:
+        """The deletions not carried out yet, oldest first."""
+
+    def finish_pipeline_deletion(self, name: str, deletion_id: str) -> None: ...
+
+    def claim_pipeline(self, name: str, ttl_ms: int) -> bool:
+        """Hold the pipeline for `ttl_ms` (renewed by claiming again); False while another
+        process holds it, so hosts sharing a registry run each step once between them."""
+
+    def release_pipeline(self, name: str) -> None: ...
 
     # -- backup and lifetime --------------------------------------------------------------------
 

@@ -221,6 +221,15 @@ SETTINGS: tuple[Setting, ...] = (
         _int(0, 19),
     ),
     Setting(
+        "query_max_cells",
+        1_000_000,
+        "RAWEVENTS_QUERY_MAX_CELLS",
+        "Most cells (`limit` x buckets) one segmentation answer may hold; more is a 400 naming a smaller"
+        " `limit`, a coarser `unit` or a shorter range. Query answers also stay within one export's"
+        " share of `export_memory_budget_mb`.",
+        _int(1),
+    ),
+    Setting(
         "legacy_signature_auth",
         True,
         "RAWEVENTS_LEGACY_SIGNATURE_AUTH",
@@ -277,6 +286,29 @@ SETTINGS: tuple[Setting, ...] = (
         "RAWEVENTS_GDPR_DELETION_DELAY_SECONDS",
         "How long a GDPR deletion waits (PENDING, cancellable) before it runs.",
         _int(),
+    ),
+    Setting(
+        "gdpr_retrieval_expiry_seconds",
+        259_200,
+        "RAWEVENTS_GDPR_RETRIEVAL_EXPIRY_SECONDS",
+        "How long a GDPR retrieval's zip is kept after it is written (3 days); then it is deleted, the"
+        " task's `results` link is empty and its download a 404. 0 keeps zips until their project is"
+        " deleted.",
+        _int(),
+    ),
+    Setting(
+        "pipeline_retry_max_seconds",
+        60,
+        "RAWEVENTS_PIPELINE_RETRY_MAX_SECONDS",
+        "Longest wait before a failed data-pipeline run is tried again (waits start at 1 s and double).",
+        _int(1),
+    ),
+    Setting(
+        "pipeline_object_rows",
+        1_000_000,
+        "RAWEVENTS_PIPELINE_OBJECT_ROWS",
+        "Most events in one data-pipeline object; a run's day with more is cut into several objects.",
+        _int(1),
     ),
     Setting(
         "log_level",
@@ -353,6 +385,7 @@ class Config:
     export_memory_budget_mb: int = field(default=SETTINGS_BY_NAME["export_memory_budget_mb"].default)
     export_idle_timeout_seconds: int = field(default=SETTINGS_BY_NAME["export_idle_timeout_seconds"].default)
     export_nice: int = field(default=SETTINGS_BY_NAME["export_nice"].default)
+    query_max_cells: int = field(default=SETTINGS_BY_NAME["query_max_cells"].default)
     legacy_signature_auth: bool = field(default=SETTINGS_BY_NAME["legacy_signature_auth"].default)
     ingest_processes: int = field(default=SETTINGS_BY_NAME["ingest_processes"].default)
     engine_memory_limit: str = field(default=SETTINGS_BY_NAME["engine_memory_limit"].default)
@@ -361,6 +394,11 @@ class Config:
     demo: bool = field(default=SETTINGS_BY_NAME["demo"].default)
     retention_interval_seconds: int = field(default=SETTINGS_BY_NAME["retention_interval_seconds"].default)
     gdpr_deletion_delay_seconds: int = field(default=SETTINGS_BY_NAME["gdpr_deletion_delay_seconds"].default)
+    gdpr_retrieval_expiry_seconds: int = field(
+        default=SETTINGS_BY_NAME["gdpr_retrieval_expiry_seconds"].default
+    )
+    pipeline_retry_max_seconds: int = field(default=SETTINGS_BY_NAME["pipeline_retry_max_seconds"].default)
+    pipeline_object_rows: int = field(default=SETTINGS_BY_NAME["pipeline_object_rows"].default)
     log_level: str = field(default=SETTINGS_BY_NAME["log_level"].default)
     shutdown_timeout_s: int = field(default=SETTINGS_BY_NAME["shutdown_timeout_s"].default)
     ingest_job_timeout_s: int = field(default=SETTINGS_BY_NAME["ingest_job_timeout_s"].default)

@@ -33,6 +33,9 @@ def _registry(config: Config) -> Iterator[ProjectRegistry]:
         registry.close()
 
 
+registry_of = _registry  # the configured registry, closed after use (rawevents.cli's pipeline commands)
+
+
 def project_create(
     config: Config, name: str, timezone: str, legacy_signature: bool, id_merge: str = "simplified"
 ) -> Any:

@@ -1,7 +1,8 @@
 """The server's task runner: one thread, started and stopped by the app's lifespan.
 
 It claims due tasks from the registry (created by GDPR requests or handed over by the CLI),
-applies retention every `retention_interval_seconds`, and beats a heartbeat into the registry so
+applies retention every `retention_interval_seconds`, deletes GDPR retrieval zips older than
+`gdpr_retrieval_expiry_seconds`, and beats a heartbeat into the registry so
 the CLI knows a server will run what it hands over.
 """
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
 HEARTBEAT_FRESH_MS = 5000  # the CLI trusts a heartbeat this recent
 STOP_WAIT_SECONDS = 30.0
+EXPIRY_SWEEP_SECONDS = 60.0  # how often expired GDPR retrieval zips are looked for
 
 
 class TaskRunner:
@@ -35,10 +37,12 @@ class TaskRunner:
         data_dir: Path,
         *,
         retention_interval_s: float,
+        retrieval_expiry_s: float = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._ctx = tasks.TaskContext(registry, store, data_dir)
         self._retention_interval = retention_interval_s
+        self._retrieval_expiry = retrieval_expiry_s
         self._clock = clock
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -76,12 +80,15 @@ class TaskRunner:
                 log.exception("task runner heartbeat failed")
 
     def _loop(self) -> None:
-        next_retention = self._clock()
+        next_retention = next_expiry = self._clock()
         while not self._stopping.is_set():
             try:
                 if self._retention_interval > 0 and self._clock() >= next_retention:
                     tasks.apply_retention(self._ctx, int(self._clock() * 1000))
                     next_retention = self._clock() + self._retention_interval
+                if self._retrieval_expiry > 0 and self._clock() >= next_expiry:
+                    tasks.expire_retrievals(self._ctx.data_dir, self._retrieval_expiry, self._clock())
+                    next_expiry = self._clock() + min(EXPIRY_SWEEP_SECONDS, self._retrieval_expiry)
                 while not self._stopping.is_set() and (task := self._ctx.registry.claim_task()):
                     tasks.execute(self._ctx, task)
             except Exception:

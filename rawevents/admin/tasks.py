@@ -19,6 +19,7 @@ import orjson
 
 from rawevents import timeutil
 from rawevents.admin import backup
+from rawevents.pipelines import deletions as pipeline_deletions
 from rawevents.projects import FAILURE, SUCCESS, Project, ProjectRegistry, Task
 
 if TYPE_CHECKING:  # the engine (pyarrow, duckdb) loads only when a store is opened
@@ -49,7 +50,14 @@ Executor = Callable[[TaskContext, Task], str]
 
 def _deletion(ctx: TaskContext, task: Task) -> str:
     assert task.project_id is not None
-    deleted = ctx.store.delete_users(task.project_id, task.payload["distinct_ids"])
+    ids, project_id = task.payload["distinct_ids"], task.project_id
+    # What the project's pipelines must delete from their destinations, read before the store
+    # forgets it (None, and nothing read, without pipelines): rawevents.pipelines.deletions.
+    found = pipeline_deletions.users_to_delete(
+        ctx.registry, project_id, ids, lambda: ctx.store.user_events(project_id, ids)
+    )
+    deleted = ctx.store.delete_users(task.project_id, ids)
+    pipeline_deletions.note_gdpr_deletion(ctx.registry, task.project_id, task.task_id, ids, found)
     return json.dumps({"events": deleted.events, "profiles": deleted.profiles})
 
 
@@ -77,6 +85,25 @@ def _retrieval(ctx: TaskContext, task: Task) -> str:
     return path.name
 
 
+def expire_retrievals(data_dir: Path, expiry_s: float, now_s: float) -> int:
+    """Delete retrieval zips (and partial ones a crash left) written over `expiry_s` seconds ago;
+    how many. `expiry_s` 0 keeps them (until their project is deleted)."""
+    folder = data_dir / RETRIEVALS_DIR
+    if expiry_s <= 0 or not folder.is_dir():
+        return 0
+    removed = 0
+    for path in folder.iterdir():
+        try:
+            if path.suffix in (".zip", ".tmp") and path.stat().st_mtime <= now_s - expiry_s:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    if removed:
+        log.info("deleted %d expired GDPR retrieval file(s)", removed)
+    return removed
+
+
 def retention_cutoff_ms(project: Project, now_ms: int) -> int:
     """Start of the oldest kept day: events of the project's last `retention_days` calendar days
     before today, and today's, are kept; whole earlier days are dropped."""
@@ -91,9 +118,11 @@ def apply_retention(ctx: TaskContext, now_ms: int, project_id: int | None = None
     for project in ctx.registry.list_projects():
         if project.retention_days <= 0 or project_id not in (None, project.project_id):
             continue
-        count = ctx.store.drop_events_before(project.project_id, retention_cutoff_ms(project, now_ms))
+        cutoff_ms = retention_cutoff_ms(project, now_ms)
+        count = ctx.store.drop_events_before(project.project_id, cutoff_ms)
         dropped[str(project.project_id)] = count
         if count:
+            pipeline_deletions.note_retention(ctx.registry, project, cutoff_ms)
             log.info("retention dropped %d events of project %d", count, project.project_id)
     return dropped
 
@@ -111,8 +140,10 @@ def _backup(ctx: TaskContext, task: Task) -> str:
 def _purge_project(ctx: TaskContext, task: Task) -> str:
     assert task.project_id is not None
     deleted = ctx.store.delete_project(task.project_id)
+    pipeline_deletions.note_project_deletion(ctx.registry, task.project_id, task.task_id)
     for old in ctx.registry.forget_project_tasks(task.project_id, keep=task.task_id):
         retrieval_path(ctx.data_dir, old.task_id).unlink(missing_ok=True)
+        retrieval_path(ctx.data_dir, old.task_id).with_suffix(".tmp").unlink(missing_ok=True)
     return json.dumps({"events": deleted.events, "profiles": deleted.profiles})
 
 

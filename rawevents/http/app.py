@@ -14,8 +14,18 @@ from starlette.routing import BaseRoute, Route
 
 from rawevents.admin.runner import TaskRunner
 from rawevents.errors import BadRequest
-from rawevents.http import explore_routes, export_routes, gdpr_routes, ingest_routes, ops_routes, query_routes
+from rawevents.http import (
+    explore_routes,
+    export_routes,
+    gdpr_routes,
+    ingest_routes,
+    ops_routes,
+    pipeline_routes,
+    query_routes,
+)
+from rawevents.http.headers import App
 from rawevents.http.responses import json_response, query_api_error
+from rawevents.pipelines.runner import PipelineRunner
 from rawevents.service import Services
 from rawevents.settings import Config
 
@@ -43,11 +53,24 @@ def create_app(config: Config, services: Services | None = None) -> Starlette:
             app.state.services.store,
             Path(app.state.services.config.data_dir),
             retention_interval_s=app.state.services.config.retention_interval_seconds,
+            retrieval_expiry_s=app.state.services.config.gdpr_retrieval_expiry_seconds,
         )
         app.state.task_runner = runner.start()
+        # Data pipelines (docs/pipelines.md) on a thread of their own, below ingestion's priority.
+        pipelines = PipelineRunner(
+            app.state.services.registry,
+            app.state.services.store,
+            Path(app.state.services.config.data_dir),
+            observer=app.state.services.metrics,
+            nice=app.state.services.config.export_nice,
+            retry_max_s=app.state.services.config.pipeline_retry_max_seconds,
+            object_rows=app.state.services.config.pipeline_object_rows,
+        )
+        app.state.pipeline_runner = pipelines.start()
         try:
             yield
         finally:
+            pipelines.stop()
             runner.stop()
             if owned:
                 app.state.services.close()
@@ -59,5 +82,7 @@ def create_app(config: Config, services: Services | None = None) -> Starlette:
     routes += ops_routes.routes()
     routes += gdpr_routes.routes()
     routes += explore_routes.routes()
+    routes += pipeline_routes.routes()
     routes.append(Route("/api/{rest:path}", unknown_api, methods=["GET", "POST", "HEAD", "DELETE"]))
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(ops_routes.ResponseMetrics)])
+    # headers.App: `X-Content-Type-Options: nosniff` on every answer, error pages included.
+    return App(routes=routes, lifespan=lifespan, middleware=[Middleware(ops_routes.ResponseMetrics)])

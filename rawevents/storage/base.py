@@ -319,7 +319,8 @@ class EventStore(Protocol):
     # Writes are serialised with ingestion commits and durable when they return.
 
     def delete_users(self, project_id: int, distinct_ids: Sequence[str]) -> DeletedRows:
-        """Delete every event whose distinct_id is listed and the users' profiles (not groups')."""
+        """Delete every event of the listed users' identity clusters, their user profiles (not
+        groups') and the clusters' identity rows."""
 
     def drop_events_before(self, project_id: int, cutoff_ms: int) -> int:
         """Delete the project's events with time_ms < cutoff_ms; returns how many."""
@@ -328,12 +329,13 @@ class EventStore(Protocol):
         """Delete every event and profile of the project."""
 
     def user_events(self, project_id: int, distinct_ids: Sequence[str]) -> Iterator[bytes | memoryview]:
-        """The users' events as export lines, in (time, ingestion order)."""
+        """The events of the users' identity clusters as resolved export lines, in (time,
+        ingestion order)."""
 
     def user_profiles(
         self, project_id: int, distinct_ids: Sequence[str]
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The users' profiles as (distinct_id, properties), ordered by id."""
+        """The profiles of the users' identity clusters as (distinct_id, properties), by id."""
 
     def backup(self, target: Path) -> BackupInfo:
         """Write a consistent snapshot of the whole store into the new directory `target`, while

@@ -62,6 +62,7 @@ from rawevents.projects import (
     validate_timezone,
 )
 from rawevents.storage.clickhouse_conn import Connection, Engine, Params
+from rawevents.storage.clickhouse_pipelines import PIPELINE_SCHEMA, ClickHousePipelines
 from rawevents.storage.sqlite_registry import StoredCredentials
 
 CACHE_SECONDS = 2.0  # the bound on how long another host's change takes to reach this one
@@ -172,8 +173,9 @@ _LIVE_RUNNERS = (
 )
 
 
-class ClickHouseRegistry:
-    """The registry over a ClickHouse engine; thread-safe (a pool of connections)."""
+class ClickHouseRegistry(ClickHousePipelines):
+    """The registry over a ClickHouse engine; thread-safe (a pool of connections). Data
+    pipelines' tables: the ClickHousePipelines mixin."""
 
     def __init__(
         self,
@@ -192,7 +194,7 @@ class ClickHouseRegistry:
         self._lock = threading.Lock()
         self._cache: TTLCache[tuple[object, ...], Any] = TTLCache(CACHE_ENTRIES, cache_seconds, timer=clock)
         with self._connection() as con:
-            for statement in SCHEMA:
+            for statement in (*SCHEMA, *PIPELINE_SCHEMA):
                 con.command(statement.format(**_table_engines(engine.cluster)))
 
     # -- connections and the cache --------------------------------------------------------------

@@ -159,7 +159,7 @@ class _Reader:
             after = (page.column(1)[-1].as_py(), page.column(2)[-1].as_py())
             self._bounds.observer.rows_exported(page.num_rows)
             if self._resolver is not None:
-                yield self._resolver.page_bytes(plain_strings(lines), page.column(3), page.column(4))
+                yield self._resolver.page_bytes(plain_strings(lines), page.column(3))
             else:
                 for chunk in lines.chunks:
                     yield string_column_bytes(chunk)
@@ -209,13 +209,11 @@ def export_query(
     """One page of a window: rows in [start, end) after the (time_ms, seq) key `after`, from one
     run in storage order (`run_batch`), or from both areas sorted (None). With `resolve`, ids are
     resolved through the identity rows; the join does not keep storage order, so a run's page is
-    sorted too. `with_ids`: the stored `distinct_id` and the byte offset of its key in the line as
-    fourth and fifth columns."""
+    sorted too. `with_ids`: the stored `distinct_id` as a fourth column."""
     start, end, offset_ms = window
     if after is not None:
         start = max(start, after[0])
-    column, column_params = _line_column(plan, offset_ms)
-    params = list(column_params)
+    column, params = _line_column(plan, offset_ms)
     conditions = ["project_id = ?", "time_ms >= ?", "time_ms < ?"]
     params += [plan.project_id, start, end]
     if run_batch is not None:
@@ -237,11 +235,7 @@ def export_query(
             duckdb_identity.resolved(source, run_batch=run_batch is not None),
             " ORDER BY time_ms, seq",
         )
-    ids = ""
-    if with_ids:
-        at, at_params = _distinct_id_at(plan, offset_ms)
-        ids = f", distinct_id, {at} AS distinct_id_at"
-        params[len(column_params) : len(column_params)] = at_params
+    ids = ", distinct_id" if with_ids else ""
     sql = f"SELECT {column} AS line, time_ms, seq{ids} FROM {source} WHERE {' AND '.join(conditions)}{order}"
     if limit is not None:
         sql += " LIMIT ?"
@@ -268,12 +262,6 @@ _SHOWN_TIME = "CAST((time_ms + ?) // ? AS VARCHAR)"
 
 def _shown_time_params(plan: ExportPlan, offset_ms: int) -> list[Any]:
     return [0 if plan.time_utc else offset_ms, 1 if plan.time_in_ms else 1000]
-
-
-def _distinct_id_at(plan: ExportPlan, offset_ms: int) -> tuple[str, list[Any]]:
-    """The byte offset of `,"distinct_id":` in the exported line: right after the digits of `time`
-    (the line's head up to them is `time_pos` characters)."""
-    return f"strlen(line[:time_pos]) + strlen({_SHOWN_TIME})", _shown_time_params(plan, offset_ms)
 
 
 def position_conditions(plan: ExportPlan, params: list[Any]) -> list[str]:

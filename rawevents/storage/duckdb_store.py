@@ -527,10 +527,11 @@ class DuckDBStore:
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         con = self._db.cursor()
         try:
+            ids = duckdb_identity.cluster_members(con, project_id, distinct_ids)
             result = con.execute(
                 "SELECT profile_id, properties FROM profiles WHERE project_id = ? AND kind = 'user'"
                 " AND list_contains(?, profile_id) ORDER BY profile_id",
-                [project_id, list(distinct_ids)],
+                [project_id, ids],
             )
             while batch := result.fetchmany(1000):
                 for profile_id, properties in batch:

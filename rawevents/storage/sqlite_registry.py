@@ -39,6 +39,7 @@ from rawevents.projects import (
     validate_timezone,
 )
 from rawevents.projects import now_ms as _now_ms
+from rawevents.storage.sqlite_pipelines import SqlitePipelines
 
 REGISTRY_FILE = "registry.sqlite3"
 
@@ -100,14 +101,16 @@ CREATE TABLE IF NOT EXISTS runner (
 """
 
 
-class SqliteRegistry:
-    """Thread-safe access to the registry file; one SQLite connection per thread."""
+class SqliteRegistry(SqlitePipelines):
+    """Thread-safe access to the registry file; one SQLite connection per thread (data
+    pipelines' tables: the SqlitePipelines mixin)."""
 
     def __init__(self, data_dir: str | Path) -> None:
         self.path = Path(data_dir) / REGISTRY_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         _migrate(self._conn())
+        self._create_pipeline_tables()
         # It holds secret digests and GDPR requests: owner-only, like an SSH key.
         for path in (
             self.path,

@@ -20,7 +20,8 @@ from rawevents.auth import ServiceAccountUnauthorized, authenticate_query
 from rawevents.errors import BadRequest, Unauthorized, Unsupported
 from rawevents.projects import PENDING, REVOKED, STARTED, digest
 from rawevents.storage.clickhouse_conn import ChdbEngine, HttpEngine, ServerAddress
-from rawevents.storage.clickhouse_registry import CACHE_SECONDS, ClickHouseRegistry
+from rawevents.storage.clickhouse_pipelines import PIPELINE_SCHEMA
+from rawevents.storage.clickhouse_registry import CACHE_SECONDS, SCHEMA, ClickHouseRegistry
 from rawevents.storage.sqlite_registry import SqliteRegistry
 
 
@@ -221,7 +222,8 @@ def test_a_token_lookup_over_http_is_one_parameterised_query_then_cached() -> No
     engine = HttpEngine(ServerAddress.parse(URL), transport=httpx.MockTransport(server))
     registry = ClickHouseRegistry(engine, owns_engine=True, clock=clock)
     ddl = [r.content.decode() for r in sent]
-    assert len(ddl) == 7 and all("ON CLUSTER main" in statement for statement in ddl)
+    expected = len(SCHEMA) + len(PIPELINE_SCHEMA)  # 7 + the data pipelines' 6
+    assert len(ddl) == expected and all("ON CLUSTER main" in statement for statement in ddl)
     assert (
         "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/rawevents_registry/{database}/{table}',"
         " '{replica}', version) ORDER BY project_id" in ddl[0]
