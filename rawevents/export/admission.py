@@ -9,6 +9,8 @@ a client can act on:
   to `export_queue_seconds` for a slot (a short burst queues instead of failing), then gets a 503
   with Retry-After; at most `QUEUE_FACTOR` x that many wait, later ones get the 503 at once;
 - per project, the rate limits of ExportRateLimiter (429 with Retry-After, Mixpanel's limits);
+- the query endpoints (rawevents.http.query_routes) take the same slots and wait (admit_query),
+  so a heavy query and an export are counted alike against the one memory budget;
 - `export_memory_budget_mb` is shared by the running exports: each gets an equal share for its
   engine windows and its buffered output (rawevents.budget.ExportBudget), so the total is bounded whatever the
   number of requests or the speed of their readers.
@@ -69,6 +71,13 @@ class ExportAdmission:
             self._free_slot()
 
         return ExportLease(release)
+
+    async def admit_query(self) -> ExportLease:
+        """A slot for one query-endpoint answer (segmentation, property values, event pages,
+        profiles): the exports' slots and wait, without the per-project export rate limits
+        (Mixpanel counts the Query API apart from the export)."""
+        await self._take_slot()
+        return ExportLease(self._free_slot)
 
     async def _take_slot(self) -> None:
         if not self.max_running or (self.running < self.max_running and not self.waiting):

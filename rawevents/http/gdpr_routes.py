@@ -130,8 +130,10 @@ def _deletion_result(task: Task) -> dict[str, Any]:
 
 
 def _retrieval_result(request: Request, task: Task) -> dict[str, Any]:
+    """`results` is the download link while the zip is kept (gdpr_retrieval_expiry_seconds)."""
     link = ""
-    if task.status == SUCCESS:
+    data_dir = Path(request.app.state.services.config.data_dir)
+    if task.status == SUCCESS and tasks.retrieval_path(data_dir, task.task_id).exists():
         path = f"{RETRIEVALS}/{task.task_id}/download"
         link = (
             f"{str(request.base_url).rstrip('/')}{path}?{urlencode({'token': request.query_params['token']})}"
@@ -221,7 +223,12 @@ async def retrieval_download(request: Request, caller: GdprCaller) -> Response:
     services: Services = request.app.state.services
     task = await run_in_threadpool(_owned_task, request, caller, tasks.RETRIEVAL)
     path = tasks.retrieval_path(Path(services.config.data_dir), task.task_id)
-    if task.status != SUCCESS or not path.exists():
+    if task.status == SUCCESS and not path.exists():
+        raise NotFound(
+            f"retrieval task {task.task_id}'s result has expired (zips are kept"
+            f" {services.config.gdpr_retrieval_expiry_seconds} s): create a new retrieval"
+        )
+    if task.status != SUCCESS:
         raise NotFound(f"retrieval task {task.task_id} has no result to download (status {task.status})")
     return FileResponse(path, media_type="application/zip", filename=f"retrieval-{task.task_id}.zip")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,30 +15,50 @@ from starlette.routing import BaseRoute, Route
 
 from rawevents.errors import RawEventsError
 from rawevents.export import mappings, metadata
-from rawevents.http.export_routes import authenticate, request_params
-from rawevents.http.responses import json_response, query_api_error
+from rawevents.export.ratelimit import ExportLease
+from rawevents.http.export_routes import admission, authenticate, request_params
+from rawevents.http.responses import query_api_error
 from rawevents.projects import Project
-from rawevents.query import events_page, properties, segmentation
+from rawevents.query import cost, events_page, properties, segmentation
+from rawevents.query.cost import QueryLimits, RawJson
 from rawevents.service import Services
 
 Answer = Callable[[Services, Project, dict[str, str]], Any]
 
 
 def _endpoint(answer: Answer) -> Callable[[Request], Awaitable[Response]]:
+    """Parameters and auth, then a slot of the export admission (queries and exports share the
+    slots, the wait and the memory budget: a 503 + Retry-After when none frees in time), then the
+    answer off the event loop, refused with a 400 when its body is over the answer cap."""
+    light = answer in _LIGHT
+
     async def endpoint(request: Request) -> Response:
         services: Services = request.app.state.services
+        lease: ExportLease | None = None
         try:
             params = await request_params(request)
             project = authenticate(request, services, params)
+            if not light:
+                lease = await admission(request).admit_query()
             # Storage reads block: keep them off the event loop.
-            payload = await run_in_threadpool(answer, services, project, params)
+            body = await run_in_threadpool(_body, answer, services, project, params)
         except RawEventsError as error:
             return query_api_error(request, error)
-        if isinstance(payload, events_page.RawJson):
-            return Response(payload.body, media_type="application/json")
-        return json_response(payload)
+        finally:
+            if lease is not None:
+                lease.release()
+        return Response(body, media_type="application/json")
 
     return endpoint
+
+
+def _body(answer: Answer, services: Services, project: Project, params: dict[str, str]) -> bytes:
+    payload = answer(services, project, params)
+    body = payload.body if isinstance(payload, RawJson) else orjson.dumps(payload)
+    del payload
+    limits = QueryLimits.from_config(services.config)
+    cost.check_answer(len(body), limits.max_answer_bytes, _CHANGE.get(answer, "ask for less"))
+    return body
 
 
 def _engage(services: Services, project: Project, params: dict[str, str]) -> Any:
@@ -57,11 +78,14 @@ def _engage_properties(services: Services, project: Project, params: dict[str, s
 
 
 def _segmentation(services: Services, project: Project, params: dict[str, str]) -> Any:
-    return segmentation.segmentation(services.store, project, params)
+    return segmentation.segmentation(
+        services.store, project, params, QueryLimits.from_config(services.config)
+    )
 
 
 def _events_page(services: Services, project: Project, params: dict[str, str]) -> Any:
-    return events_page.events_page(services.store, project, params)
+    max_bytes = QueryLimits.from_config(services.config).max_answer_bytes
+    return events_page.events_page(services.store, project, params, max_bytes)
 
 
 def _cohorts(services: Services, project: Project, params: dict[str, str]) -> Any:
@@ -81,6 +105,16 @@ def _project(services: Services, project: Project, params: dict[str, str]) -> An
 def _identity_mappings(services: Services, project: Project, params: dict[str, str]) -> Any:
     return mappings.identity_mappings(services.store, project, params)
 
+
+# Answers that read no events (a registry row, a constant): no admission slot.
+_LIGHT: set[Answer] = {_cohorts, _project}
+# What to change when an answer is over the byte cap.
+_CHANGE: dict[Answer, str] = {
+    _engage: "use a smaller page_size or output_properties",
+    _top_properties: "use a smaller limit",
+    _property_values: "use a smaller limit",
+    _identity_mappings: "use after_cursor and upto_cursor to read the mappings a slice at a time",
+}
 
 _ENDPOINTS: dict[str, Answer] = {
     "/api/rawevents/project": _project,

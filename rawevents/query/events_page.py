@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import NamedTuple
 
 import orjson
 
 from rawevents.errors import BadRequest
 from rawevents.export.params import int_param
 from rawevents.projects import Project
+from rawevents.query.cost import DEFAULT_LIMITS, RawJson
 from rawevents.query.params import choice_param, day_range, selection
 from rawevents.storage.base import EventsPageQuery, EventStore
 
@@ -28,13 +28,14 @@ ORDERS = ("oldest", "newest")
 _CURSOR = re.compile(r"(-?\d{1,19})\.(\d{1,19})")
 
 
-class RawJson(NamedTuple):
-    """A response body already serialised as JSON."""
-
-    body: bytes
-
-
-def events_page(store: EventStore, project: Project, params: Mapping[str, str]) -> RawJson:
+def events_page(
+    store: EventStore,
+    project: Project,
+    params: Mapping[str, str],
+    max_bytes: int = DEFAULT_LIMITS.max_answer_bytes,
+) -> RawJson:
+    """Up to `limit` rows; fewer when the next row would take the body past `max_bytes` (at least
+    one row is always shown): `next_cursor` then resumes right after the last row shown."""
     limit = int_param(params, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     query = EventsPageQuery(
         selection=selection(params, project, day_range(params, project)),
@@ -43,10 +44,18 @@ def events_page(store: EventStore, project: Project, params: Mapping[str, str]) 
         cursor=_cursor(params.get("cursor", "")),
     )
     rows = store.events_page(query)
-    shown = rows[:limit]
-    cursor = f"{shown[-1].time_ms}.{shown[-1].seq}" if len(rows) > limit else None
-    lines = b",".join(row.line.rstrip("\n").encode() for row in shown)
-    return RawJson(b'{"status":"ok","next_cursor":' + orjson.dumps(cursor) + b',"results":[' + lines + b"]}")
+    lines: list[bytes] = []
+    size = 96  # the envelope and the longest cursor
+    for row in rows[:limit]:
+        line = row.line.rstrip("\n").encode()
+        size += len(line) + 1
+        if lines and size > max_bytes:
+            break
+        lines.append(line)
+    cursor = f"{rows[len(lines) - 1].time_ms}.{rows[len(lines) - 1].seq}" if len(rows) > len(lines) else None
+    del rows
+    body = b",".join(lines)
+    return RawJson(b'{"status":"ok","next_cursor":' + orjson.dumps(cursor) + b',"results":[' + body + b"]}")
 
 
 def _cursor(raw: str) -> tuple[int, int] | None:

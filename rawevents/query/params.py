@@ -15,6 +15,7 @@ from rawevents import timeutil
 from rawevents.errors import BadRequest
 from rawevents.export.params import parse_date, parse_event_param
 from rawevents.projects import Project
+from rawevents.query import cost
 from rawevents.storage.base import EventSelection
 from rawevents.timeutil import TimeSegment
 from rawevents.where import Node, WhereError, parse
@@ -37,8 +38,9 @@ def choice_param(params: Mapping[str, str], name: str, choices: tuple[str, ...],
 
 
 def day_range(params: Mapping[str, str], project: Project, *, required: bool = True) -> DayRange:
-    """`from_date`/`to_date` as the export reads them; when optional and both absent, the
-    DEFAULT_DAYS days ending today in the project's time zone."""
+    """`from_date`/`to_date` as the export reads them, up to cost.LAST_DAY (the export stops at
+    today); when optional and both absent, the DEFAULT_DAYS days ending today in the project's
+    time zone."""
     if not required and not params.get("from_date", "").strip() and not params.get("to_date", "").strip():
         today = timeutil.today(project.zone)
         return DayRange(today - dt.timedelta(days=DEFAULT_DAYS - 1), today)
@@ -46,6 +48,7 @@ def day_range(params: Mapping[str, str], project: Project, *, required: bool = T
     to_date = parse_date(params, "to_date")
     if from_date > to_date:
         raise BadRequest(f"from_date {from_date.isoformat()} is after to_date {to_date.isoformat()}")
+    cost.check_day("to_date", to_date)
     return DayRange(from_date, to_date)
 
 

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Mapping
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from rawevents.errors import BadRequest
+import orjson
+
 from rawevents.export.params import int_param
 from rawevents.projects import Project
+from rawevents.query import cost
+from rawevents.query.cost import QueryLimits, RawJson
 from rawevents.query.params import DayRange, choice_param, day_range, segment_expression, selection
 from rawevents.storage.base import KINDS, UNITS, EventStore, SegmentationQuery, SegmentCount
 
 DEFAULT_LIMIT = 60  # Mixpanel's default number of segments
 MAX_LIMIT = 10_000  # Mixpanel's maximum
-MAX_BUCKETS = 10_000  # e.g. a week of minutes; more would be a response nobody can draw
 
 _LABELS = {
     "minute": "%Y-%m-%d %H:%M:00",
@@ -35,17 +36,17 @@ _STEPS = {"minute": dt.timedelta(minutes=1), "hour": dt.timedelta(hours=1), "day
 _EPOCH = dt.datetime(1970, 1, 1)
 
 
-def segmentation(store: EventStore, project: Project, params: Mapping[str, str]) -> dict[str, Any]:
+def segmentation(
+    store: EventStore, project: Project, params: Mapping[str, str], limits: QueryLimits = cost.DEFAULT_LIMITS
+) -> RawJson:
+    """The checks of rawevents.query.cost come before anything is listed or read: the bucket
+    count is arithmetic, `limit` x buckets bounds the cells, and the body's exact size is known
+    (and refused over the cap) before it is written."""
     days = day_range(params, project)
     unit = choice_param(params, "unit", UNITS, "day")
     kind = choice_param(params, "type", KINDS, "general")
     limit = int_param(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    series = list(bucket_starts(days, unit, project.zone))
-    if len(series) > MAX_BUCKETS:
-        raise BadRequest(
-            f"unit={unit} from {days.from_date} to {days.to_date} gives {len(series)} buckets;"
-            f" at most {MAX_BUCKETS}: use a larger unit or a shorter range"
-        )
+    cost.check_segmentation(days.from_date, days.to_date, unit, limit, limits.max_cells)
     on_text = params.get("on", "").strip()
     query = SegmentationQuery(
         selection=selection(params, project, days),
@@ -54,24 +55,42 @@ def segmentation(store: EventStore, project: Project, params: Mapping[str, str])
         limit=limit,
         unique=kind != "general",
     )
-    return answer(store.segmentation(query), series, unit, kind)
+    series = list(bucket_starts(days, unit, project.zone))
+    return answer(store.segmentation(query), series, unit, kind, limits.max_answer_bytes)
 
 
-def answer(counts: list[SegmentCount], series: list[dt.datetime], unit: str, kind: str) -> dict[str, Any]:
-    """Mixpanel's body: every bucket label in `series`, one 0-filled map per key in `values`."""
+def answer(
+    counts: list[SegmentCount], series: list[dt.datetime], unit: str, kind: str, max_bytes: int
+) -> RawJson:
+    """Mixpanel's body: every bucket label in `series`, one 0-filled map per key in `values`.
+
+    Written as bytes, one key's row at a time, from the sparse counts: no keys x buckets table of
+    Python objects is ever built, and the body's size is computed first, so an answer over
+    `max_bytes` is a 400 before any of it exists."""
     fmt = _LABELS[unit]
     labels = {_epoch_ms(start): start.strftime(fmt) for start in series}
     for row in counts:
         if row.bucket_ms not in labels:  # a bucket the range listing did not expect: keep it
             labels[row.bucket_ms] = (_EPOCH + dt.timedelta(milliseconds=row.bucket_ms)).strftime(fmt)
-    ordered = [labels[ms] for ms in sorted(labels)]
-    values: dict[str, dict[str, float]] = {}
+    order = sorted(labels)
+    position = {ms: i for i, ms in enumerate(order)}
+    prefixes = [orjson.dumps(labels[ms]) + b":" for ms in order]
+    rows: dict[str, dict[int, bytes]] = {}  # key -> {bucket position: rendered count}, first seen first
     for row in counts:
-        buckets = values.get(row.key)
-        if buckets is None:
-            buckets = values[row.key] = dict.fromkeys(ordered, 0)
-        buckets[labels[row.bucket_ms]] = _measure(row, kind)
-    return {"data": {"series": ordered, "values": values}, "legend_size": len(values)}
+        rows.setdefault(row.key, {})[position[row.bucket_ms]] = orjson.dumps(_measure(row, kind))
+    series_bytes = b"[" + b",".join(orjson.dumps(labels[ms]) for ms in order) + b"]"
+    legend = str(len(rows)).encode()
+    zero_row = sum(map(len, prefixes)) + 2 * len(prefixes) + 1  # {"label":0,...}
+    size = 47 + len(series_bytes) + len(legend) + max(0, len(rows) - 1)  # the body's exact length
+    for key, cells in rows.items():
+        size += len(orjson.dumps(key)) + 1 + zero_row + sum(len(value) - 1 for value in cells.values())
+    cost.check_answer(size, max_bytes, "use a smaller limit, a coarser unit or a shorter range")
+    parts = [b'{"data":{"series":', series_bytes, b',"values":{']
+    for n, (key, cells) in enumerate(rows.items()):
+        line = b",".join(prefix + cells.get(i, b"0") for i, prefix in enumerate(prefixes))
+        parts.append((b"," if n else b"") + orjson.dumps(key) + b":{" + line + b"}")
+    parts.append(b'}},"legend_size":' + legend + b"}")
+    return RawJson(b"".join(parts))
 
 
 def _epoch_ms(wall: dt.datetime) -> int:

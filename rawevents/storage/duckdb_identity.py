@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from rawevents.identity import DEVICE, IdentityGraph, Link, line_fragments, needed_ids
 from rawevents.storage.arrow_strings import plain_strings, string_column_bytes, string_offsets
-from rawevents.storage.duckdb_layout import affected_rows, first_row, registered
+from rawevents.storage.duckdb_layout import affected_rows, first_row
 
 IDENTITY = "identity_map"
 
@@ -206,25 +206,21 @@ _LINK_KEY = ["project_id", "link_kind", "link_source", "link_target"]
 
 def apply_links(con: duckdb.DuckDBPyConnection, incoming: pa.Table, linked: LinkedDevices) -> None:
     """Apply the links of a commit's incoming events (with `seq`), in ingestion order. Repeats of
-    a link within the commit collapse to its first occurrence (grouped by the engine)."""
+    a link within the commit, and device links already known, are dropped before any lookup."""
     linking = incoming.filter(pc.not_equal(incoming.column("link_kind"), 0))
     if linking.num_rows == 0:
         return
-    first = linking.group_by(_LINK_KEY, use_threads=False).aggregate([("seq", "min"), ("time_ms", "min")])
-    rows = sorted(
-        zip(
-            *(first.column(name).to_pylist() for name in (*_LINK_KEY, "seq_min", "time_ms_min")), strict=True
-        ),
-        key=lambda row: (row[0], row[4]),
-    )
-    for project_id, group in groupby(rows, key=lambda row: row[0]):
+    columns = (linking.column(name).to_pylist() for name in ("seq", *_LINK_KEY, "time_ms"))
+    first: dict[tuple[int, int, str, str], tuple[int, int]] = {}
+    for seq, project_id, kind, source, target, time_ms in sorted(zip(*columns, strict=True)):
+        if not (kind == DEVICE and (project_id, source) in linked):
+            first.setdefault((project_id, kind, source, target), (seq, time_ms))
+    ordered = sorted(first.items(), key=lambda item: (item[0][0], item[1][0]))
+    for project_id, group in groupby(ordered, key=lambda item: item[0][0]):
         links = [
-            (Link(kind, source, target), seq, time_ms)
-            for _, kind, source, target, seq, time_ms in group
-            if not (kind == DEVICE and (project_id, source) in linked)
+            (Link(kind, source, target), seq, time_ms) for (_, kind, source, target), (seq, time_ms) in group
         ]
-        if links:
-            _apply_project_links(con, project_id, links, linked)
+        _apply_project_links(con, project_id, links, linked)
 
 
 def _apply_project_links(
@@ -233,7 +229,11 @@ def _apply_project_links(
     links: list[tuple[Link, int, int]],
     linked: LinkedDevices,
 ) -> None:
-    graph = IdentityGraph(_cluster_rows(con, project_id, needed_ids(link for link, _, _ in links)))
+    # A device link joins a lone device to its user's cluster, uncapped: it needs the rows of the
+    # ids it names, not the clusters' other members (Original ID Merge's links do: caps, merges).
+    members = any(link.kind != DEVICE for link, _, _ in links)
+    stored = _cluster_rows(con, project_id, needed_ids(link for link, _, _ in links), members=members)
+    graph = IdentityGraph(dict(stored))
     made: dict[str, tuple[int, int]] = {}  # id → (seq, time_ms) of the link that last moved it
     for link, seq, time_ms in links:
         for member in graph.apply(link):
@@ -242,11 +242,13 @@ def _apply_project_links(
     if not graph.changed:
         return
     changed = sorted(graph.changed)
-    affected_rows(
-        con,
-        f"DELETE FROM {IDENTITY} WHERE project_id = ? AND list_contains(?, distinct_id)",
-        [project_id, changed],
-    )
+    replaced = [member for member in changed if member in stored]
+    if replaced:
+        affected_rows(
+            con,
+            f"DELETE FROM {IDENTITY} WHERE project_id = ? AND distinct_id IN (SELECT unnest(?))",
+            [project_id, replaced],
+        )
     _insert(
         con,
         [
@@ -263,33 +265,33 @@ def _apply_project_links(
 
 
 def _insert(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> None:
-    table = pa.Table.from_pylist(
-        [dict(zip(_ROWS_SCHEMA.names, row, strict=True)) for row in rows], schema=_ROWS_SCHEMA
+    columns = list(zip(*rows, strict=True))
+    table = pa.table(
+        [pa.array(column, field.type) for column, field in zip(columns, _ROWS_SCHEMA, strict=True)],
+        schema=_ROWS_SCHEMA,
     )
-    with registered(con, "identity_rows", table):
-        con.execute(f"INSERT INTO {IDENTITY} SELECT * FROM identity_rows")
+    con.from_arrow(table).insert_into(IDENTITY)
 
 
-def _cluster_rows(con: duckdb.DuckDBPyConnection, project_id: int, ids: Iterable[str]) -> dict[str, str]:
-    """The rows of every cluster that one of `ids` belongs to (as member or canonical id): a hash
-    join with the ids, one scan of the project's rows (a `list_contains` per row cost 5 ms a
-    commit at 12k rows)."""
+def _cluster_rows(
+    con: duckdb.DuckDBPyConnection, project_id: int, ids: Iterable[str], *, members: bool = True
+) -> dict[str, str]:
+    """The rows of `ids` and, with `members`, of every other id of their clusters. Each lookup is a
+    hash semi-join with the ids, one scan of the project's rows (a `list_contains` per row cost
+    5 ms a commit at 12k rows)."""
     named = sorted(ids)
-    with registered(con, "named_ids", pa.table({"id": pa.array(named, pa.string())})):
-        found = con.execute(
-            f"SELECT m.distinct_id, m.canonical_id FROM {IDENTITY} AS m WHERE m.project_id = ?"
-            " AND (m.distinct_id IN (SELECT id FROM named_ids)"
-            " OR m.canonical_id IN (SELECT id FROM named_ids))",
-            [project_id],
+    found = con.execute(
+        f"SELECT distinct_id, canonical_id FROM {IDENTITY} WHERE project_id = ?"
+        " AND distinct_id IN (SELECT unnest(?))",
+        [project_id, named],
+    ).fetchall()
+    if members:
+        canonicals = sorted({*named, *(canonical for _, canonical in found)})
+        found += con.execute(
+            f"SELECT distinct_id, canonical_id FROM {IDENTITY} WHERE project_id = ?"
+            " AND canonical_id IN (SELECT unnest(?))",
+            [project_id, canonicals],
         ).fetchall()
-    canonicals = sorted({canonical for _, canonical in found} - set(named))
-    if canonicals:
-        with registered(con, "named_ids", pa.table({"id": pa.array(canonicals, pa.string())})):
-            found += con.execute(
-                f"SELECT m.distinct_id, m.canonical_id FROM {IDENTITY} AS m WHERE m.project_id = ?"
-                " AND m.canonical_id IN (SELECT id FROM named_ids)",
-                [project_id],
-            ).fetchall()
     return dict(found)
 
 

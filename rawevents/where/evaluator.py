@@ -15,6 +15,7 @@ from rawevents.where import ast
 from rawevents.where.ast import flatten
 from rawevents.where.parser import parse
 from rawevents.where.values import (
+    MOD_LIMIT,
     UNDEFINED,
     DateTime,
     c_ceil,
@@ -202,6 +203,8 @@ def binary(op: str, left: Any, right: Any, timezone: str = "UTC") -> Any:
     if op == "/":
         return finite(left / right)
     assert op == "%"
+    if abs(left) >= MOD_LIMIT or abs(right) >= MOD_LIMIT:
+        return UNDEFINED
     return math.fmod(left, right)
 
 

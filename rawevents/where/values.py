@@ -79,10 +79,23 @@ def type_name(value: Any) -> str:
 
 
 def from_json(value: Any) -> Any:
-    """A decoded JSON value as a where value: ints become floats (one number type)."""
+    """A decoded JSON value as a where value: every number is the double nearest to it (one
+    number type), integers past int64/uint64 included (2**64 is 1.8446744073709552e+19, as
+    ingestion stores it); one past the double range, like 1e400, is undefined."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            return UNDEFINED
+    if isinstance(value, float) and not math.isfinite(value):
+        return UNDEFINED
     return value
+
+
+# `a % b` is C's fmod (exact, the dividend's sign) for operands below 2**96 in magnitude, which
+# holds every integer ingestion stores (int64, uint64, and the doubles it writes for larger
+# ones); beyond that it is undefined: no store computes an exact remainder of such doubles.
+MOD_LIMIT: Final = 2.0**96
 
 
 def finite(value: float) -> float | _Undefined:

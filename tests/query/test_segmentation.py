@@ -251,7 +251,10 @@ def test_one_event_and_an_unknown_event(
         ({"limit": "0"}, "limit must be an integer from 1 to 10000, got '0'"),
         ({"on": 'properties["x"'}, "on: expected ']' at column 15: properties[\"x\""),
         ({"where": "1 +"}, "where: "),
-        ({"unit": "minute", "to_date": "2024-11-08"}, "at most 10000: use a larger unit or a shorter range"),
+        (
+            {"unit": "minute", "to_date": "2024-11-08"},
+            "11520 buckets; at most 10000: use a coarser unit (hour) or a shorter range",
+        ),
         ({"from_date": ""}, "'from_date' is a required parameter"),
     ],
 )

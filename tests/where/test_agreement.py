@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -74,7 +75,28 @@ STRING_POOL = [
 ]
 SURROGATE_FREE = st.characters(blacklist_categories=("Cs",))
 
+
+def as_ingested(number: int | float) -> int | float:
+    """A number as ingestion stores it: orjson reads an integer past 64 bits as the nearest
+    double (2**64 is stored as 1.8446744073709552e+19)."""
+    return orjson.loads(orjson.dumps(number)) if -(2**63) <= number < 2**64 else float(number)
+
+
+# Issue 26: numbers at every limit the stores must read alike (past int64/uint64, -0.0, the
+# ends of the double range), and numbers written as strings.
+limit_numbers = st.one_of(
+    st.sampled_from(
+        [2**63, 2**63 - 1, -(2**63), 2**64 - 1, 2**64, -(2**63) - 1, 2**53 + 1, 10**30, -(10**30), 2**96,
+         123456789012345678, -0.0, 1e308, -1e308, 5e-324, 1.8446744073709552e19, 9.223372036854776e18]
+    ),
+    st.integers(-(2**100), 2**100),
+).map(as_ingested)  # fmt: skip
+number_strings = st.sampled_from(
+    ["123", "-0", "0", "1e400", "18446744073709551616", "-9223372036854775809", "1e308", "0.1", " 1", "1_0"]
+)
 json_scalars = st.one_of(
+    limit_numbers,
+    number_strings,
     st.sampled_from(STRING_POOL),
     st.sampled_from(STRING_POOL),
     st.integers(-3, 6),
@@ -114,6 +136,7 @@ number_texts = st.one_of(
     st.integers(0, 6).map(str),
     st.integers(0, 6).map(str),
     st.sampled_from(["0.5", "2.5", "1e16", "1706184000", "1706184000000", "9007199254740993", "1e308"]),
+    st.sampled_from(["18446744073709551616", "9223372036854775808", "9223372036854775807", "1e30", "5e-324"]),
     st.floats(0, 1e6, allow_nan=False).map(repr),
 )
 literals = st.one_of(

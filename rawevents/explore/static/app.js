@@ -10,6 +10,7 @@ const PALETTE = ["#3b6fd4", "#e07b39", "#3aa67a", "#c44d6e", "#8a63c9", "#c9a227
 const MAX_SERIES = 11; // event names drawn on their own; the rest are summed as "other events"
 const OTHER = "other events";
 const TOP_N = 10;
+const ALL_EVENTS = '"all events"'; // an `on` expression keying every event the same: the total
 const PAGE = 50;
 
 const $ = (id) => document.getElementById(id);
@@ -157,37 +158,41 @@ async function loadChart() {
   const base = { from_date: $("from-date").value, to_date: $("to-date").value };
   const userWhere = $("where").value.trim();
   const unit = unitFor(base.from_date, base.to_date);
-  const query = { ...base, unit, limit: 10000 };
+  const query = { ...base, unit };
   if (params.event) query.event = params.event;
   if (userWhere) query.where = userWhere;
-  const body = await api("/api/query/segmentation", query);
+  // The top names, and every event under one key: "other events" is the difference. Two small
+  // answers instead of one with every name (limit x buckets stays far under the cell cap).
+  const [body, all] = await Promise.all([
+    api("/api/query/segmentation", { ...query, limit: MAX_SERIES }),
+    api("/api/query/segmentation", { ...query, on: ALL_EVENTS, limit: 1 }),
+  ]);
   state.unit = unit;
   state.series = body.data.series;
   $("unit").textContent = unit;
-  drawChart(body.data.series, body.data.values);
+  const totals = Object.values(all.data.values)[0] || {};
+  drawChart(body.data.series, body.data.values, totals);
 }
 
-function stacks(series, values) {
+function stacks(series, values, totals) {
   const names = Object.keys(values).map((name) => [name, series.reduce((s, l) => s + values[name][l], 0)])
     .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([name]) => name);
   const shown = names.slice(0, MAX_SERIES);
-  const rest = names.slice(MAX_SERIES);
   const layers = shown.map((name) => ({ name, counts: series.map((l) => values[name][l]) }));
-  if (rest.length) {
-    layers.push({ name: OTHER, counts: series.map((l) => rest.reduce((s, n) => s + values[n][l], 0)) });
-  }
+  const rest = series.map((l) => Math.max(0, (totals[l] || 0) - shown.reduce((s, n) => s + values[n][l], 0)));
+  if (rest.some((n) => n > 0)) layers.push({ name: OTHER, counts: rest });
   return layers;
 }
 
-function drawChart(series, values) {
+function drawChart(series, values, totals) {
   const chart = $("chart");
   chart.replaceChildren();
   const width = 1000, height = 260, left = 44, bottom = 22, top = 8;
   chart.setAttribute("viewBox", `0 0 ${width} ${height}`);
   chart.setAttribute("preserveAspectRatio", "none");
-  const layers = stacks(series, values);
-  const totals = series.map((_, i) => layers.reduce((s, layer) => s + layer.counts[i], 0));
-  const peak = Math.max(1, ...totals);
+  const layers = stacks(series, values, totals);
+  const heights = series.map((_, i) => layers.reduce((s, layer) => s + layer.counts[i], 0));
+  const peak = Math.max(1, ...heights);
   const slot = (width - left) / Math.max(1, series.length);
   const scale = (height - top - bottom) / peak;
   state.geometry = { left, slot, width, height };
@@ -306,7 +311,7 @@ async function topOf(on, params) {
 }
 
 async function windowTotal(params) {
-  const body = await api("/api/query/segmentation", { ...params, unit: "month", limit: 10000 });
+  const body = await api("/api/query/segmentation", { ...params, on: ALL_EVENTS, unit: "month", limit: 1 });
   return Object.values(body.data.values).reduce(
     (sum, counts) => sum + Object.values(counts).reduce((s, n) => s + n, 0), 0);
 }

@@ -30,6 +30,7 @@ from rawevents.where.values import (
     DATETIME_MS_THRESHOLD,
     MAX_DATETIME_MS,
     MIN_DATETIME_MS,
+    MOD_LIMIT,
     UNDEFINED,
     DateTime,
     naive_offsets,
@@ -313,6 +314,26 @@ class Printer(ABC):
     @abstractmethod
     def _list_length(self, json_list: Sql) -> Sql: ...
 
+    def _modulo(self, a: Sql, b: Sql) -> Sql:
+        """`a % b`: fmod for operands below MOD_LIMIT in magnitude, NULL beyond and for b = 0."""
+        limit = self._param(MOD_LIMIT, "number")
+
+        def guarded(x: Sql, y: Sql) -> Sql:
+            return sql(
+                "CASE WHEN abs({}) < {} AND abs({}) < {} THEN {} END",
+                x,
+                limit,
+                y,
+                limit,
+                self._remainder(x, y),
+            )
+
+        return self._let(a, lambda x: self._let(b, lambda y: guarded(x, y)))
+
+    def _remainder(self, a: Sql, b: Sql) -> Sql:
+        """fmod(a, b) (the dividend's sign), NULL when b = 0."""
+        return sql("({} % nullif({}, 0))", a, b)
+
     @abstractmethod
     def _param(self, value: Any, kind: str) -> Sql:
         """A bound parameter of `kind` (string, number, boolean, integer, or a list of one: `string[]`)."""
@@ -483,7 +504,7 @@ class Printer(ABC):
         a, b = left.arm("number"), right.arm("number")
         if a is not None and b is not None:
             if op == "%":
-                arms["number"] = sql("({} % nullif({}, 0))", a, b)
+                arms["number"] = self._modulo(a, b)
             elif op == "/":
                 arms["number"] = self._finite(sql("({} / nullif({}, 0))", a, b))
             else:

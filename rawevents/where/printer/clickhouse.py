@@ -44,14 +44,27 @@ def _literal(text: str) -> str:
 
 
 def _type_test(kinds: tuple[str, ...]) -> str:
-    names = ", ".join(f"'{name}'" for kind in kinds for name in _JSON_TYPE_NAMES[kind])
-    return f"(JSONType({{}}) IN ({names}))"
+    """A test of a raw JSON value's type, with `{}` for the value (as many as `count("{}")`).
+
+    JSONExtractRaw re-serialises a Double without its exponent (1.8446744073709552e+19 becomes
+    18446744073709552000), an integer text past 64 bits that JSONType then calls a 'String': a
+    'String' whose raw text does not start with a quote is that number (issue 26)."""
+    names = ", ".join(f"'{name}'" for kind in kinds for name in _JSON_TYPE_NAMES[kind] if name != "String")
+    tests = [f"JSONType({{}}) IN ({names})"] if names else []
+    if "string" in kinds and "number" not in kinds:
+        tests.append("(JSONType({}) = 'String' AND startsWith({}, '\"'))")
+    elif "number" in kinds and "string" not in kinds:
+        tests.append("(JSONType({}) = 'String' AND NOT startsWith({}, '\"'))")
+    elif "number" in kinds:
+        tests.append("JSONType({}) = 'String'")
+    return f"({' OR '.join(tests)})"
 
 
 class ClickHousePrinter(Printer):
     def __init__(self, timezone: str) -> None:
         super().__init__(timezone)
         self._bound = 0
+        self._paths: dict[str, tuple[list[str | int], list[int]]] = {}  # see _path
 
     def _param(self, value: Any, kind: str) -> Sql:
         element = kind.removesuffix("[]")
@@ -80,17 +93,52 @@ class ClickHousePrinter(Printer):
 
         return self._let(number, body)
 
+    def _remainder(self, a: Sql, b: Sql) -> Sql:
+        # ClickHouse's `%` on Float64 is not fmod (2**63 % 7 gives 0): integral operands (every
+        # integer ingestion stores, below MOD_LIMIT = 2**96) go through Int128 exactly, split in
+        # 32-bit halves so each Float64 -> integer conversion is exact; the dividend's sign kept.
+        def exact(x: Sql, y: Sql) -> Sql:
+            remainder = sql("toFloat64({} % {})", _int128(x), _int128(y))
+            return sql(
+                "multiIf({} = 0, NULL, {} = 0, {}, {} = floor({}) AND {} = floor({}),"
+                " if({} < 0, -1., 1.) * abs({}), {} % {})",
+                y, x, x, x, x, y, y, x, remainder, x, y,
+            )  # fmt: skip
+
+        return self._let(a, lambda x: self._let(b, lambda y: exact(x, y)))
+
     def _line_contains(self, text: str) -> Sql:
         return sql("(position(line, {}) > 0)", self._param(text, "string"))
 
     def _property_json(self, pointer: list[str | int]) -> Sql:
+        return self._path(pointer, [])
+
+    def _path(self, pointer: list[str | int], lists: list[int]) -> Sql:
+        """The raw JSON at `pointer` under `properties`, read from the line itself; `lists` are
+        the positions in `pointer` of list indexes, whose containers must be arrays.
+
+        Read once from the line, never from a re-serialised value: ClickHouse writes a Double
+        such as 1.8446744073709552e+19 back as 18446744073709552000, which its parser then reads
+        as a string (quoted, inside an object or a list), not as the number it was."""
         keys = [self._param(key, "string" if isinstance(key, str) else "integer") for key in pointer]
         template = "nullIf(JSONExtractRaw(line, 'properties'" + ", {}" * len(keys) + "), '')"
-        return sql(template, *keys)
+        found = sql(template, *keys)
+        if lists:
+            tests = [
+                sql("JSONType(line, 'properties'" + ", {}" * at + ") = 'Array'", *keys[:at]) for at in lists
+            ]
+            found = sql("CASE WHEN {} THEN {} END", sql(" AND ".join(["{}"] * len(tests)), *tests), found)
+        self._paths[found.text] = (pointer, lists)
+        return found
 
     def _json_at(self, base: Sql, key: str | int) -> Sql:
         # A string key reads an object member only; a number reads a list element only (JSON
         # functions would read the N-th member of an object), 1-based in ClickHouse.
+        path = self._paths.get(base.text)
+        if path is not None:
+            pointer, lists = path
+            step: str | int = key if isinstance(key, str) else key + 1
+            return self._path([*pointer, step], lists if isinstance(key, str) else [*lists, len(pointer)])
         if isinstance(key, str):
             return sql("nullIf(JSONExtractRaw({}, {}), '')", base, self._param(key, "string"))
         index = self._param(key + 1, "integer")
@@ -109,7 +157,8 @@ class ClickHousePrinter(Printer):
         return self._let(json, lambda j: sql(template, *[j] * template.count("{}")))
 
     def _json_type_in(self, json: Sql, kinds: tuple[str, ...]) -> Sql:
-        return sql(_type_test(kinds), json)
+        test = _type_test(kinds)
+        return self._let(json, lambda j: sql(test, *[j] * test.count("{}")))
 
     def _json_absent(self, json: Sql) -> Sql:
         return sql("coalesce(JSONType({}) = 'Null', TRUE)", json)
@@ -117,11 +166,14 @@ class ClickHousePrinter(Printer):
     def _list_quantify(self, kind: str, json_list: Sql, body: Callable[[Value], Sql]) -> Sql:
         name = self._fresh()
         function = "arrayExists" if kind == "any" else "arrayAll"
-        return sql(
-            f"{function}({name} -> {{}}, JSONExtractArrayRaw(ifNull({{}}, '')))",
-            body(self.json_value(atom(name))),
-            json_list,
-        )
+        items = sql("JSONExtractArrayRaw(ifNull({}, ''))", json_list)
+        path = self._paths.get(json_list.text)
+        if path is not None:  # the items as the line holds them (see _path)
+            pointer, _ = path
+            keys = [self._param(key, "string" if isinstance(key, str) else "integer") for key in pointer]
+            direct = sql("JSONExtractArrayRaw(line, 'properties'" + ", {}" * len(keys) + ")", *keys)
+            items = sql("if(isNull({}), [], {})", json_list, direct)
+        return sql(f"{function}({name} -> {{}}, {{}})", body(self.json_value(atom(name))), items)
 
     def _list_has(self, values: list[Any], kind: str, needle: Sql) -> Sql:
         listed = self._param(values, f"{kind}[]")
@@ -197,6 +249,12 @@ class ClickHousePrinter(Printer):
             wall,
             self._param(breaks, "integer[]"),
         )
+
+
+def _int128(x: Sql) -> Sql:
+    """An integral Float64 below 2**96 in magnitude as an exact Int128."""
+    high = f"floor({x.text} / 4294967296.)"
+    return Sql(f"(toInt128({high}) * 4294967296 + toInt128({x.text} - {high} * 4294967296.))", x.params)
 
 
 def _mantissa_digits(s: Sql) -> Sql:
