@@ -5,7 +5,7 @@ wall-clock intervals (UTC instant + the offset of its segment), keys are the eve
 `string(on)`, the top `limit` keys by events over the range. Rows are deduplicated at read time
 (`LIMIT 1 BY time_ms, dedup`) as the export does. One printer compiles both `where` and `on`, so
 their named parameters never collide. A project with identity rows is read resolved (its events
-joined to them, clickhouse_identity.resolved): `distinct_id` and the line carry canonical ids.
+looked up in them, clickhouse_identity.resolved): `distinct_id` and the line carry canonical ids.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from rawevents.where.printer import compile_predicate, compile_segment_key
 from rawevents.where.printer.clickhouse import ClickHousePrinter
 
 _DAY = 86_400_000
+_FEW_IDENTITY_ROWS = 50_000  # a read resolves through all of a project's rows up to this many
 _BUCKETS = {
     "minute": "intDiv({0}, 60000) * 60000",
     "hour": "intDiv({0}, 3600000) * 3600000",
@@ -54,8 +55,10 @@ def _rows(
         conditions.append("has({events:Array(String)}, event)")
         params["events"] = list(selection.events)
     source, filters = "events", conditions
-    if clickhouse_identity.has_rows(con, selection.project_id):
-        source, filters = clickhouse_identity.resolved(" AND ".join(conditions)), []
+    identity_rows = clickhouse_identity.row_count(con, selection.project_id)
+    if identity_rows:  # a project with few rows reads them all, else only those of the ids read
+        only = identity_rows > _FEW_IDENTITY_ROWS
+        source, filters = clickhouse_identity.resolved(" AND ".join(conditions), only_read_ids=only), []
     if selection.where is not None:
         where = compile_predicate(printer, selection.where)
         filters.append(f"({where.text})")
@@ -67,13 +70,16 @@ def _rows(
 
 
 def _local_ms(selection: EventSelection, params: dict[str, Any]) -> str:
+    # The offset of the segment holding time_ms, looked up in arrays: a flat expression whatever
+    # the number of segments (nested ifs passed ClickHouse's AST depth limit of 1000 past ~250
+    # years of DST changes: a 500 on a long range, issue 26).
     segments = selection.segments
-    expr = f"{{o{len(segments) - 1}:Int64}}"
-    params[f"o{len(segments) - 1}"] = segments[-1].offset_ms
-    for i in range(len(segments) - 2, -1, -1):
-        params[f"b{i}"], params[f"o{i}"] = segments[i].end_ms, segments[i].offset_ms
-        expr = f"if(time_ms < {{b{i}:Int64}}, {{o{i}:Int64}}, {expr})"
-    return f"(time_ms + {expr})"
+    params["seg_ends"] = [segment.end_ms for segment in segments[:-1]]
+    params["seg_offsets"] = [segment.offset_ms for segment in segments]
+    found = (
+        "{seg_offsets:Array(Int64)}[arrayCount(seg_end -> seg_end <= time_ms, {seg_ends:Array(Int64)}) + 1]"
+    )
+    return f"(time_ms + {found})"
 
 
 def _key(on: Node | None, printer: ClickHousePrinter, params: dict[str, Any]) -> str:

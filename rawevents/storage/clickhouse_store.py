@@ -127,6 +127,13 @@ LIMIT 1 BY project_id, time_ms, event, distinct_id, insert_id
 # this host's newest; a cursor position trails the clock by this much so that every such row is
 # committed before a cursor covers it (bounds clock skew + the longest commit). Docs: scale-out.
 SHARED_CURSOR_LAG_US = 30_000_000
+# Rows per window of an export resolved through all of a project's identity rows: each window
+# reads them once (clickhouse_identity.resolved), so fewer, larger windows (the dedup state of one
+# stays small).
+RESOLVED_TARGET_ROWS = 4 * SCAN_TARGET_ROWS
+# With a shared server, how long the writer trusts that an id it saw linked still is (another
+# host may have deleted its row: GDPR, retention); this host's own deletions clear it at once.
+LINKED_TTL_S = 30.0
 
 _PROFILE_SCOPE = "project_id = {p:Int32} AND kind = {kind:String} AND group_key = {gk:String}"
 
@@ -156,6 +163,8 @@ class ClickHouseStore:
         newest = "SELECT greatest((SELECT max(seq) FROM events), (SELECT max(version) FROM identity))"
         self._last_tick = int(writer.table(newest).column(0)[0].as_py() or 0)
         self._inflight: int | None = None  # first seq of the commit being written, if any
+        # Ids known to have identity rows (the writer's; other hosts' writers may delete rows).
+        self._linked = clickhouse_identity.LinkedIds(shared=engine.shared, ttl_s=LINKED_TTL_S)
         self._commit_interval = commit_interval_ms / 1000
         self._jobs: JobQueue = queue.SimpleQueue()
         self._writer = threading.Thread(
@@ -231,7 +240,9 @@ class ClickHouseStore:
             con.command(_INSERT_DEDUPED.format(staging=self._staging), params)
             # The links after the events they travel with (a retried group applies them again,
             # which changes nothing). Rows changed here are versioned by the commit's last tick.
-            clickhouse_identity.apply_links(con, rows.append_column("seq", seq), self._last_tick)
+            clickhouse_identity.apply_links(
+                con, rows.append_column("seq", seq), self._last_tick, self._linked
+            )
         finally:
             self._inflight = None
 
@@ -305,11 +316,21 @@ class ClickHouseStore:
         con = self._reader()
         try:
             remaining = plan.limit
-            resolve = plan.resolve_identity and clickhouse_identity.has_rows(con, plan.project_id)
-            for start, end, offset in self._windows(con, plan):
+            identity_rows = 0
+            if plan.resolve_identity:
+                identity_rows = clickhouse_identity.row_count(con, plan.project_id)
+            resolve = identity_rows > 0
+            # A resolved window reads identity rows once (clickhouse_identity.resolved): all of the
+            # project's when they are few, in windows made larger to read them less often; else
+            # only those of the window's ids, whose number the window bounds.
+            only_read_ids = identity_rows > SCAN_TARGET_ROWS
+            target = RESOLVED_TARGET_ROWS if resolve and not only_read_ids else SCAN_TARGET_ROWS
+            for start, end, offset in self._windows(con, plan, target):
                 if remaining is not None and remaining <= 0:
                     return
-                sql, params = export_query(plan, where, start, end, offset, remaining, resolve)
+                sql, params = export_query(
+                    plan, where, start, end, offset, remaining, resolve, only_read_ids=only_read_ids
+                )
                 for block in con.raw(sql, params):
                     if remaining is not None:
                         remaining -= block.count(b"\n")  # one line per row, newline-terminated
@@ -317,9 +338,11 @@ class ClickHouseStore:
         finally:
             self._release(con)
 
-    def _windows(self, con: Connection, plan: ExportPlan) -> list[tuple[int, int, int]]:
-        """The plan's range cut to the hours holding rows, in windows of about SCAN_TARGET_ROWS
-        rows: each window is one ordered query whose read-time dedup state stays that small."""
+    def _windows(
+        self, con: Connection, plan: ExportPlan, target: int = SCAN_TARGET_ROWS
+    ) -> list[tuple[int, int, int]]:
+        """The plan's range cut to the hours holding rows, in windows of about `target` rows:
+        each window is one ordered query whose read-time dedup state stays that small."""
         if not plan.segments:
             return []
         sql = (
@@ -339,7 +362,7 @@ class ClickHouseStore:
             sql += f" AND {condition}"
         found = con.table(sql + " GROUP BY bucket", params)
         buckets = sorted(zip(found.column(0).to_pylist(), found.column(1).to_pylist(), strict=True))
-        return [(s.start_ms, s.end_ms, s.offset_ms) for s in pieces(plan.segments, buckets, SCAN_TARGET_ROWS)]
+        return [(s.start_ms, s.end_ms, s.offset_ms) for s in pieces(plan.segments, buckets, target)]
 
     def profiles(
         self, project_id: int, kind: str, group_key: str = ""
@@ -426,6 +449,7 @@ class ClickHouseStore:
     def delete_users(self, project_id: int, distinct_ids: Sequence[str]) -> DeletedRows:
         def delete(con: Connection) -> DeletedRows:
             # The ids' whole clusters: every id a person was seen under, and their identity rows.
+            self._linked.clear()
             ids = clickhouse_identity.cluster_members(con, project_id, distinct_ids)
             params = {"p": project_id, "ids": ids}
             clickhouse_identity.delete_rows(
@@ -449,6 +473,7 @@ class ClickHouseStore:
                 "project_id = {p:Int32} AND time_ms < {cutoff:Int64}",
                 {"p": project_id, "cutoff": cutoff_ms},
             )
+            self._linked.clear()
             clickhouse_identity.drop_expired(con, project_id, cutoff_ms)
             return dropped
 
@@ -458,6 +483,7 @@ class ClickHouseStore:
         params = {"p": project_id}
 
         def delete(con: Connection) -> DeletedRows:
+            self._linked.clear()
             clickhouse_identity.delete_rows(con, "project_id = {p:Int32}", params)
             return DeletedRows(
                 self._delete(con, "events", "project_id = {p:Int32}", params),
@@ -472,7 +498,7 @@ class ClickHouseStore:
             ids = clickhouse_identity.cluster_members(con, project_id, distinct_ids)
             source = f"events WHERE {_USERS}"
             if clickhouse_identity.has_rows(con, project_id):  # the cluster's events carry its canonical id
-                source = clickhouse_identity.resolved(_USERS)
+                source = clickhouse_identity.resolved(_USERS, only_read_ids=True)
             yield from con.raw(
                 f"SELECT line AS out FROM {source} ORDER BY time_ms, seq, node LIMIT 1 BY time_ms, dedup",
                 {"p": project_id, "ids": ids},
@@ -497,9 +523,12 @@ class ClickHouseStore:
 
     def put_identity_mappings(self, project_id: int, rows: Sequence[tuple[str, str]]) -> None:
         position = self.ingest_position()
-        self._write(
-            lambda con: clickhouse_identity.put_rows(con, project_id, list(rows), position, self._ticks(1))
-        )
+
+        def put(con: Connection) -> None:
+            self._linked.clear()
+            clickhouse_identity.put_rows(con, project_id, list(rows), position, self._ticks(1))
+
+        self._write(put)
 
     def backup(self, target: Path) -> BackupInfo:
         raise Unsupported(
@@ -578,10 +607,13 @@ def export_query(
     offset_ms: int,
     limit: int | None,
     resolve: bool = False,
+    *,
+    only_read_ids: bool = True,
 ) -> tuple[str, dict[str, Any]]:
     """One ordered window of an export (the same text on chdb and on a server). With `resolve`,
-    ids are resolved through the project's identity rows (clickhouse_identity): the window's
-    rows are joined to them, then filtered by `where` and ordered as without."""
+    ids are resolved through the project's identity rows (clickhouse_identity.resolved, reading
+    only the rows of the window's ids with `only_read_ids`): the window's rows are resolved in
+    read order, then filtered by `where` and ordered as without."""
     params: dict[str, Any] = {"p": plan.project_id, "low": start, "high": end}
     if plan.time_in_ms or plan.time_utc:
         # Splice the rendered time (local or UTC; ms or s) over the stored local seconds, whose
@@ -608,7 +640,8 @@ def export_query(
     conditions += _position_conditions(plan, params)
     source, filters = "events", conditions
     if resolve:  # the stored columns select the rows; `where` reads the resolved ones
-        source, filters = clickhouse_identity.resolved(" AND ".join(conditions)), []
+        source = clickhouse_identity.resolved(" AND ".join(conditions), only_read_ids=only_read_ids)
+        filters = []
     if where is not None:
         filters.append(f"({where.text})")
         params.update(where.params)
