@@ -308,8 +308,9 @@ class EventStore(Protocol):
         another, ordered by id; with `after`/`upto` (ingestion positions, as export cursors carry),
         only those whose resolution changed in that range."""
 
-    def put_identity_mappings(self, project_id: int, rows: Sequence[tuple[str, str]]) -> None:
-        """Store (distinct_id, canonical_id) rows as given, durably (a migration between stores)."""
+    def put_identity_mappings(self, project_id: int, rows: Sequence[tuple[str, str, int]]) -> None:
+        """Store (distinct_id, canonical_id, time_ms of the linking event) rows as given, durably
+        (a migration between stores; the time keeps retention's rule)."""
 
     def check(self, timeout: float) -> None:
         """Raise StorageError unless the store answers a read and its write path takes a job

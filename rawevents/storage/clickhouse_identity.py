@@ -391,11 +391,17 @@ def mappings_of(con: Connection, project_id: int, ids: Iterable[str]) -> list[tu
 
 
 def put_rows(
-    con: Connection, project_id: int, rows: Sequence[tuple[str, str]], seq: int, version: int
+    con: Connection, project_id: int, rows: Sequence[tuple[str, str, int]], seq: int, version: int
 ) -> None:
     """Store mappings as they are (a migration from another store); replaces those ids' rows."""
     if rows:
-        _insert(con, [(project_id, d, c, *line_fragments(d, c), max(seq, 0), 0, version) for d, c in rows])
+        _insert(
+            con,
+            [
+                (project_id, d, c, *line_fragments(d, c), max(seq, 0), time_ms, version)
+                for d, c, time_ms in rows
+            ],
+        )
 
 
 def drop_expired(con: Connection, project_id: int, cutoff_ms: int) -> None:

@@ -509,9 +509,10 @@ class ClickHouseStore:
     def user_profiles(
         self, project_id: int, distinct_ids: Sequence[str]
     ) -> Iterator[tuple[str, dict[str, Any]]]:
+        ids = self._read(lambda con: clickhouse_identity.cluster_members(con, project_id, distinct_ids))
         found = self._table(
             f"SELECT profile_id, properties FROM profiles FINAL WHERE {_USER_PROFILES} ORDER BY profile_id",
-            {"p": project_id, "ids": list(distinct_ids)},
+            {"p": project_id, "ids": ids},
         )
         rows = zip(found.column(0).to_pylist(), found.column(1).to_pylist(), strict=True)
         return iter([(pid, orjson.loads(props)) for pid, props in rows])
@@ -521,7 +522,7 @@ class ClickHouseStore:
     ) -> list[tuple[str, str]]:
         return self._read(lambda con: clickhouse_identity.mappings(con, project_id, after, upto))
 
-    def put_identity_mappings(self, project_id: int, rows: Sequence[tuple[str, str]]) -> None:
+    def put_identity_mappings(self, project_id: int, rows: Sequence[tuple[str, str, int]]) -> None:
         position = self.ingest_position()
 
         def put(con: Connection) -> None:

@@ -333,14 +333,14 @@ def mappings_of(con: duckdb.DuckDBPyConnection, project_id: int, ids: Iterable[s
 
 
 def put_rows(
-    con: duckdb.DuckDBPyConnection, project_id: int, rows: Sequence[tuple[str, str]], seq: int
+    con: duckdb.DuckDBPyConnection, project_id: int, rows: Sequence[tuple[str, str, int]], seq: int
 ) -> None:
     """Store mappings as they are (a migration from another store); replaces those ids' rows."""
     if not rows:
         return
-    ids = [distinct_id for distinct_id, _ in rows]
+    ids = [distinct_id for distinct_id, _, _ in rows]
     delete_rows(con, "project_id = ? AND list_contains(?, distinct_id)", [project_id, ids])
-    _insert(con, [(project_id, d, c, *line_fragments(d, c), seq, 0) for d, c in rows])
+    _insert(con, [(project_id, d, c, *line_fragments(d, c), seq, time_ms) for d, c, time_ms in rows])
 
 
 def drop_expired(con: duckdb.DuckDBPyConnection, project_id: int, cutoff_ms: int) -> int:

@@ -385,7 +385,7 @@ class DuckDBStore:
         finally:
             con.close()
 
-    def put_identity_mappings(self, project_id: int, rows: Sequence[tuple[str, str]]) -> None:
+    def put_identity_mappings(self, project_id: int, rows: Sequence[tuple[str, str, int]]) -> None:
         position = self.ingest_position()
 
         def put(con: duckdb.DuckDBPyConnection) -> None:

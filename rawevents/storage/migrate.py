@@ -73,24 +73,24 @@ def migrate_duckdb(
     # After the profiles: they are stored under the ids the source holds them by (an update
     # written after these rows would move to the canonical id).
     for project_id, pairs in groupby(mappings, key=lambda r: r[0]):
-        batch = [(distinct_id, canonical_id) for _, distinct_id, canonical_id in pairs]
+        batch = [(distinct_id, canonical_id, time_ms) for _, distinct_id, canonical_id, time_ms in pairs]
         for start in range(0, len(batch), BATCH_ROWS):
             target.put_identity_mappings(project_id, batch[start : start + BATCH_ROWS])
     return Moved(events, len(rows))
 
 
-def _identity_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, str]]:
-    """(project_id, distinct_id, canonical_id) of the source's identity rows (none in a store
-    made before identity merge), by project."""
+def _identity_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, str, int]]:
+    """(project_id, distinct_id, canonical_id, time_ms) of the source's identity rows (none in a
+    store made before identity merge), by project."""
     known = con.execute(
         "SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [duckdb_identity.IDENTITY]
     ).fetchall()
     if not known:
         return []
     return [
-        (int(p), d, c)
-        for p, d, c in con.execute(
-            f"SELECT project_id, distinct_id, canonical_id FROM {duckdb_identity.IDENTITY}"
+        (int(p), d, c, int(t))
+        for p, d, c, t in con.execute(
+            f"SELECT project_id, distinct_id, canonical_id, time_ms FROM {duckdb_identity.IDENTITY}"
             " ORDER BY project_id, distinct_id"
         ).fetchall()
     ]

@@ -326,11 +326,6 @@ def test_gdpr_api_naming_a_device_covers_the_cluster(server: LiveServer) -> None
     assert profile_ids(server, project.api_secret or "") == ["user-7"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a retrieval's profiles.jsonl holds only the named ids' profiles, not the cluster's"
-    " (user_profiles() does not expand the ids as user_events() and delete_users() do)",
-)
 def test_gdpr_retrieval_naming_a_device_returns_the_clusters_profiles(server: LiveServer) -> None:
     project = http_seeded(server, "identity-gdpr-profiles")
     archive = retrieved(server, project, ["$device:D1"])
@@ -439,11 +434,6 @@ def test_migrate_copies_the_identity_rows(tmp_path: Path, capsys: pytest.Capture
         target.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: migrate stores identity rows with time_ms 0, so the target's first retention run"
-    " drops every copied mapping no kept event carries the mapped id of, however recent its link",
-)
 def test_migrated_rows_keep_the_time_of_their_link(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
