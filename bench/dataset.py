@@ -42,10 +42,10 @@ import pyarrow.parquet as pq
 from bench.gen import DAY_MS, DAYS, START_MS, Chunk, IdentityMix, generate
 from rawevents.identity import DEVICE, SIMPLIFIED
 from rawevents.projects import Project
-from rawevents.storage import duckdb_identity
-from rawevents.storage.duckdb_layout import KEY_HASH, RECENT
-from rawevents.storage.duckdb_store import DuckDBStore
-from rawevents.storage.sqlite_registry import SqliteRegistry
+from rawevents.storage.duckdb import identity as duckdb_identity
+from rawevents.storage.duckdb.registry import SqliteRegistry
+from rawevents.storage.duckdb.schema import KEY_HASH, RECENT
+from rawevents.storage.duckdb.store import DuckDBStore
 
 OUT = Path(__file__).resolve().parent / "out"
 

@@ -42,8 +42,8 @@ from bench.dataset import OUT, build
 from rawevents.ingest.decode import batch_items, gunzip_capped, parse_payload
 from rawevents.ingest.events import EventContext, normalize_events
 from rawevents.ingest.workers import ImportJob, TableBatch
-from rawevents.storage.duckdb_store import DuckDBStore
-from rawevents.storage.sqlite_registry import SqliteRegistry
+from rawevents.storage.duckdb.registry import SqliteRegistry
+from rawevents.storage.duckdb.store import DuckDBStore
 
 MAX_BYTES = 10 * 1024 * 1024
 STAGES = ("gunzip", "parse", "normalise", "arrow", "hand-off", "insert", "compact")

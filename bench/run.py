@@ -459,7 +459,7 @@ def _ingest_once(
 ) -> live.IngestRun:
     """/import the first `n` events of `jsonl` into a new (Simplified ID Merge) project of a fresh
     store, through a server of its own."""
-    from rawevents.storage.sqlite_registry import SqliteRegistry
+    from rawevents.storage.duckdb.registry import SqliteRegistry
 
     data_dir = root / "ingest-data"
     shutil.rmtree(data_dir, ignore_errors=True)

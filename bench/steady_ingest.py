@@ -23,21 +23,21 @@ from pathlib import Path
 import duckdb
 
 from rawevents.eventline import assemble_line
-from rawevents.storage import duckdb_layout as layout
 from rawevents.storage.base import StoredEvent
-from rawevents.storage.duckdb_store import DuckDBStore
+from rawevents.storage.duckdb import compaction, schema
+from rawevents.storage.duckdb.store import DuckDBStore
 
 DAY_MS = 86_400_000
 LATE_DAYS = 3
 BATCH_EVERY_S = 0.1
 
 
-def _counting(step: layout.Step, rewritten: Counter[str]) -> layout.Step:
+def _counting(step: compaction.Step, rewritten: Counter[str]) -> compaction.Step:
     """`step`, adding the rows it writes into its new run to `rewritten`."""
 
-    def counted(con: duckdb.DuckDBPyConnection, runs: list[layout.Run], batch: int, max_rows: int) -> None:
+    def counted(con: duckdb.DuckDBPyConnection, runs: list[schema.Run], batch: int, max_rows: int) -> None:
         step(con, runs, batch, max_rows)
-        found = layout.first_row(con, f"SELECT count(*) FROM {layout.SORTED} WHERE run_batch = ?", [batch])
+        found = schema.first_row(con, f"SELECT count(*) FROM {schema.SORTED} WHERE run_batch = ?", [batch])
         rewritten["rows"] += int(found[0]) if found else 0
 
     return counted
@@ -106,11 +106,11 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     parser.add_argument("--late", type=float, default=0.02, help="share of events dated up to 3 days back")
     args = parser.parse_args(argv)
     rewritten: Counter[str] = Counter()
-    steps = {name: getattr(layout, name) for name in ("_merge_runs", "_consolidate_window")}
+    steps = {name: getattr(compaction, name) for name in ("_merge_runs", "_consolidate_window")}
     results: dict[str, tuple[float, float]] = {}
     try:
         for name, step in steps.items():  # count what the compactor's merge steps write
-            setattr(layout, name, _counting(step, rewritten))
+            setattr(compaction, name, _counting(step, rewritten))
         for label, late in ((f"{args.late:.0%} late", args.late), ("none late (baseline)", 0.0)):
             with tempfile.TemporaryDirectory() as tmp:
                 cpu, sent, during = measure(args.rate, args.seconds, args.history, late, Path(tmp), rewritten)
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
             print(f"merges rewrote {results[label][1]:.2f} rows/event")
     finally:
         for name, step in steps.items():
-            setattr(layout, name, step)
+            setattr(compaction, name, step)
     (late_cpu, _), (base_cpu, _) = results.values()
     print(f"late events ÷ baseline, CPU per event: {late_cpu / base_cpu:.2f}x")
     return results

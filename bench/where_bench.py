@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from rawevents.eventline import assemble_line
 from rawevents.storage.base import ExportPlan, StoredEvent
-from rawevents.storage.duckdb_store import DuckDBStore
+from rawevents.storage.duckdb.store import DuckDBStore
 from rawevents.timeutil import TimeSegment
 from rawevents.where import Node, parse
 from rawevents.where.printer import Sql, compile_predicate

@@ -380,24 +380,29 @@ _DAY = click.DateTime(formats=["%Y-%m-%d"])
     "--out",
     type=click.Path(path_type=Path),
     required=True,
-    help="Directory for one file per day (--split day), or the file (--split none).",
+    help="One file, named with its format's extension (x.jsonl, x.jsonl.gz, x.csv, x.parquet), "
+    "or a directory of one file per day.",
 )
 @click.option(
     "--format",
     "fmt",
     type=click.Choice(["jsonl", "jsonl.gz", "csv", "parquet"]),
-    default="jsonl.gz",
-    show_default=True,
-    help="Output format (CSV flattens properties into columns; Parquet keeps types).",
+    default=None,
+    help="Output format (CSV flattens properties into columns; Parquet keeps types); default: "
+    "--out's extension, else jsonl.gz.",
 )
 @click.option(
     "--split",
     type=click.Choice(["day", "none"]),
-    default="day",
-    show_default=True,
-    help="One file per project-local day, or a single file.",
+    default=None,
+    help="One file per project-local day (a directory), or a single file; default: none when "
+    "--out has a format's extension, else day.",
 )
-@click.option("--utc", is_flag=True, help="Write `time` as a UTC epoch instead of project-local time.")
+@click.option(
+    "--utc",
+    is_flag=True,
+    help="Write `time` as the UTC instant instead of project-local time (Parquet: a timestamp column).",
+)
 @click.option("--timezone", default=None, help="The project's IANA zone for --utc (default: ask the server).")
 @click.option(
     "--incremental",
@@ -429,8 +434,8 @@ def export_command(
     from_date: dt.datetime | None,
     to_date: dt.datetime | None,
     out: Path,
-    fmt: str,
-    split: str,
+    fmt: str | None,
+    split: str | None,
     utc: bool,
     timezone: str | None,
     incremental: Path | None,
@@ -442,12 +447,20 @@ def export_command(
 ) -> None:
     """Export a server's events to files: resumable, incremental, in JSONL, CSV or Parquet."""
     from rawevents.client import ExportOptions, TerminalProgress, export
-    from rawevents.client.exporter import Split
+    from rawevents.client.exporter import Split, output_layout
+    from rawevents.client.localtime import load_zone
 
     if username is not None and secret is not None:
         service_account, secret = f"{username}:{secret}", None
+    layout = output_layout(out, cast("Format | None", fmt), cast("Split | None", split))
+    if timezone is not None:
+        load_zone(timezone)
+        if not utc:
+            raise click.UsageError("--timezone is the project's zone for --utc: pass --utc too")
     if identity_mappings:
-        _export_mappings(url, secret, service_account, project_id, out, cast("Format", fmt))
+        if split is not None or layout[1] == "day":
+            raise click.UsageError("--identity-mappings writes one file: name it x.jsonl, x.csv, …")
+        _export_mappings(url, secret, service_account, project_id, out, layout[0])
         return
     if from_date is None or to_date is None:
         raise click.UsageError("--from and --to are required (unless --identity-mappings)")
@@ -455,8 +468,8 @@ def export_command(
         from_date.date(),
         to_date.date(),
         out,
-        format=cast("Format", fmt),
-        split=cast("Split", split),
+        format=layout[0],
+        split=layout[1],
         utc=utc,
         timezone=timezone,
         events=events,
@@ -471,10 +484,15 @@ def export_command(
     written = [f for f in result.files if f.path is not None and not f.skipped]
     skipped = sum(1 for f in result.files if f.skipped)
     click.echo(
-        f"rawevents export: {result.events:,} events in {len(written)} files ({skipped} already complete), "
-        f"{result.bytes:,} bytes in {result.seconds:.1f} s -> {out}",
+        f"rawevents export: {_count(result.events, 'event')} in {_count(len(written), 'file')} "
+        f"({skipped:,} already complete), {_count(result.bytes, 'byte')} in {result.seconds:.1f} s -> {out}",
         err=True,
     )
+
+
+def _count(number: int, noun: str) -> str:
+    """`1 file`, `2 files`, `1,000 events`."""
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
 
 
 def _export_mappings(
@@ -535,8 +553,8 @@ def import_command(
     if len(result.failures) > MAX_FAILURES_SHOWN:
         click.echo(f"… and {len(result.failures) - MAX_FAILURES_SHOWN} more failures", err=True)
     click.echo(
-        f"rawevents import: {result.imported:,} events imported, {len(result.failures):,} failed, "
-        f"{result.files} files, {result.bytes:,} bytes sent in {result.seconds:.1f} s",
+        f"rawevents import: {_count(result.imported, 'event')} imported, {len(result.failures):,} failed, "
+        f"{_count(result.files, 'file')}, {_count(result.bytes, 'byte')} sent in {result.seconds:.1f} s",
         err=True,
     )
     if result.failures:

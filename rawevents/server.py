@@ -35,6 +35,7 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.supervisors import Multiprocess
 
+from rawevents import demo
 from rawevents.errors import StartupError
 from rawevents.http.app import create_app
 from rawevents.http.protocol import MixpanelErrorsProtocol
@@ -72,8 +73,10 @@ def tls_options(config: Config) -> dict[str, Any]:
     return {"ssl_certfile": config.ssl_certfile, "ssl_keyfile": config.ssl_keyfile or None}
 
 
-def announce_demo_project(services: Services, config: Config) -> None:
-    """Print the demo project; its secret only when just created (later it exists as a digest)."""
+def announce_demo_project(services: Services, config: Config) -> list[str]:
+    """Print the demo project (its secret only when just created: later it exists as a digest),
+    fill it with the demo data when it has no events, and return the lines to print once the
+    server listens: where the explorer is and what to look for (rawevents.demo)."""
     project, created = ensure_demo_project(services.registry)
     print("rawevents demo project:", json.dumps(project.public_dict()), file=sys.stderr, flush=True)
     if not created:
@@ -83,6 +86,24 @@ def announce_demo_project(services: Services, config: Config) -> None:
             file=sys.stderr,
             flush=True,
         )
+    data = None
+    if not demo.has_events(services.store, project.project_id):
+        print(
+            f"rawevents demo: writing {demo.DAYS} days of a shop's traffic into the demo project…",
+            file=sys.stderr,
+            flush=True,
+        )
+        data = demo.populate(services.store, project)
+    return demo.hints(data, f"{_base_url(config)}/explore", project.api_secret if created else None)
+
+
+def _base_url(config: Config) -> str:
+    """The address a browser on this machine reaches the server at."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(config.host, config.host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    scheme = "https" if config.ssl_certfile else "http"
+    return f"{scheme}://{host}:{config.port}"
 
 
 def check_data_dir(path: str) -> None:
@@ -124,7 +145,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 class _Server(uvicorn.Server):
     """uvicorn's server, minus re-raising the stop signal, and saying "listening" only once the
-    socket really listens."""
+    socket really listens (followed by `after_listening`, the demo's hints)."""
+
+    after_listening: tuple[str, ...] = ()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -145,6 +168,8 @@ class _Server(uvicorn.Server):
             host, port = self.config.host, self.config.port
             scheme = "https" if self.config.is_ssl else "http"
             print(f"rawevents listening on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
+            for line in self.after_listening:
+                print(line, file=sys.stderr, flush=True)
 
 
 def worker_app() -> Starlette:
@@ -203,9 +228,9 @@ def serve(config: Config) -> None:
         try:
             if services.ingest_workers is not None:
                 services.ingest_workers.warm()
-            if config.demo:
-                announce_demo_project(services, config)
+            hints = announce_demo_project(services, config) if config.demo else []
             server = _Server(_uvicorn_config(config, create_app(config, services)))
+            server.after_listening = tuple(hints)
             server.run(sockets=[sock])
         finally:
             services.close()

@@ -270,7 +270,8 @@ SETTINGS: tuple[Setting, ...] = (
         "demo",
         False,
         "RAWEVENTS_DEMO",
-        "Create a demo project on start when none exists and print it.",
+        "Create a demo project on start when none exists, fill it with 30 days of sample traffic when it"
+        " has no events (rawevents.demo), and print it with the explorer's address.",
         _bool,
     ),
     Setting(

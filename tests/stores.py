@@ -24,7 +24,7 @@ def store_setting(kind: str) -> str:
     url = os.environ.get(CLICKHOUSE_URL_ENV)
     if not url:
         pytest.skip(f"{CLICKHOUSE_URL_ENV} is not set")
-    from rawevents.storage.clickhouse_conn import HttpEngine, ServerAddress
+    from rawevents.storage.clickhouse.conn import HttpEngine, ServerAddress
 
     database = f"rawevents_test_{uuid.uuid4().hex[:12]}"
     engine = HttpEngine(ServerAddress.parse(url))

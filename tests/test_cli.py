@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from rawevents.storage.base import StoredEvent
-from rawevents.storage.duckdb_store import DuckDBStore
+from rawevents.storage.duckdb.store import DuckDBStore
 from tests.live_server import LiveServer, free_port, serve_command
 from tests.stores import store_setting
 
@@ -133,9 +133,11 @@ def test_serve_demo_prints_a_ready_project(tmp_path: Path) -> None:
         assert line.startswith("rawevents demo project: ")
         demo = json.loads(line.split(": ", 1)[1])
         assert demo["name"] == "demo" and demo["timezone"] == "UTC"
-        lines = [process.stderr.readline() for _ in range(4)]  # then uvicorn's startup lines
+        # then the demo data is written, uvicorn's startup lines, "listening", and the demo's hints
+        lines = [process.stderr.readline() for _ in range(6)]
         listening = [line for line in lines if line.startswith("rawevents listening on ")]
         assert listening == [f"rawevents listening on http://127.0.0.1:{port}\n"], lines
+        assert lines[0].startswith("rawevents demo: writing 30 days of a shop's traffic"), lines
         for _ in range(100):
             try:
                 assert requests.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200

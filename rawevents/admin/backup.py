@@ -32,7 +32,7 @@ EVENTS_DIR = "events"
 
 
 def write_backup(registry: ProjectRegistry, store: EventStore, out: Path) -> dict[str, Any]:
-    from rawevents.storage.sqlite_registry import REGISTRY_FILE
+    from rawevents.storage.duckdb.registry import REGISTRY_FILE
 
     if out.exists() and any(out.iterdir()):
         raise BadRequest(f"backup directory {out} is not empty")
@@ -63,7 +63,7 @@ def restore_backup(source: Path, data_dir: Path, restore_store: Callable[[Path],
         raise BadRequest(f"{source} is not a rawevents backup (no readable {MANIFEST})") from exc
     if manifest.get("format") != FORMAT:
         raise BadRequest(f"unsupported backup format {manifest.get('format')!r}")
-    from rawevents.storage.sqlite_registry import REGISTRY_FILE, SqliteRegistry
+    from rawevents.storage.duckdb.registry import REGISTRY_FILE, SqliteRegistry
 
     registry_path = data_dir / REGISTRY_FILE
     if registry_path.exists():

@@ -12,6 +12,10 @@
   a server without cursors (Mixpanel) each run re-fetches a lookback window of days before the
   previous run's last day, so late events are caught at the price of duplicates (deduplicate on
   `$insert_id`).
+- Nothing is written before the server has accepted the whole request: one `HEAD` of the full
+  range (no rows sent) lets it refuse a day after today, a bad `where` or bad credentials first.
+- The output's name decides its layout (`output_layout`): `NAME.jsonl`, `.jsonl.gz`, `.csv`,
+  `.parquet` is one file of that format; any other name a directory of day files.
 """
 
 from __future__ import annotations
@@ -27,7 +31,17 @@ from typing import Any, Literal
 import httpx
 import orjson
 
-from rawevents.client.formats import WRITERS, Format, Record, Transform, read_lines
+from rawevents.client.formats import (
+    FORMATS,
+    WRITERS,
+    Body,
+    BodyDecoder,
+    Format,
+    ParquetBuilder,
+    TimeMap,
+    read_lines,
+    utc_hook,
+)
 from rawevents.client.localtime import LocalToUtc, load_zone
 from rawevents.client.mappings import fetch_mappings, write_mappings
 from rawevents.client.progress import Progress, SilentProgress
@@ -39,7 +53,43 @@ CURSOR_HEADER = "x-rawevents-cursor"
 TIME_HEADER = "x-rawevents-time"
 STATE_VERSION = 1
 _COPY = 1 << 20
+_LATEST_ZONE = dt.timedelta(hours=14)  # UTC+14: no project's today is later than UTC's + 14 h
 Split = Literal["day", "none"]
+SPLITS: tuple[Split, ...] = ("day", "none")
+# Names that look like a file but are no output format: a directory of that name is a trap.
+_NOT_FORMATS = (".json", ".ndjson", ".gz", ".txt", ".tsv", ".zst", ".csv.gz", ".parquet.gz")
+
+
+def format_of(out: Path) -> Format | None:
+    """The format `out`'s extension names (`x.jsonl.gz`: jsonl.gz), None for no known extension."""
+    name = out.name.lower()
+    for fmt in sorted(FORMATS, key=len, reverse=True):
+        if name.endswith("." + fmt) and len(name) > len(fmt) + 1:
+            return fmt
+    return None
+
+
+def output_layout(out: Path, fmt: Format | None = None, split: Split | None = None) -> tuple[Format, Split]:
+    """The format and split for `out`, as the CLI reads `--out`, `--format` and `--split`: a name
+    with a format's extension is one file of that format (so `--split none`); any other name is a
+    directory of day files (`--format` default jsonl.gz). Raises ClientError on a contradiction."""
+    named = format_of(out)
+    if named is None:
+        lowered = out.name.lower()
+        if lowered.endswith(_NOT_FORMATS):
+            raise ClientError(
+                f"--out {out.name}: not an output format's extension; name a file .jsonl, .jsonl.gz, "
+                ".csv or .parquet, or a directory (one file per day)"
+            )
+        return fmt or "jsonl.gz", split or "day"
+    if fmt is not None and fmt != named:
+        raise ClientError(f"--out {out.name} names a {named} file, but --format is {fmt}")
+    if split == "day":
+        raise ClientError(
+            f"--out {out.name} names one file, but --split day writes a directory of day files: "
+            "pass a directory name"
+        )
+    return named, "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,15 +172,25 @@ class Exporter:
     ) -> None:
         if options.from_date > options.to_date:
             raise ClientError(f"--from {options.from_date} is after --to {options.to_date}")
+        latest = (dt.datetime.now(dt.UTC) + _LATEST_ZONE).date()
+        if options.to_date > latest:
+            raise ClientError(f"--to {options.to_date} is after today (in every time zone)")
+        if options.format not in FORMATS or options.split not in SPLITS:
+            raise ClientError(f"unknown format {options.format!r} or split {options.split!r}")
+        if output_layout(options.out, options.format, options.split) != (options.format, options.split):
+            raise ClientError(f"{options.out.name} names one file: export it with split 'none'")
+        if options.timezone is not None:
+            load_zone(options.timezone)  # an unknown zone fails now, used or not
         self.connection = connection
         self.options = options
         self.progress = progress or SilentProgress()
         self.result = ExportResult()
-        self._local_to_utc: Transform | None = None  # built on first need (servers without time_utc)
+        self._local_to_utc: TimeMap | None = None  # built on first need (servers without time_utc)
 
     def run(self) -> ExportResult:
         started = time.monotonic()
         options = self.options
+        self._preflight()
         if options.split == "day":
             options.out.mkdir(parents=True, exist_ok=True)
         else:
@@ -143,7 +203,27 @@ class Exporter:
         self.result.seconds = time.monotonic() - started
         return self.result
 
-    def _transform(self, reply: httpx.Response) -> Transform | None:
+    def _preflight(self) -> None:
+        """Have the server check the whole request (days, filters, credentials) with one HEAD, so
+        a refusal comes before any file. A HEAD answer has no body: a refusal is asked again as a
+        GET of one event for the server's message. Servers without HEAD are not asked."""
+        params = self._range_params(self.options.from_date, self.options.to_date)
+        try:
+            self.connection.call(
+                "HEAD",
+                EXPORT_PATH,
+                lambda r: None,
+                params=params,
+                accept=lambda r: r.status_code in (404, 405),
+            )
+        except HttpError as refused:
+            try:
+                self.connection.call("GET", EXPORT_PATH, lambda r: None, params={**params, "limit": "1"})
+            except HttpError as explained:
+                raise explained from None
+            raise refused from None
+
+    def _transform(self, reply: httpx.Response) -> TimeMap | None:
         """None when the body's `time` is already what was asked for: always without `utc`, and
         with it when the server rendered UTC itself (rawevents' `time_utc`, exact). Otherwise
         the local times are converted here, with the project's zone."""
@@ -305,17 +385,15 @@ class Exporter:
 
         def handle(reply: httpx.Response) -> int:
             gzipped = reply.headers.get("content-encoding", "").lower() in ("gzip", "x-gzip")
-            with part.open("wb") as sink:
-                for chunk in reply.iter_raw(_COPY):
-                    sink.write(chunk)
-                    self.result.bytes += len(chunk)
-                    self.progress.transferred(len(chunk))
+            if self.options.format == "parquet":
+                return self._parquet(reply, part, tmp, gzipped)
+            self._download(reply, part, None)
             transform = self._transform(reply)
             if self.options.format == "jsonl.gz" and gzipped and transform is None:
                 events = sum(1 for _ in read_lines(part, True))  # reading it through is the check
                 os.replace(part, tmp)
             else:
-                events = writer(lambda: read_lines(part, gzipped), tmp, transform)
+                events = writer(Body(part, gzipped), tmp, transform, self.options.utc)
                 part.unlink()
             return events
 
@@ -336,6 +414,27 @@ class Exporter:
             _sync_dir(path.parent)
         return events
 
+    def _download(self, reply: httpx.Response, part: Path, decoder: BodyDecoder | None) -> None:
+        with part.open("wb") as sink:
+            for chunk in reply.iter_raw(_COPY):
+                sink.write(chunk)
+                if decoder is not None:
+                    decoder.feed(chunk)
+                self.result.bytes += len(chunk)
+                self.progress.transferred(len(chunk))
+
+    def _parquet(self, reply: httpx.Response, part: Path, tmp: Path, gzipped: bool) -> int:
+        """Parquet is built while the body downloads (Arrow parses each block of lines as it
+        arrives), then written once the body is complete and every column's type known."""
+        hook = utc_hook(self.options.utc)
+        with ParquetBuilder(tmp.parent, time_map=self._transform(reply), time_hook=hook) as builder:
+            decoder = BodyDecoder(gzipped, builder.add)
+            self._download(reply, part, decoder)
+            decoder.end()
+            events = builder.write(tmp, Body(part, gzipped).blocks)
+        part.unlink()
+        return events
+
     def _done(self, result: FileResult) -> None:
         self.result.files.append(result)
         self.progress.unit_done(result.label, result.events, skipped=result.skipped)
@@ -346,21 +445,9 @@ def export(connection: Connection, options: ExportOptions, progress: Progress | 
     return Exporter(connection, options, progress).run()
 
 
-def _utc_transform(zone_name: str) -> Transform:
+def _utc_transform(zone_name: str) -> TimeMap:
     zone = load_zone(zone_name)
-
-    def fresh() -> Any:
-        convert = LocalToUtc(zone)
-
-        def apply(record: Record) -> Record:
-            props = record.get("properties")
-            if isinstance(props, dict) and "time" in props:
-                props["time"] = convert(props["time"])
-            return record
-
-        return apply
-
-    return fresh
+    return lambda: LocalToUtc(zone)
 
 
 def _sync(path: Path) -> None:

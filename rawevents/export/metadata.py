@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from rawevents.errors import BadRequest
-from rawevents.export.params import int_param
+from rawevents.params import int_param
 from rawevents.projects import Project
 from rawevents.storage.base import EventStore, ProfileQuery
 

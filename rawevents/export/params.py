@@ -8,21 +8,19 @@ client author can fix the call from the error alone. Unknown parameters (`format
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import orjson
-
 from rawevents import timeutil
 from rawevents.errors import BadRequest
+from rawevents.params import FIRST_DAY as _FIRST_DAY
+from rawevents.params import parse_date, parse_event_param
 from rawevents.projects import Project
 from rawevents.storage.base import ExportPlan
 from rawevents.where import parse
 
 MAX_LIMIT = 100_000
 TIME_HEADER = "x-rawevents-time"  # response header: "utc" when the `time_utc` extension was honoured
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TRUE = {"true", "1"}
 _FALSE = {"false", "0", ""}
 
@@ -67,30 +65,7 @@ def parse_export_params(
     )
 
 
-_FIRST_DAY = dt.date(1970, 1, 1)
-
-
 _CURSOR_PARAMS = ("after_cursor", "upto_cursor", "cursor")
-
-
-def parse_date(params: Mapping[str, str], name: str, default: dt.date | None = None) -> dt.date:
-    raw = params.get(name)
-    if raw is None or raw.strip() == "":
-        if default is not None:
-            return default
-        raise BadRequest(f"'{name}' is a required parameter")
-    text = raw.strip()
-    if _DATE.fullmatch(text):
-        try:
-            day = dt.date.fromisoformat(text)
-        except ValueError:
-            pass
-        else:
-            # No event can be older than the epoch; earlier days would only cost a long empty scan.
-            if day < _FIRST_DAY:
-                raise BadRequest(f"{name} cannot be earlier than {_FIRST_DAY.isoformat()}, got {raw!r}")
-            return day
-    raise BadRequest(f"{name} must be a date formatted YYYY-MM-DD, got {raw!r}")
 
 
 def _limit(raw: str | None) -> int | None:
@@ -113,40 +88,6 @@ def _bool(params: Mapping[str, str], name: str) -> bool:
     if text in _FALSE:
         return False
     raise BadRequest(f"{name} must be true or false, got {raw!r}")
-
-
-def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    """An integer parameter from `low` to `high` (a 400 naming it otherwise); `default` when absent."""
-    raw = params.get(name, "")
-    if raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be an integer from {low} to {high}, got {raw!r}")
-    return value
-
-
-def parse_event_param(raw: str | None) -> tuple[str, ...] | None:
-    """`event`: a JSON array of names (`["a", "b"]`). A JSON string, or text that is not JSON at
-    all (mixpanel-go passes user input through), is one name. An empty array means every event."""
-    if raw is None or raw.strip() == "":
-        return None
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return (raw,)
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list):
-        if not all(isinstance(name, str) for name in value):
-            raise BadRequest(f"event must be a JSON array of event names (strings), got {raw!r}")
-        return tuple(dict.fromkeys(value)) or None
-    if isinstance(value, dict):
-        raise BadRequest(f"event must be a JSON array of event names (strings), got {raw!r}")
-    return (raw,)  # a number, true/false or null: the text itself is the name
 
 
 def build_plan(request: ExportRequest, project: Project) -> ExportPlan:

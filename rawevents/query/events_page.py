@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import orjson
 
 from rawevents.errors import BadRequest
-from rawevents.export.params import int_param
+from rawevents.params import int_param
 from rawevents.projects import Project
 from rawevents.query.cost import DEFAULT_LIMITS, RawJson
 from rawevents.query.params import choice_param, day_range, selection

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from rawevents import timeutil
 from rawevents.errors import BadRequest
-from rawevents.export.params import parse_date, parse_event_param
+from rawevents.params import parse_date, parse_event_param
 from rawevents.projects import Project
 from rawevents.query import cost
 from rawevents.storage.base import EventSelection

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rawevents.errors import BadRequest
-from rawevents.export.params import int_param
+from rawevents.params import int_param
 from rawevents.projects import Project
 from rawevents.query.params import day_range, selection
 from rawevents.storage.base import EventStore

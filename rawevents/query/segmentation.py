@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from rawevents.export.params import int_param
+from rawevents.params import int_param
 from rawevents.projects import Project
 from rawevents.query import cost
 from rawevents.query.cost import QueryLimits, RawJson

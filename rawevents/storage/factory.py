@@ -16,7 +16,7 @@ CHDB_DIR = "chdb"
 
 
 def _duckdb(config: Config, observer: StoreObserver | None) -> EventStore:
-    from rawevents.storage.duckdb_store import DuckDBStore
+    from rawevents.storage.duckdb.store import DuckDBStore
 
     return DuckDBStore(
         config.data_dir,
@@ -30,16 +30,16 @@ def _duckdb(config: Config, observer: StoreObserver | None) -> EventStore:
 
 
 def _chdb(config: Config, observer: StoreObserver | None) -> EventStore:
-    from rawevents.storage.clickhouse_conn import ChdbEngine
-    from rawevents.storage.clickhouse_store import ClickHouseStore
+    from rawevents.storage.clickhouse.conn import ChdbEngine
+    from rawevents.storage.clickhouse.store import ClickHouseStore
 
     engine = ChdbEngine(Path(config.data_dir) / CHDB_DIR)
     return ClickHouseStore(engine, commit_interval_ms=config.commit_interval_ms)
 
 
 def _clickhouse(config: Config, observer: StoreObserver | None) -> EventStore:
-    from rawevents.storage.clickhouse_conn import HttpEngine, ServerAddress
-    from rawevents.storage.clickhouse_store import ClickHouseStore
+    from rawevents.storage.clickhouse.conn import HttpEngine, ServerAddress
+    from rawevents.storage.clickhouse.store import ClickHouseStore
 
     engine = HttpEngine(ServerAddress.parse(config.store))
     return ClickHouseStore(engine, commit_interval_ms=config.commit_interval_ms)
@@ -75,11 +75,11 @@ def open_registry(config: Config) -> ProjectRegistry:
     """The project registry beside the configured store: a SQLite file in `data_dir` for the
     embedded stores, tables in the server's database for `clickhouse://` (shared by every host)."""
     if store_kind(config) == "clickhouse":
-        from rawevents.storage.clickhouse_conn import HttpEngine, ServerAddress
-        from rawevents.storage.clickhouse_registry import ClickHouseRegistry
+        from rawevents.storage.clickhouse.conn import HttpEngine, ServerAddress
+        from rawevents.storage.clickhouse.registry import ClickHouseRegistry
 
         return ClickHouseRegistry(HttpEngine(ServerAddress.parse(config.store)), owns_engine=True)
-    from rawevents.storage.sqlite_registry import SqliteRegistry
+    from rawevents.storage.duckdb.registry import SqliteRegistry
 
     return SqliteRegistry(config.data_dir)
 
@@ -94,6 +94,6 @@ def open_store_unless_busy(config: Config) -> EventStore | None:
 
 def restore_store(config: Config, source: Path) -> None:
     """Rebuild the configured engine's store in `config.data_dir` from a `backup` directory."""
-    from rawevents.storage.duckdb_backup import restore
+    from rawevents.storage.duckdb.backup import restore
 
     restore(source, Path(config.data_dir))

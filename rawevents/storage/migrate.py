@@ -22,11 +22,11 @@ import orjson
 import pyarrow as pa
 
 from rawevents.settings import Config, redact_store
-from rawevents.storage import duckdb_identity
 from rawevents.storage.base import INCOMING_SCHEMA, EventStore, ProfileUpdate
-from rawevents.storage.clickhouse_registry import ClickHouseRegistry
-from rawevents.storage.duckdb_store import EVENTS_FILE
-from rawevents.storage.sqlite_registry import SqliteRegistry
+from rawevents.storage.clickhouse.registry import ClickHouseRegistry
+from rawevents.storage.duckdb import identity as duckdb_identity
+from rawevents.storage.duckdb.registry import SqliteRegistry
+from rawevents.storage.duckdb.store import EVENTS_FILE
 
 BATCH_ROWS = 50_000
 

@@ -20,7 +20,7 @@ from rawevents.auth import (
     ServiceAccountUnauthorized,
     authenticate_query,
 )
-from rawevents.storage.sqlite_registry import SqliteRegistry
+from rawevents.storage.duckdb.registry import SqliteRegistry
 from tests.admin.helpers import cli, cli_json, event, live
 from tests.export.helpers import basic
 from tests.live_server import LiveServer, free_port, serve_command

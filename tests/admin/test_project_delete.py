@@ -8,7 +8,7 @@ import pytest
 
 from rawevents.auth import INVALID_SECRET
 from rawevents.projects import Project
-from rawevents.storage.duckdb_store import DuckDBStore
+from rawevents.storage.duckdb.store import DuckDBStore
 from tests.admin.helpers import (
     cli,
     cli_json,

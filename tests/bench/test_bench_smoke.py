@@ -8,7 +8,7 @@ import pytest
 
 from bench import ingest_stages, steady_ingest
 from bench.run import main
-from rawevents.storage import duckdb_layout as layout
+from rawevents.storage.duckdb import compaction
 
 
 @pytest.mark.server  # bench.live starts `rawevents serve`
@@ -57,4 +57,4 @@ def test_steady_ingest_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert list(results) == ["2% late", "none late (baseline)"]
     assert all(cpu > 0 and rewritten >= 0 for cpu, rewritten in results.values())
     assert "late events ÷ baseline" in capsys.readouterr().out
-    assert layout._merge_runs.__name__ == "_merge_runs"  # the counting wrapper is gone again
+    assert compaction._merge_runs.__name__ == "_merge_runs"  # the counting wrapper is gone again

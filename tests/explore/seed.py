@@ -16,6 +16,12 @@ from tests.export.helpers import basic
 EVENT_NAMES = ("page_view", "signup", "purchase")
 OSES = ("iOS", "Android", "Windows", "macOS")
 SPIKE_USERS = {"spike-a": 60, "spike-b": 45, "spike-c": 30}
+# The spike's 4 devices: each user's first events are sent anonymously (Simplified ID Merge: only
+# `$device_id`, stored as `$device:<id>`), the later ones after login carry `$user_id` too, and
+# link the device: the explorer shows every one of them under the user.
+SPIKE_DEVICES = {"spike-a": ("dev-a1", "dev-a2"), "spike-b": ("dev-b",), "spike-c": ("dev-c",)}
+ANONYMOUS_SHARE = 0.4
+SPIKE_CAMPAIGN = "spike-campaign"
 SPIKE_EVENT = "install"
 SPIKE_HOUR = 14  # project-local hour of the spike
 BATCH = 2000
@@ -44,7 +50,7 @@ class Traffic:
             e
             for e in self.events
             if start <= e["properties"]["time"] < end
-            and (distinct_id is None or e["properties"]["distinct_id"] == distinct_id)
+            and (distinct_id is None or person(e) == distinct_id)
         ]
 
 
@@ -63,10 +69,27 @@ def generate(zone: str, *, per_day: int = 120, seed: int = 7) -> Traffic:
             )
     window_start, _ = traffic.spike_window
     for user, count in SPIKE_USERS.items():
-        for n in range(count):
-            moment = window_start + 300_000 + rng.randrange(3_000_000)  # 14:05 to 14:55 local
-            traffic.events.append(_event(SPIKE_EVENT, moment, user, "Android", n))
+        moments = sorted(window_start + 300_000 + rng.randrange(3_000_000) for _ in range(count))  # 14:05-14:55
+        devices = SPIKE_DEVICES[user]
+        for n, moment in enumerate(moments):
+            device = devices[n % len(devices)]
+            anonymous = n < ANONYMOUS_SHARE * count
+            event = _event(SPIKE_EVENT, moment, f"$device:{device}" if anonymous else user, "Android", n)
+            event["properties"].update({"$device_id": device, "utm_campaign": SPIKE_CAMPAIGN})
+            if not anonymous:
+                event["properties"]["$user_id"] = user
+            traffic.events.append(event)
     return traffic
+
+
+def person(event: dict[str, Any]) -> str:
+    """The canonical id the server shows for an event: its user, also for a device's anonymous
+    events (every spike device logs in during the spike)."""
+    props = event["properties"]
+    for user, devices in SPIKE_DEVICES.items():
+        if props.get("$device_id") in devices:
+            return user
+    return str(props["distinct_id"])
 
 
 def _event(name: str, time_ms: int, user: str, os_name: str, n: int) -> dict[str, Any]:
@@ -75,7 +98,7 @@ def _event(name: str, time_ms: int, user: str, os_name: str, n: int) -> dict[str
         "properties": {
             "time": time_ms,
             "distinct_id": user,
-            "$insert_id": f"{user}-{time_ms}-{n}",
+            "$insert_id": f"{user.replace('$device:', 'd-')}-{time_ms}-{n}",
             "$os": os_name,
         },
     }

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+import requests
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
@@ -41,16 +42,18 @@ def hostile(server: LiveServer) -> Project:
                         "$os": text,
                         text: text,
                         "link": text,
+                        "$current_url": text,
                     },
                 }
             )
     seed.ingest(server.base_url, project.api_secret, events)
+    profile = {"$token": project.token, "$distinct_id": HOSTILE[0], "$set": {text: text for text in HOSTILE}}
+    response = requests.post(f"{server.base_url}/engage?verbose=1", json=[profile], timeout=30)
+    assert response.json()["status"] == 1, response.text
     return project
 
 
-def test_hostile_strings_render_as_text(
-    driver: webdriver.Chrome, server: LiveServer, hostile: Project
-) -> None:
+def test_hostile_strings_render_as_text(driver: webdriver.Chrome, server: LiveServer, hostile: Project) -> None:
     page = ExplorerPage(driver, server.base_url)
     page.open()
     page.sign_in(hostile.api_secret)
@@ -59,8 +62,12 @@ def test_hostile_strings_render_as_text(
 
     legend = [item.text for item in driver.find_elements(By.CSS_SELECTOR, "#legend li")]
     assert sorted(legend) == sorted(HOSTILE)
-    assert [user for user, _, _ in page.top_rows("top-users")] == list(HOSTILE)
-    assert [value for value, _, _ in page.top_rows("top-values")] == list(HOSTILE)  # $os
+    assert [row.value for row in page.top_rows("top-users")] == list(HOSTILE)
+    assert [row.value for row in page.top_rows("top-values")] == list(HOSTILE)  # $os
+    # The hover readout names the events of a bucket as text.
+    busiest = page.tallest()
+    readout = page.hover_bar(busiest.bucket)
+    assert any(text in readout for text in HOSTILE)
 
     # A hostile property name chosen as the property to rank.
     prop = page.find("property")
@@ -68,7 +75,7 @@ def test_hostile_strings_render_as_text(
     prop.send_keys(HOSTILE[1])
     driver.execute_script("arguments[0].dispatchEvent(new Event('change'))", prop)
     count = len(HOSTILE) - 1  # events of HOSTILE[1] carry the property named HOSTILE[1]
-    page.wait(lambda: [(v, n) for v, n, _ in page.top_rows("top-values")] == [(HOSTILE[1], count)])
+    page.wait(lambda: [(r.value, r.count) for r in page.top_rows("top-values")] == [(HOSTILE[1], count)])
 
     summaries = page.event_summaries()
     assert all(any(text in summary for text in HOSTILE) for summary in summaries)
@@ -78,11 +85,46 @@ def test_hostile_strings_render_as_text(
     assert len(dumps) == sum(range(1, len(HOSTILE) + 1))
     assert all(HOSTILE[0] in d or HOSTILE[2] in d or "img" in d or "svg" in d or "pwned" in d for d in dumps)
 
-    # Clicking a hostile value builds a valid where expression that selects exactly its events.
-    page.click_top_value("top-users", HOSTILE[1])
-    assert page.status() == ""
-    assert page.top_rows("top-users") == [(HOSTILE[1], count, "100.0%")]
+    # Ticking a hostile user builds a valid filter, shown as a chip and in the where expression.
+    page.tick("top-users", HOSTILE[1])
+    assert set(page.panel_states().values()) <= {"ready"}
+    assert page.chips() == [f"distinct_id is {HOSTILE[1]}"]
+    assert [(r.value, r.count, r.picked) for r in page.top_rows("top-users")][1] == (HOSTILE[1], count, True)
+    assert page.find("total-line").text == f"{count} events in the range"
+    assert '\\"><img src=x onerror=' in page.find("where-effective").text  # JSON-escaped quotes
+    # Excluding a hostile value: a chip of its own.
+    page.exclude("top-values", HOSTILE[1])
+    assert page.chips() == [f"distinct_id is {HOSTILE[1]}", f"{HOSTILE[1]} is not {HOSTILE[1]}"]
 
+    # A hostile user's view: id, profile (hostile names and values) and timeline, as text.
+    page.click_value("top-users", HOSTILE[0])
+    assert page.find("user-id").text == HOSTILE[0]
+    profile = driver.execute_script(
+        "return [...document.querySelectorAll('#profile tr')].map(r => [r.cells[0].textContent, r.cells[1].textContent])"
+    )
+    assert sorted(row for row in profile if row[0] != "$last_seen") == sorted([text, text] for text in HOSTILE)
+    timeline = page.event_summaries("timeline")
+    assert len(timeline) == len(HOSTILE) and all(HOSTILE[0] in s for s in timeline)
+
+    # A hostile event name that matches nothing: the empty state quotes it as text.
+    page.find("event").send_keys(HOSTILE[3] + "?")
+    page.find("apply").click()
+    page.wait_idle()
+    assert page.panel_text("chart").startswith(f'No event named "{HOSTILE[3]}?" in this range.')
+    # A hostile where expression: the error shows it as text.
+    page.find("event").clear()
+    page.find("where").send_keys(HOSTILE[0])
+    page.find("apply").click()
+    page.wait(lambda: page.find("where-error").is_displayed())
+    assert page.find("where-error-text").text == HOSTILE[0]
+    _assert_nothing_ran(driver)
+
+    # The state in the URL carries the hostile strings; a reload renders them as text again.
+    driver.refresh()
+    page.wait_idle()
+    assert page.find("where").get_attribute("value") == HOSTILE[0]
+    assert page.find("user-id").text == HOSTILE[0]
+    assert page.chips() == [f"distinct_id is {HOSTILE[1]}", f"{HOSTILE[1]} is not {HOSTILE[1]}"]
     _assert_nothing_ran(driver)
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from rawevents.projects import Project
 from rawevents.settings import load_config
 from rawevents.storage import open_store
-from rawevents.storage.duckdb_store import DuckDBStore
-from rawevents.storage.sqlite_registry import SqliteRegistry
+from rawevents.storage.duckdb.registry import SqliteRegistry
+from rawevents.storage.duckdb.store import DuckDBStore
 from tests.export.helpers import stored_event
 
 BATCH = 50_000

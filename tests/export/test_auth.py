@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from rawevents.auth import INVALID_SECRET, INVALID_SERVICE_ACCOUNT, NO_SIGNING_SECRET, signature
 from rawevents.projects import Project
 from rawevents.service import Services
-from rawevents.storage.sqlite_registry import REGISTRY_FILE
+from rawevents.storage.duckdb.registry import REGISTRY_FILE
 from tests.export.helpers import basic
 
 QUERY = {"from_date": "2024-05-01", "to_date": "2024-05-01"}

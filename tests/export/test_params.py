@@ -8,7 +8,8 @@ import pytest
 
 from rawevents import timeutil
 from rawevents.errors import BadRequest
-from rawevents.export.params import ExportRequest, build_plan, parse_event_param, parse_export_params
+from rawevents.export.params import ExportRequest, build_plan, parse_export_params
+from rawevents.params import parse_event_param
 from rawevents.projects import Project
 from rawevents.where import WhereError
 from rawevents.where import parse as parse_where

@@ -25,7 +25,7 @@ from rawevents.projects import Project
 from rawevents.settings import load_config
 from rawevents.storage import open_store
 from rawevents.storage.base import ExportPlan, ProfileUpdate
-from rawevents.storage.sqlite_registry import SqliteRegistry
+from rawevents.storage.duckdb.registry import SqliteRegistry
 from rawevents.timeutil import TimeSegment
 from tests.admin.helpers import bearer, cli_json, live, profile_ids, set_profiles, wait_for
 from tests.export.helpers import basic

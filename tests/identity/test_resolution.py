@@ -22,8 +22,9 @@ from rawevents import identity
 from rawevents.ingest.events import EventContext, normalize_events
 from rawevents.projects import Project
 from rawevents.settings import load_config
-from rawevents.storage import duckdb_export, open_store
+from rawevents.storage import open_store
 from rawevents.storage.base import EventSelection, ExportPlan, SegmentationQuery
+from rawevents.storage.duckdb import export as duckdb_export
 from rawevents.timeutil import TimeSegment
 from rawevents.where import parse
 from tests.identity import reference

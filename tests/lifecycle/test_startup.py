@@ -166,7 +166,7 @@ def test_the_config_file_sets_the_server_and_the_environment_and_flags_override_
     )
     try:
         assert process.stderr is not None
-        lines = [process.stderr.readline() for _ in range(5)]
+        lines = [process.stderr.readline() for _ in range(6)]  # the demo data written, then listening
         assert f"rawevents listening on http://127.0.0.1:{port}\n" in lines, lines
         demo = next(line for line in lines if line.startswith("rawevents demo project: "))
         assert '"name": "demo"' in demo  # demo = true from the file

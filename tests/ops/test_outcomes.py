@@ -22,7 +22,7 @@ from rawevents.projects import Project
 from rawevents.service import Services
 from rawevents.settings import load_config
 from rawevents.storage.base import ExportPlan
-from rawevents.storage.sqlite_registry import SqliteRegistry
+from rawevents.storage.duckdb.registry import SqliteRegistry
 from tests.export.helpers import basic
 from tests.live_server import free_port
 from tests.ops.helpers import moved, scrape, wait_for

@@ -12,9 +12,9 @@ import pytest
 from rawevents.errors import BadRequest, NotFound
 from rawevents.pipelines.model import ACTIVE, PAUSED, PipelineSpec, RunState, parse_every
 from rawevents.projects import ProjectRegistry
-from rawevents.storage.clickhouse_conn import ChdbEngine
-from rawevents.storage.clickhouse_registry import ClickHouseRegistry
-from rawevents.storage.sqlite_registry import SqliteRegistry
+from rawevents.storage.clickhouse.conn import ChdbEngine
+from rawevents.storage.clickhouse.registry import ClickHouseRegistry
+from rawevents.storage.duckdb.registry import SqliteRegistry
 
 
 @pytest.fixture(params=["sqlite", "clickhouse"])

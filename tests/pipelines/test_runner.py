@@ -21,7 +21,7 @@ from rawevents.projects import Project
 from rawevents.settings import load_config
 from rawevents.storage import open_store
 from rawevents.storage.base import EventStore
-from rawevents.storage.sqlite_registry import SqliteRegistry
+from rawevents.storage.duckdb.registry import SqliteRegistry
 from tests.pipelines.helpers import (
     DAY_MS,
     bucket_lines,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rawevents.storage import duckdb_export
+from rawevents.storage.duckdb import export as duckdb_export
 
 
 @pytest.fixture(params=["query-per-run", "one-window"])

@@ -13,7 +13,7 @@ import pytest
 
 from rawevents.errors import StorageError
 from rawevents.settings import SettingError, load_config
-from rawevents.storage.clickhouse_conn import HttpEngine, ServerAddress, param_text
+from rawevents.storage.clickhouse.conn import HttpEngine, ServerAddress, param_text
 
 URL = "clickhouse://ana:s3cr%40t@ch.internal:8123/analytics?cluster=main"
 

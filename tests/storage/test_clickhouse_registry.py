@@ -19,10 +19,10 @@ import pytest
 from rawevents.auth import ServiceAccountUnauthorized, authenticate_query
 from rawevents.errors import BadRequest, Unauthorized, Unsupported
 from rawevents.projects import PENDING, REVOKED, STARTED, digest
-from rawevents.storage.clickhouse_conn import ChdbEngine, HttpEngine, ServerAddress
-from rawevents.storage.clickhouse_pipelines import PIPELINE_SCHEMA
-from rawevents.storage.clickhouse_registry import CACHE_SECONDS, SCHEMA, ClickHouseRegistry
-from rawevents.storage.sqlite_registry import SqliteRegistry
+from rawevents.storage.clickhouse.conn import ChdbEngine, HttpEngine, ServerAddress
+from rawevents.storage.clickhouse.pipelines import PIPELINE_SCHEMA
+from rawevents.storage.clickhouse.registry import CACHE_SECONDS, SCHEMA, ClickHouseRegistry
+from rawevents.storage.duckdb.registry import SqliteRegistry
 
 
 class Clock:

@@ -25,9 +25,9 @@ import requests
 
 from rawevents.eventline import assemble_line
 from rawevents.projects import Project
-from rawevents.storage import duckdb_layout as layout
 from rawevents.storage.base import ExportPlan, StoredEvent
-from rawevents.storage.duckdb_store import DuckDBStore
+from rawevents.storage.duckdb import compaction, schema
+from rawevents.storage.duckdb.store import DuckDBStore
 from rawevents.timeutil import TimeSegment
 from tests.live_server import LiveServer
 
@@ -39,17 +39,17 @@ T0 = 1_790_812_800_000
 # it starts flushing and when it starts merging.
 _CHILD = """
 import sys
-from rawevents.storage import duckdb_layout
-from rawevents.storage.duckdb_store import DuckDBStore
-duckdb_layout.SORT_BYTES_PER_ROW = 1 << 62
-duckdb_layout.MIN_SORT_ROWS = 150
+from rawevents.storage.duckdb import compaction
+from rawevents.storage.duckdb.store import DuckDBStore
+compaction.SORT_BYTES_PER_ROW = 1 << 62
+compaction.MIN_SORT_ROWS = 150
 store = DuckDBStore(sys.argv[1], background_compaction=False)
 compactor, con = store._compactor, store._db.cursor()
 print("flushing", flush=True)
 while compactor._flush(con, 1):
     pass
 print("merging", flush=True)
-while compactor._merge(con, duckdb_layout._every_day):
+while compactor._merge(con, compaction._every_day):
     pass
 print("done", flush=True)
 con.close()
@@ -99,17 +99,17 @@ def test_kill_9_during_compaction_loses_and_repeats_nothing(
             ns = _exported(store)
             assert Counter(ns) == Counter(range(total)), round_no  # each exactly once
             # The run list matches the rows: no half-done step.
-            assert store.query(f"SELECT * FROM {layout.RUNS} ORDER BY ALL") == store.query(
+            assert store.query(f"SELECT * FROM {schema.RUNS} ORDER BY ALL") == store.query(
                 f"SELECT run_batch, project_id, time_ms // {DAY}, min(time_ms), max(time_ms), count(*)"
-                f" FROM {layout.SORTED} GROUP BY ALL ORDER BY ALL"
+                f" FROM {schema.SORTED} GROUP BY ALL ORDER BY ALL"
             ), round_no
         finally:
             store.close()
     assert any("done" not in outcome for outcome in outcomes)  # kills did land mid-compaction
     assert any("done" not in outcome for outcome in outcomes[1::2])  # and mid-merge
     # The same small sorts as the child: compaction resumes where the last kill left it.
-    monkeypatch.setattr(layout, "SORT_BYTES_PER_ROW", 1 << 62)
-    monkeypatch.setattr(layout, "MIN_SORT_ROWS", 150)
+    monkeypatch.setattr(compaction, "SORT_BYTES_PER_ROW", 1 << 62)
+    monkeypatch.setattr(compaction, "MIN_SORT_ROWS", 150)
     store = DuckDBStore(tmp_path, commit_interval_ms=0, background_compaction=False)
     try:
         store.compact()
@@ -117,7 +117,7 @@ def test_kill_9_during_compaction_loses_and_repeats_nothing(
         assert len(ns) == total and Counter(ns) == Counter(range(total))
         # Every day ended as runs that do not overlap (each read in storage order).
         [(overlapping,)] = store.query(
-            f"SELECT count(*) FROM {layout.RUNS} AS a JOIN {layout.RUNS} AS b USING (project_id, part)"
+            f"SELECT count(*) FROM {schema.RUNS} AS a JOIN {schema.RUNS} AS b USING (project_id, part)"
             " WHERE a.run_batch <> b.run_batch AND a.min_time <= b.max_time AND b.min_time <= a.max_time"
         )
         assert overlapping == 0

@@ -14,10 +14,10 @@ import pytest
 
 from rawevents.errors import StorageError
 from rawevents.eventline import assemble_line
-from rawevents.storage import duckdb_layout as layout
-from rawevents.storage import duckdb_store
 from rawevents.storage.base import ExportPlan, StoredEvent
-from rawevents.storage.duckdb_store import DuckDBStore
+from rawevents.storage.duckdb import ingest
+from rawevents.storage.duckdb import store as duckdb_store
+from rawevents.storage.duckdb.store import DuckDBStore
 from rawevents.timeutil import TimeSegment
 
 T0 = 1_790_812_800_000  # a UTC midnight
@@ -61,14 +61,14 @@ class _OutOfMemoryAtFirstStatement:
 
 def _out_of_memory_first(times: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The engine runs out of memory in the first `times` inserts; the inserts tried, counted."""
-    real: Callable[..., int] = layout.insert_deduped
+    real: Callable[..., int] = ingest.insert_deduped
     calls: list[int] = []
 
     def insert(con: duckdb.DuckDBPyConnection, *args: Any) -> int:
         calls.append(1)
         return real(_OutOfMemoryAtFirstStatement(con) if len(calls) <= times else con, *args)
 
-    monkeypatch.setattr(layout, "insert_deduped", insert)
+    monkeypatch.setattr(ingest, "insert_deduped", insert)
     return calls
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from rawevents.eventline import assemble_line
-from rawevents.storage import duckdb_export
 from rawevents.storage.base import ExportPlan, StoredEvent
-from rawevents.storage.duckdb_export import _Pace, _windows
-from rawevents.storage.duckdb_store import DuckDBStore
+from rawevents.storage.duckdb import export as duckdb_export
+from rawevents.storage.duckdb.export import _Pace, _windows
+from rawevents.storage.duckdb.store import DuckDBStore
 from rawevents.timeutil import TimeSegment
 
 HOUR = 3_600_000

@@ -17,9 +17,9 @@ import orjson
 import pytest
 
 from rawevents.eventline import assemble_line
-from rawevents.storage import duckdb_layout as layout
 from rawevents.storage.base import ExportPlan, StoredEvent
-from rawevents.storage.duckdb_store import DuckDBStore
+from rawevents.storage.duckdb import compaction, export, schema
+from rawevents.storage.duckdb.store import DuckDBStore
 from rawevents.timeutil import TimeSegment
 
 DAY = 86_400_000
@@ -58,9 +58,9 @@ def _expected(events: list[StoredEvent]) -> list[int]:
 
 
 def _counts(store: DuckDBStore) -> tuple[int, int, int]:
-    [(recent,)] = store.query(f"SELECT count(*) FROM {layout.RECENT}")
-    [(stored,)] = store.query(f"SELECT count(*) FROM {layout.SORTED}")
-    [(runs,)] = store.query(f"SELECT count(*) FROM {layout.RUNS}")
+    [(recent,)] = store.query(f"SELECT count(*) FROM {schema.RECENT}")
+    [(stored,)] = store.query(f"SELECT count(*) FROM {schema.SORTED}")
+    [(runs,)] = store.query(f"SELECT count(*) FROM {schema.RUNS}")
     return int(recent), int(stored), int(runs)
 
 
@@ -74,7 +74,7 @@ def test_shuffled_arrival_is_sorted_into_one_run_per_day(store: DuckDBStore) -> 
     assert _counts(store) == (0, 3000, 30)
     assert _ns(store, _full()) == _expected(events)
     # Every row kept its ingestion order number.
-    seqs = store.query(f"SELECT seq FROM {layout.SORTED} ORDER BY seq")
+    seqs = store.query(f"SELECT seq FROM {schema.SORTED} ORDER BY seq")
     assert [s for (s,) in seqs] == list(range(1, 3001))
 
 
@@ -83,8 +83,8 @@ def test_exports_are_exact_at_every_stage_of_compaction(
 ) -> None:
     """Random batches, flushes and merges in between (in slices and windows of a few rows, so each
     step is several statements); each export compared to the reference."""
-    monkeypatch.setattr(layout, "SORT_ROWS", 40)
-    monkeypatch.setattr(layout, "SLICE_ROWS", 150)
+    monkeypatch.setattr(compaction, "SORT_ROWS", 40)
+    monkeypatch.setattr(compaction, "SLICE_ROWS", 150)
     rng = random.Random(11)
     store = DuckDBStore(tmp_path, commit_interval_ms=0, compact_rows=1, background_compaction=False)
     compactor = store._compactor
@@ -107,7 +107,7 @@ def test_exports_are_exact_at_every_stage_of_compaction(
             if action in ("flush", "both"):
                 compactor._flush(con, 1)
             if action in ("merge", "both"):
-                compactor._merge(con, rng.choice([layout._every_day, layout._no_day]))
+                compactor._merge(con, rng.choice([compaction._every_day, compaction._no_day]))
             mine = [e for e in events if e.project_id == 1]
             assert _ns(store, _full()) == _expected(mine), step
             start = T0 + rng.randrange(4 * DAY)
@@ -126,9 +126,9 @@ def test_a_merge_rewrites_no_more_rows_than_fit_the_engine(
 ) -> None:
     """A day of overlapping runs bigger than a merge may rewrite is merged smallest runs first, in
     bounded transactions, and still exports exactly."""
-    monkeypatch.setattr(layout, "SLICE_ROWS", 100)  # each flush: a 100-row run over the whole day
-    monkeypatch.setattr(layout, "SORT_BYTES_PER_ROW", 1 << 62)  # sorts of MIN_SORT_ROWS rows
-    monkeypatch.setattr(layout, "MIN_SORT_ROWS", 150)  # so a merge rewrites at most 150 rows
+    monkeypatch.setattr(compaction, "SLICE_ROWS", 100)  # each flush: a 100-row run over the whole day
+    monkeypatch.setattr(compaction, "SORT_BYTES_PER_ROW", 1 << 62)  # sorts of MIN_SORT_ROWS rows
+    monkeypatch.setattr(compaction, "MIN_SORT_ROWS", 150)  # so a merge rewrites at most 150 rows
     store = DuckDBStore(tmp_path, commit_interval_ms=0, background_compaction=False)
     try:
         rng = random.Random(11)
@@ -136,7 +136,7 @@ def test_a_merge_rewrites_no_more_rows_than_fit_the_engine(
         for i in range(0, 1000, 250):
             store.submit_events(events[i : i + 250]).result()
         store.compact()
-        sizes = sorted(rows for (rows,) in store.query(f"SELECT rows FROM {layout.RUNS}"))
+        sizes = sorted(rows for (rows,) in store.query(f"SELECT rows FROM {schema.RUNS}"))
         assert sum(sizes) == 1000 and max(sizes) <= 150
         assert len(sizes) < 10  # merges did happen
         assert _ns(store, _full()) == _expected(events)
@@ -147,15 +147,15 @@ def test_a_merge_rewrites_no_more_rows_than_fit_the_engine(
 def _small_sorts(monkeypatch: pytest.MonkeyPatch, sort_rows: int) -> None:
     """The compactor sorts `sort_rows` rows at a time: flushes, merges and consolidation windows
     move at most that many rows each."""
-    monkeypatch.setattr(layout, "SORT_BYTES_PER_ROW", 1 << 62)
-    monkeypatch.setattr(layout, "MIN_SORT_ROWS", sort_rows)
+    monkeypatch.setattr(compaction, "SORT_BYTES_PER_ROW", 1 << 62)
+    monkeypatch.setattr(compaction, "MIN_SORT_ROWS", sort_rows)
 
 
 def _runs_by_day(store: DuckDBStore) -> dict[tuple[int, int], list[tuple[int, int, int]]]:
     """Each (project, day)'s recorded runs as (min_time, max_time, rows), in time order."""
     days: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
     for project, part, low, high, rows in store.query(
-        f"SELECT project_id, part, min_time, max_time, rows FROM {layout.RUNS} ORDER BY ALL"
+        f"SELECT project_id, part, min_time, max_time, rows FROM {schema.RUNS} ORDER BY ALL"
     ):
         days.setdefault((project, part), []).append((low, high, rows))
     return days
@@ -163,11 +163,11 @@ def _runs_by_day(store: DuckDBStore) -> dict[tuple[int, int], list[tuple[int, in
 
 def _assert_runs_recorded_exactly(store: DuckDBStore) -> None:
     recorded = store.query(
-        f"SELECT run_batch, project_id, part, min_time, max_time, rows FROM {layout.RUNS} ORDER BY ALL"
+        f"SELECT run_batch, project_id, part, min_time, max_time, rows FROM {schema.RUNS} ORDER BY ALL"
     )
     actual = store.query(
         f"SELECT run_batch, project_id, time_ms // {DAY}, min(time_ms), max(time_ms), count(*)"
-        f" FROM {layout.SORTED} GROUP BY ALL ORDER BY ALL"
+        f" FROM {schema.SORTED} GROUP BY ALL ORDER BY ALL"
     )
     assert recorded == actual
 
@@ -200,8 +200,8 @@ def test_a_day_too_big_for_one_merge_ends_as_runs_that_do_not_overlap(
         assert len(days[1, T0 // DAY]) > 1  # ~800 rows: consolidated, not merged into one run
         mine = [e for e in events if e.project_id == 1]
         assert _ns(store, _full()) == _expected(mine)
-        runs = [layout.Run(*row) for row in store.query(f"SELECT * FROM {layout.RUNS} WHERE project_id = 1")]
-        pieces = layout.plan_pieces(
+        runs = [schema.Run(*row) for row in store.query(f"SELECT * FROM {schema.RUNS} WHERE project_id = 1")]
+        pieces = export.plan_pieces(
             [TimeSegment(T0, T0 + 3 * DAY, 0)], sorted(runs, key=lambda r: r.min_time), []
         )
         assert all(piece.run_batch is not None for piece in pieces)  # no sorted stretch left
@@ -216,10 +216,10 @@ def test_a_day_too_big_for_one_merge_ends_as_runs_that_do_not_overlap(
         assert 2 <= len(changed) <= 3  # one run out; the merge, or the two halves of a split, in
         assert _ns(store, _full()) == _expected([*mine, late])
         # Dedup is exact across the consolidated runs: a retry of everything adds nothing.
-        before = store.query(f"SELECT count(*) FROM {layout.SORTED}")
+        before = store.query(f"SELECT count(*) FROM {schema.SORTED}")
         store.submit_events([*events, late]).result()
         store.compact()
-        assert store.query(f"SELECT count(*) FROM {layout.SORTED}") == before == [(3011,)]
+        assert store.query(f"SELECT count(*) FROM {schema.SORTED}") == before == [(3011,)]
         assert _ns(store, _full()) == _expected([*mine, late])
         assert _ns(store, _full(2)) == _expected([e for e in events if e.project_id == 2])
     finally:
@@ -241,7 +241,7 @@ def test_a_day_of_more_than_max_runs_windows_ends(tmp_path: Path, monkeypatch: p
             pass
         assert len(_runs_by_day(store)[1, T0 // DAY]) == 25  # flushes of 100 rows over the day
         steps = 0
-        while store._compactor._merge(con, layout._every_day):
+        while store._compactor._merge(con, compaction._every_day):
             steps += 1
             assert steps < 200, "compaction does not end"
             assert _ns(store, _full()) == _expected(events), steps  # exact between steps too
@@ -300,7 +300,7 @@ def test_a_small_project_reads_only_its_own_runs(store: DuckDBStore) -> None:
     store.submit_events(big + small).result()
     store.compact()
     assert _ns(store, _full(2)) == _expected(small)
-    runs = store.query(f"SELECT DISTINCT project_id FROM {layout.RUNS} WHERE project_id = 2")
+    runs = store.query(f"SELECT DISTINCT project_id FROM {schema.RUNS} WHERE project_id = 2")
     assert runs == [(2,)]
 
 
@@ -358,13 +358,13 @@ def test_a_store_from_before_the_layout_is_migrated(tmp_path: Path) -> None:
 
 def test_plan_pieces_reads_lone_runs_in_order_and_sorts_the_rest() -> None:
     runs = [
-        layout.Run(1, 1, 0, 0, 99, 10),
-        layout.Run(2, 1, 0, 50, 149, 10),  # overlaps run 1 from 50 to 99
-        layout.Run(3, 1, 0, 300, 399, 10),
+        schema.Run(1, 1, 0, 0, 99, 10),
+        schema.Run(2, 1, 0, 50, 149, 10),  # overlaps run 1 from 50 to 99
+        schema.Run(3, 1, 0, 300, 399, 10),
     ]
     bucket = 5  # recent rows in [5 * B, 6 * B)
-    b = layout.RECENT_BUCKET_MS
-    pieces = layout.plan_pieces([TimeSegment(0, 10 * b, 0)], runs, [bucket])
+    b = export.RECENT_BUCKET_MS
+    pieces = export.plan_pieces([TimeSegment(0, 10 * b, 0)], runs, [bucket])
     assert [(p.start_ms, p.end_ms, p.run_batch) for p in pieces] == [
         (0, 50, 1),
         (50, 100, None),
@@ -373,7 +373,7 @@ def test_plan_pieces_reads_lone_runs_in_order_and_sorts_the_rest() -> None:
         (5 * b, 6 * b, None),
     ]
     # A segment boundary cuts a run into two pieces with their own offsets.
-    cut = layout.plan_pieces([TimeSegment(0, 320, 0), TimeSegment(320, 1000, 3600)], runs[2:], [])
+    cut = export.plan_pieces([TimeSegment(0, 320, 0), TimeSegment(320, 1000, 3600)], runs[2:], [])
     assert [(p.start_ms, p.end_ms, p.offset_ms, p.run_batch) for p in cut] == [
         (300, 320, 0, 3),
         (320, 400, 3600, 3),
@@ -390,7 +390,7 @@ def test_a_checkpoint_reclaims_the_rows_compaction_moved_while_the_store_is_open
         store.compact()
     store.query("CHECKPOINT")
     [(slots,)] = store.query(
-        f"SELECT coalesce(sum(count), 0) FROM pragma_storage_info('{layout.RECENT}') WHERE column_id = 0"
+        f"SELECT coalesce(sum(count), 0) FROM pragma_storage_info('{schema.RECENT}') WHERE column_id = 0"
     )
     assert _counts(store)[:2] == (0, 3000)
     assert slots == 0  # every row flushed out of the recent area, and its space reclaimed
@@ -419,13 +419,13 @@ def test_background_compactor_empties_the_recent_area(tmp_path: Path) -> None:
         store.close()
 
 
-def _runs_of_day(store: DuckDBStore, part: int) -> list[layout.Run]:
+def _runs_of_day(store: DuckDBStore, part: int) -> list[schema.Run]:
     rows = store.query(
-        f"SELECT run_batch, project_id, part, min_time, max_time, rows FROM {layout.RUNS}"
+        f"SELECT run_batch, project_id, part, min_time, max_time, rows FROM {schema.RUNS}"
         " WHERE part = ? ORDER BY min_time",
         [part],
     )
-    return [layout.Run(*map(int, row)) for row in rows]
+    return [schema.Run(*map(int, row)) for row in rows]
 
 
 def test_a_quiet_day_is_consolidated_while_ingest_goes_on_in_another(
@@ -433,8 +433,8 @@ def test_a_quiet_day_is_consolidated_while_ingest_goes_on_in_another(
 ) -> None:
     """Steady traffic into one day never lets the compactor pause; a backfilled day that no flush
     wrote into for SETTLE_S is consolidated anyway (it used to wait for a pause in all ingest)."""
-    monkeypatch.setattr(layout, "FLUSH_AGE_S", 0.5)  # the trickle below comes ten times as often
-    monkeypatch.setattr(layout, "SETTLE_S", 3600.0)
+    monkeypatch.setattr(compaction, "FLUSH_AGE_S", 0.5)  # the trickle below comes ten times as often
+    monkeypatch.setattr(compaction, "SETTLE_S", 3600.0)
     store = DuckDBStore(tmp_path, commit_interval_ms=0, compact_rows=1_000_000)  # timed flushes only
     trickled: list[StoredEvent] = []
     stop = threading.Event()
@@ -451,12 +451,12 @@ def test_a_quiet_day_is_consolidated_while_ingest_goes_on_in_another(
     try:
         rng = random.Random(11)
         backfill = [_event(1, T0 + rng.randrange(DAY), n) for n in range(1000)]
-        in_recent = f"SELECT count(*) FROM {layout.RECENT} WHERE time_ms < ?"
+        in_recent = f"SELECT count(*) FROM {schema.RECENT} WHERE time_ms < ?"
         for i in range(0, 1000, 200):  # five flushes, each over the whole day
             store.submit_events(backfill[i : i + 200]).result()
             assert _until(lambda: store.query(in_recent, [T0 + DAY]) == [(0,)], 30)
-        assert len(layout.overlap_groups(_runs_of_day(store, T0 // DAY))[0]) > 1
-        monkeypatch.setattr(layout, "SETTLE_S", 0.5)
+        assert len(compaction.overlap_groups(_runs_of_day(store, T0 // DAY))[0]) > 1
+        monkeypatch.setattr(compaction, "SETTLE_S", 0.5)
         assert _until(lambda: len(_runs_of_day(store, T0 // DAY)) == 1, 30)
     finally:
         stop.set()
@@ -473,7 +473,7 @@ def test_a_busy_day_merges_its_late_runs_without_rewriting_its_big_one(store: Du
     con = store._db.cursor()
     try:
         events = [_event(1, T0 + rng.randrange(DAY), n) for n in range(1000)]
-        for first in range(1000, 1000 + 5 * (layout.MERGE_FANIN - 1), 5):
+        for first in range(1000, 1000 + 5 * (compaction.MERGE_FANIN - 1), 5):
             events += [_event(1, T0 + rng.randrange(DAY), n) for n in range(first, first + 5)]
         store.submit_events(events[:1000]).result()
         store._compactor._flush(con, 1)
@@ -481,15 +481,15 @@ def test_a_busy_day_merges_its_late_runs_without_rewriting_its_big_one(store: Du
         for first in range(1000, len(events), 5):  # one flush per handful of late events
             store.submit_events(events[first : first + 5]).result()
             store._compactor._flush(con, 1)
-        assert len(_runs_of_day(store, T0 // DAY)) == layout.MERGE_FANIN
+        assert len(_runs_of_day(store, T0 // DAY)) == compaction.MERGE_FANIN
 
-        assert store._compactor._merge(con, layout._no_day)  # the day is busy
+        assert store._compactor._merge(con, compaction._no_day)  # the day is busy
         runs = _runs_of_day(store, T0 // DAY)
         assert big in runs and sorted(run.rows for run in runs) == [len(events) - 1000, 1000]
-        assert not store._compactor._merge(con, layout._no_day)  # nothing else due while busy
+        assert not store._compactor._merge(con, compaction._no_day)  # nothing else due while busy
         assert _ns(store, _full()) == _expected(events)
 
-        while store._compactor._merge(con, layout._every_day):  # the day is quiet
+        while store._compactor._merge(con, compaction._every_day):  # the day is quiet
             pass
         assert [run.rows for run in _runs_of_day(store, T0 // DAY)] == [len(events)]
         assert _ns(store, _full()) == _expected(events)
@@ -502,10 +502,10 @@ def test_one_tiny_run_does_not_keep_a_busy_day_from_merging_the_others() -> None
     that no other is close to is left, and the next similar ones are merged: if the tiny one
     stopped the choice, a busy day's runs would pile up."""
     sizes = [1, 30, 31, 33, 30_000]
-    day = [layout.Run(batch, 1, 0, batch, DAY - 1, rows) for batch, rows in enumerate(sizes, 1)]
-    due = layout._due_in_day(day, quiet=False, max_rows=50_000)
+    day = [schema.Run(batch, 1, 0, batch, DAY - 1, rows) for batch, rows in enumerate(sizes, 1)]
+    due = compaction._due_in_day(day, quiet=False, max_rows=50_000)
     assert due is not None and sorted(run.rows for run in due[1]) == [30, 31, 33]
-    due = layout._due_in_day(day, quiet=True, max_rows=50_000)  # quiet: every run that fits
+    due = compaction._due_in_day(day, quiet=True, max_rows=50_000)  # quiet: every run that fits
     assert due is not None and sorted(run.rows for run in due[1]) == sizes
 
 
@@ -553,7 +553,7 @@ def test_a_day_of_more_than_max_runs_small_runs_merges_adjacent_ones(
         _assert_runs_recorded_exactly(store)
         _assert_no_overlap(store)
         runs = _runs_by_day(store)[1, T0 // DAY]
-        assert len(runs) == layout.MAX_RUNS and sum(rows for *_, rows in runs) == 400
+        assert len(runs) == compaction.MAX_RUNS and sum(rows for *_, rows in runs) == 400
         assert _ns(store, _full()) == _expected(events)
     finally:
         store.close()
@@ -564,7 +564,7 @@ def test_the_compactor_folds_a_large_wal_so_that_ingest_commits_do_not(
 ) -> None:
     """Past CHECKPOINT_WAL_BYTES the compactor checkpoints after its step (the engine's own
     threshold, far above here, would checkpoint inside whichever commit crossed it)."""
-    monkeypatch.setattr(layout, "CHECKPOINT_WAL_BYTES", 256 * 1024)
+    monkeypatch.setattr(compaction, "CHECKPOINT_WAL_BYTES", 256 * 1024)
     wal = store.path.with_name(store.path.name + ".wal")
     events = [_event(1, T0 + n * 1000, n) for n in range(3000)]
     store.submit_events(events).result()

@@ -11,7 +11,7 @@ import pytest
 from rawevents.cli import main
 from rawevents.settings import load_config
 from rawevents.storage import ExportPlan, ProfileUpdate, TimeSegment, open_store
-from rawevents.storage.sqlite_registry import SqliteRegistry
+from rawevents.storage.duckdb.registry import SqliteRegistry
 from tests.export.helpers import stored_event
 
 DAY_MS = 1_714_521_600_000  # 2024-05-01T00:00Z

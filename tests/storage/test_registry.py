@@ -11,9 +11,9 @@ import pytest
 
 from rawevents.errors import BadRequest, NotFound
 from rawevents.projects import FINAL_STATES, PENDING, REVOKED, STARTED, SUCCESS, ProjectRegistry
-from rawevents.storage.clickhouse_conn import ChdbEngine
-from rawevents.storage.clickhouse_registry import ClickHouseRegistry
-from rawevents.storage.sqlite_registry import SqliteRegistry
+from rawevents.storage.clickhouse.conn import ChdbEngine
+from rawevents.storage.clickhouse.registry import ClickHouseRegistry
+from rawevents.storage.duckdb.registry import SqliteRegistry
 
 
 def _clickhouse(path: Path) -> ProjectRegistry:

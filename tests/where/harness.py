@@ -14,8 +14,10 @@ import orjson
 
 from rawevents.eventline import assemble_line
 from rawevents.settings import load_config
-from rawevents.storage import clickhouse_store, duckdb_export, open_store
+from rawevents.storage import open_store
 from rawevents.storage.base import ExportPlan, StoredEvent
+from rawevents.storage.clickhouse import export as clickhouse_export
+from rawevents.storage.duckdb import export as duckdb_export
 from rawevents.timeutil import TimeSegment, local_seconds, zone
 from rawevents.where import evaluate, parse
 from rawevents.where.printer import Printer, Sql, compile_predicate
@@ -44,8 +46,8 @@ EXPORT_QUERIES: dict[str, Any] = {
     "duckdb": lambda plan, predicate, start, end, offset, limit: duckdb_export.export_query(
         plan, predicate, (start, end, offset), None, None, limit
     ),
-    "chdb": clickhouse_store.export_query,
-    "clickhouse": clickhouse_store.export_query,
+    "chdb": clickhouse_export.export_query,
+    "clickhouse": clickhouse_export.export_query,
 }
 
 

@@ -39,7 +39,7 @@ from rawevents.projects import (
     validate_timezone,
 )
 from rawevents.projects import now_ms as _now_ms
-from rawevents.storage.sqlite_pipelines import SqlitePipelines
+from rawevents.storage.duckdb.pipelines import SqlitePipelines
 
 REGISTRY_FILE = "registry.sqlite3"
 

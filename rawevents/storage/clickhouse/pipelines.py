@@ -20,7 +20,7 @@ from typing import Any
 from rawevents.errors import BadRequest, NotFound
 from rawevents.pipelines.model import ACTIVE, Pipeline, PipelineSpec, RunState
 from rawevents.projects import now_ms
-from rawevents.storage.clickhouse_conn import Params
+from rawevents.storage.clickhouse.conn import Params
 
 PIPELINE_SCHEMA = (
     """

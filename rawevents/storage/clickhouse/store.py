@@ -1,5 +1,5 @@
 """The ClickHouse store: one schema and one SQL text for chdb (the engine in process) and for a
-ClickHouse server or cluster over HTTP; only the connection differs (`clickhouse_conn`).
+ClickHouse server or cluster over HTTP; only the connection differs (`conn`).
 
 Layout. `events` is a MergeTree ordered by (project_id, time_ms, seq, node): an export (one
 project, a time range, in time order) is a primary-key range read in order, never a full sort
@@ -36,10 +36,8 @@ from typing import Any, TypeVar
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from rawevents.errors import StorageError, Unsupported
-from rawevents.storage import clickhouse_identity, clickhouse_query
 from rawevents.storage.base import (
     EVENT_COLUMNS,
     BackupInfo,
@@ -57,78 +55,28 @@ from rawevents.storage.base import (
     StoredEvent,
     events_table,
 )
-from rawevents.storage.clickhouse_conn import Connection, Engine, Params
+from rawevents.storage.clickhouse import identity, ingest, queries, schema
+from rawevents.storage.clickhouse.conn import Connection, Engine, Params
+from rawevents.storage.clickhouse.export import (
+    BUCKET_MS,
+    SCAN_TARGET_ROWS,
+    export_query,
+    pieces,
+    position_conditions,
+)
 from rawevents.storage.group_commit import JobQueue, commit_groups, commit_isolated
-from rawevents.storage.scan_plan import BUCKET_MS, SCAN_TARGET_ROWS, pieces
 from rawevents.where.ast import Node
-from rawevents.where.printer import Sql, compile_predicate
+from rawevents.where.printer import compile_predicate
 from rawevents.where.printer.clickhouse import ClickHousePrinter
 
 log = logging.getLogger(__name__)
-
-# {cluster} is "" or " ON CLUSTER name"; docs/scale-out.md gives the replicated variant.
-SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS events{cluster} (
-    project_id Int32,
-    time_ms Int64,
-    seq UInt64,
-    node UInt32,
-    event String,
-    distinct_id Nullable(String),
-    insert_id String,
-    time_pos Int32,
-    line String CODEC(ZSTD(1)),
-    dedup UInt64 MATERIALIZED cityHash64(event, ifNull(distinct_id, ''), isNull(distinct_id), insert_id)
-) ENGINE = MergeTree
-PARTITION BY toYYYYMM(fromUnixTimestamp64Milli(time_ms, 'UTC'))
-ORDER BY (project_id, time_ms, seq, node)
-SETTINGS fsync_after_insert = 1, fsync_part_directory = 1
-""",
-    """
-CREATE TABLE IF NOT EXISTS profiles{cluster} (
-    project_id Int32,
-    kind String,
-    group_key String,
-    profile_id String,
-    properties String,
-    updated_ms Int64,
-    version UInt64,
-    deleted UInt8
-) ENGINE = ReplacingMergeTree(version, deleted)
-ORDER BY (project_id, kind, group_key, profile_id)
-SETTINGS fsync_after_insert = 1, fsync_part_directory = 1
-""",
-)
-
-# Per-writer staging table: the group commit lands here, then one INSERT … SELECT dedups it in.
-_STAGING = """
-CREATE TABLE IF NOT EXISTS {staging} (
-    project_id Int32, time_ms Int64, event String, distinct_id Nullable(String), insert_id String,
-    time_pos Int32, line String, seq UInt64
-) ENGINE = Memory
-"""
-
-_INSERT_DEDUPED = """
-INSERT INTO events (project_id, time_ms, seq, node, event, distinct_id, insert_id, time_pos, line)
-SELECT project_id, time_ms, seq, {{node:UInt32}}, event, distinct_id, insert_id, time_pos, line
-FROM {staging}
-WHERE (project_id, time_ms, cityHash64(event, ifNull(distinct_id, ''), isNull(distinct_id), insert_id))
-    NOT IN (
-        SELECT project_id, time_ms, dedup FROM events
-        WHERE project_id IN (SELECT project_id FROM {staging})
-          AND time_ms BETWEEN {{low:Int64}} AND {{high:Int64}}
-    )
-ORDER BY seq
-LIMIT 1 BY project_id, time_ms, event, distinct_id, insert_id
-"""
 
 # With a shared server, other hosts' writers commit rows whose `seq` (their clock) may be below
 # this host's newest; a cursor position trails the clock by this much so that every such row is
 # committed before a cursor covers it (bounds clock skew + the longest commit). Docs: scale-out.
 SHARED_CURSOR_LAG_US = 30_000_000
 # Rows per window of an export resolved through all of a project's identity rows: each window
-# reads them once (clickhouse_identity.resolved), so fewer, larger windows (the dedup state of one
+# reads them once (identity.resolved), so fewer, larger windows (the dedup state of one
 # stays small).
 RESOLVED_TARGET_ROWS = 4 * SCAN_TARGET_ROWS
 # With a shared server, how long the writer trusts that an id it saw linked still is (another
@@ -155,16 +103,16 @@ class ClickHouseStore:
         self._readers: queue.SimpleQueue[Connection] = queue.SimpleQueue()
         writer = engine.connect()
         cluster = f" ON CLUSTER {engine.cluster}" if engine.cluster else ""
-        for statement in (*SCHEMA, clickhouse_identity.SCHEMA):
+        for statement in (*schema.SCHEMA, identity.SCHEMA):
             writer.command(statement.format(cluster=cluster))
-        writer.command(_STAGING.format(staging=self._staging))
+        writer.command(ingest.STAGING.format(staging=self._staging))
         # Ticks continue above every stored one (a batch can run ahead of the clock), so a cursor
         # issued before a restart never skips rows written after it.
         newest = "SELECT greatest((SELECT max(seq) FROM events), (SELECT max(version) FROM identity))"
         self._last_tick = int(writer.table(newest).column(0)[0].as_py() or 0)
         self._inflight: int | None = None  # first seq of the commit being written, if any
         # Ids known to have identity rows (the writer's; other hosts' writers may delete rows).
-        self._linked = clickhouse_identity.LinkedIds(shared=engine.shared, ttl_s=LINKED_TTL_S)
+        self._linked = identity.LinkedIds(shared=engine.shared, ttl_s=LINKED_TTL_S)
         self._commit_interval = commit_interval_ms / 1000
         self._jobs: JobQueue = queue.SimpleQueue()
         self._writer = threading.Thread(
@@ -196,7 +144,7 @@ class ClickHouseStore:
             resolved = list(updates)
             if kind == "user":  # an update sent to any id of a cluster lands on its canonical profile
                 ids = {u.profile_id for u in resolved}
-                canonical = dict(clickhouse_identity.mappings_of(con, project_id, ids))
+                canonical = dict(identity.mappings_of(con, project_id, ids))
                 resolved = [
                     replace(u, profile_id=canonical.get(u.profile_id, u.profile_id)) for u in resolved
                 ]
@@ -233,16 +181,12 @@ class ClickHouseStore:
         self._inflight = start
         try:
             seq = pa.array(range(start, start + rows.num_rows), pa.uint64())
-            time_ms = rows.column("time_ms")
-            params = {"node": self._node, "low": pc.min(time_ms).as_py(), "high": pc.max(time_ms).as_py()}
-            con.command(f"TRUNCATE TABLE {self._staging}")
-            con.insert(self._staging, rows.select(list(EVENT_COLUMNS)).append_column("seq", seq))
-            con.command(_INSERT_DEDUPED.format(staging=self._staging), params)
+            ingest.insert_deduped(
+                con, self._staging, rows.select(list(EVENT_COLUMNS)).append_column("seq", seq), self._node
+            )
             # The links after the events they travel with (a retried group applies them again,
             # which changes nothing). Rows changed here are versioned by the commit's last tick.
-            clickhouse_identity.apply_links(
-                con, rows.append_column("seq", seq), self._last_tick, self._linked
-            )
+            identity.apply_links(con, rows.append_column("seq", seq), self._last_tick, self._linked)
         finally:
             self._inflight = None
 
@@ -318,9 +262,9 @@ class ClickHouseStore:
             remaining = plan.limit
             identity_rows = 0
             if plan.resolve_identity:
-                identity_rows = clickhouse_identity.row_count(con, plan.project_id)
+                identity_rows = identity.row_count(con, plan.project_id)
             resolve = identity_rows > 0
-            # A resolved window reads identity rows once (clickhouse_identity.resolved): all of the
+            # A resolved window reads identity rows once (identity.resolved): all of the
             # project's when they are few, in windows made larger to read them less often; else
             # only those of the window's ids, whose number the window bounds.
             only_read_ids = identity_rows > SCAN_TARGET_ROWS
@@ -358,7 +302,7 @@ class ClickHouseStore:
         if plan.events is not None:
             sql += " AND has({events:Array(String)}, event)"
             params["events"] = list(plan.events)
-        for condition in _position_conditions(plan, params):  # incremental: count only new rows
+        for condition in position_conditions(plan, params):  # incremental: count only new rows
             sql += f" AND {condition}"
         found = con.table(sql + " GROUP BY bucket", params)
         buckets = sorted(zip(found.column(0).to_pylist(), found.column(1).to_pylist(), strict=True))
@@ -450,9 +394,9 @@ class ClickHouseStore:
         def delete(con: Connection) -> DeletedRows:
             # The ids' whole clusters: every id a person was seen under, and their identity rows.
             self._linked.clear()
-            ids = clickhouse_identity.cluster_members(con, project_id, distinct_ids)
+            ids = identity.cluster_members(con, project_id, distinct_ids)
             params = {"p": project_id, "ids": ids}
-            clickhouse_identity.delete_rows(
+            identity.delete_rows(
                 con,
                 "project_id = {p:Int32}"
                 " AND (has({ids:Array(String)}, distinct_id) OR has({ids:Array(String)}, canonical_id))",
@@ -474,7 +418,7 @@ class ClickHouseStore:
                 {"p": project_id, "cutoff": cutoff_ms},
             )
             self._linked.clear()
-            clickhouse_identity.drop_expired(con, project_id, cutoff_ms)
+            identity.drop_expired(con, project_id, cutoff_ms)
             return dropped
 
         return self._write(drop)
@@ -484,7 +428,7 @@ class ClickHouseStore:
 
         def delete(con: Connection) -> DeletedRows:
             self._linked.clear()
-            clickhouse_identity.delete_rows(con, "project_id = {p:Int32}", params)
+            identity.delete_rows(con, "project_id = {p:Int32}", params)
             return DeletedRows(
                 self._delete(con, "events", "project_id = {p:Int32}", params),
                 self._delete(con, "profiles", "project_id = {p:Int32}", params),
@@ -495,10 +439,10 @@ class ClickHouseStore:
     def user_events(self, project_id: int, distinct_ids: Sequence[str]) -> Iterator[bytes | memoryview]:
         con = self._reader()
         try:
-            ids = clickhouse_identity.cluster_members(con, project_id, distinct_ids)
+            ids = identity.cluster_members(con, project_id, distinct_ids)
             source = f"events WHERE {_USERS}"
-            if clickhouse_identity.has_rows(con, project_id):  # the cluster's events carry its canonical id
-                source = clickhouse_identity.resolved(_USERS, only_read_ids=True)
+            if identity.has_rows(con, project_id):  # the cluster's events carry its canonical id
+                source = identity.resolved(_USERS, only_read_ids=True)
             yield from con.raw(
                 f"SELECT line AS out FROM {source} ORDER BY time_ms, seq, node LIMIT 1 BY time_ms, dedup",
                 {"p": project_id, "ids": ids},
@@ -509,7 +453,7 @@ class ClickHouseStore:
     def user_profiles(
         self, project_id: int, distinct_ids: Sequence[str]
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        ids = self._read(lambda con: clickhouse_identity.cluster_members(con, project_id, distinct_ids))
+        ids = self._read(lambda con: identity.cluster_members(con, project_id, distinct_ids))
         found = self._table(
             f"SELECT profile_id, properties FROM profiles FINAL WHERE {_USER_PROFILES} ORDER BY profile_id",
             {"p": project_id, "ids": ids},
@@ -520,14 +464,14 @@ class ClickHouseStore:
     def identity_mappings(
         self, project_id: int, after: int | None = None, upto: int | None = None
     ) -> list[tuple[str, str]]:
-        return self._read(lambda con: clickhouse_identity.mappings(con, project_id, after, upto))
+        return self._read(lambda con: identity.mappings(con, project_id, after, upto))
 
     def put_identity_mappings(self, project_id: int, rows: Sequence[tuple[str, str, int]]) -> None:
         position = self.ingest_position()
 
         def put(con: Connection) -> None:
             self._linked.clear()
-            clickhouse_identity.put_rows(con, project_id, list(rows), position, self._ticks(1))
+            identity.put_rows(con, project_id, list(rows), position, self._ticks(1))
 
         self._write(put)
 
@@ -570,15 +514,15 @@ class ClickHouseStore:
                 break
         self._engine.close()
 
-    # The explorer's reads (rawevents/storage/clickhouse_query.py).
+    # The explorer's reads (rawevents/storage/queries.py).
     def segmentation(self, query: SegmentationQuery) -> list[SegmentCount]:
-        return self._read(lambda con: clickhouse_query.segmentation(con, query))
+        return self._read(lambda con: queries.segmentation(con, query))
 
     def top_values(self, selection: EventSelection, on: Node, limit: int) -> list[tuple[str, int]]:
-        return self._read(lambda con: clickhouse_query.top_values(con, selection, on, limit))
+        return self._read(lambda con: queries.top_values(con, selection, on, limit))
 
     def events_page(self, query: EventsPageQuery) -> list[PageRow]:
-        return self._read(lambda con: clickhouse_query.events_page(con, query))
+        return self._read(lambda con: queries.events_page(con, query))
 
     def _read(self, work: Callable[[Connection], _T]) -> _T:
         con = self._reader()
@@ -598,71 +542,3 @@ def _ch_type(value: Any) -> str:
     if isinstance(value, list | tuple):
         return f"Array({_ch_type(value[0]) if value else 'String'})"
     return "String"
-
-
-def export_query(
-    plan: ExportPlan,
-    where: Sql | None,
-    start: int,
-    end: int,
-    offset_ms: int,
-    limit: int | None,
-    resolve: bool = False,
-    *,
-    only_read_ids: bool = True,
-) -> tuple[str, dict[str, Any]]:
-    """One ordered window of an export (the same text on chdb and on a server). With `resolve`,
-    ids are resolved through the project's identity rows (clickhouse_identity.resolved, reading
-    only the rows of the window's ids with `only_read_ids`): the window's rows are resolved in
-    read order, then filtered by `where` and ordered as without."""
-    params: dict[str, Any] = {"p": plan.project_id, "low": start, "high": end}
-    if plan.time_in_ms or plan.time_utc:
-        # Splice the rendered time (local or UTC; ms or s) over the stored local seconds, whose
-        # digits start at the character `time_pos` and are as long as the local seconds are; the
-        # part before them is measured once to get its length in bytes.
-        shown = (
-            "time_ms + {shift:Int64}"
-            if plan.time_in_ms
-            else "toInt64(floor((time_ms + {shift:Int64}) / 1000))"
-        )
-        column = (
-            f"concat(substringUTF8(line, 1, time_pos) AS head, toString({shown}),"
-            " substring(line, length(head) + 1"
-            " + length(toString(toInt64(floor((time_ms + {offset:Int64}) / 1000))))))"
-        )
-        params["offset"] = offset_ms
-        params["shift"] = 0 if plan.time_utc else offset_ms
-    else:
-        column = "line"
-    conditions = ["project_id = {p:Int32}", "time_ms >= {low:Int64}", "time_ms < {high:Int64}"]
-    if plan.events is not None:
-        conditions.append("has({events:Array(String)}, event)")
-        params["events"] = list(plan.events)
-    conditions += _position_conditions(plan, params)
-    source, filters = "events", conditions
-    if resolve:  # the stored columns select the rows; `where` reads the resolved ones
-        source = clickhouse_identity.resolved(" AND ".join(conditions), only_read_ids=only_read_ids)
-        filters = []
-    if where is not None:
-        filters.append(f"({where.text})")
-        params.update(where.params)
-    sql = f"SELECT {column} AS out FROM {source}"
-    if filters:
-        sql += f" WHERE {' AND '.join(filters)}"
-    sql += " ORDER BY time_ms, seq, node LIMIT 1 BY time_ms, dedup"
-    if limit is not None:
-        sql += " LIMIT {limit:UInt64}"
-        params["limit"] = limit
-    return sql, params
-
-
-def _position_conditions(plan: ExportPlan, params: dict[str, Any]) -> list[str]:
-    """The incremental-export bounds on `seq` as conditions, their values added to params."""
-    conditions = []
-    if plan.after_position is not None:
-        conditions.append("seq > {after:UInt64}")
-        params["after"] = plan.after_position
-    if plan.upto_position is not None:
-        conditions.append("seq <= {upto:UInt64}")
-        params["upto"] = plan.upto_position
-    return conditions

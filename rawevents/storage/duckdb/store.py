@@ -2,9 +2,9 @@
 
 Writes from many concurrent requests are gathered into one transaction (group commit): DuckDB
 writes its WAL on COMMIT, so an acknowledged event survives `kill -9` of the server. Events are
-kept time-clustered (storage/duckdb_layout.py): commits append to a small recent area, a
+kept time-clustered (storage/duckdb/schema.py): commits append to a small recent area, a
 background compactor sorts it into runs by (project, time, seq), and exports read those runs in
-storage order (storage/duckdb_export.py).
+storage order (storage/duckdb/export.py).
 """
 
 from __future__ import annotations
@@ -28,11 +28,8 @@ import orjson
 import pyarrow as pa
 
 from rawevents.errors import StorageError, StoreInUse
-from rawevents.storage import duckdb_backup, duckdb_identity
-from rawevents.storage import duckdb_layout as layout
 from rawevents.storage.arrow_strings import string_column_bytes
 from rawevents.storage.base import (
-    DISTINCT_ID_KEYS,
     BackupInfo,
     DeletedRows,
     EventSelection,
@@ -50,10 +47,11 @@ from rawevents.storage.base import (
     StoreObserver,
     events_table,
 )
-from rawevents.storage.duckdb_export import ExportBounds, read_export
+from rawevents.storage.duckdb import backup, compaction, identity, ingest, queries, schema
+from rawevents.storage.duckdb.export import ExportBounds, read_export
 from rawevents.storage.group_commit import JobQueue, commit_groups, commit_isolated
 from rawevents.where.ast import Node
-from rawevents.where.printer import compile_predicate, compile_segment_key
+from rawevents.where.printer import compile_predicate
 from rawevents.where.printer.duckdb import DuckDBPrinter
 
 log = logging.getLogger(__name__)
@@ -88,7 +86,7 @@ ENGINE_OVERHEAD = 4
 # default 16 MB means a checkpoint every ~20k stored events: the writer stored 38k events/s
 # instead of 142k (docs/performance.md). 256 MB makes checkpoints 16x rarer; the price is a WAL
 # of up to 256 MB to replay after a crash. Every COMMIT still writes and syncs the WAL. The
-# compactor checkpoints first, at half that (layout.CHECKPOINT_WAL_BYTES), so that an ingest
+# compactor checkpoints first, at half that (compaction.CHECKPOINT_WAL_BYTES), so that an ingest
 # commit seldom pays for one.
 CHECKPOINT_THRESHOLD = "256MB"
 # Seconds the writer waits before each retry of a commit the engine had no memory for. What took
@@ -122,12 +120,12 @@ class DuckDBStore:
         self._db = _connect(self.path, memory_limit)
         self._db.execute(_SCHEMA)
         self._db.execute(_PROBE_SCHEMA)
-        self._db.execute(duckdb_identity.SCHEMA)
-        layout.ensure_schema(self._db, line_compression)
+        self._db.execute(identity.SCHEMA)
+        schema.ensure_schema(self._db, line_compression)
         self._observer: StoreObserver = observer or NullObserver()
         self._probe_values = itertools.count(1)
         self._probe_lock = threading.Lock()  # one probe at a time: each reads back its own value
-        limit_row = layout.first_row(self._db, "SELECT current_setting('memory_limit')")
+        limit_row = schema.first_row(self._db, "SELECT current_setting('memory_limit')")
         assert limit_row is not None
         engine_bytes = _size_bytes(str(limit_row[0]))
         # No more window queries at once than fit the engine's memory, nor than there are cores:
@@ -135,10 +133,10 @@ class DuckDBStore:
         fit = engine_bytes // (ENGINE_OVERHEAD * export_window_bytes)
         window_queries = threading.BoundedSemaphore(max(1, min(fit, os.cpu_count() or 1)))
         self._export_bounds = ExportBounds(export_window_bytes, window_queries, self._observer)
-        self._next_seq = layout.next_seq(self._db)
+        self._next_seq = schema.next_seq(self._db)
         # Held by each compaction step and each deletion: they never touch the same rows at once.
         self._maintenance = threading.Lock()
-        self._compactor = layout.Compactor(
+        self._compactor = compaction.Compactor(
             self._db,
             compact_rows,
             self._maintenance,
@@ -152,7 +150,7 @@ class DuckDBStore:
             self._compactor.start()
         self._commit_interval = commit_interval_ms / 1000
         self._jobs: JobQueue = queue.SimpleQueue()
-        self._linked = duckdb_identity.LinkedDevices()  # the writer's: cleared by every identity deletion
+        self._linked = identity.LinkedDevices()  # the writer's: cleared by every identity deletion
         self._writer = threading.Thread(target=self._write_loop, name="rawevents-writer", daemon=True)
         self._writer.start()
 
@@ -181,9 +179,7 @@ class DuckDBStore:
         def job(con: duckdb.DuckDBPyConnection) -> None:
             resolved = list(updates)
             if kind == "user":  # an update sent to any id of a cluster lands on its canonical profile
-                canonical = dict(
-                    duckdb_identity.mappings_of(con, project_id, {u.profile_id for u in resolved})
-                )
+                canonical = dict(identity.mappings_of(con, project_id, {u.profile_id for u in resolved}))
                 resolved = [
                     replace(u, profile_id=canonical.get(u.profile_id, u.profile_id)) for u in resolved
                 ]
@@ -229,7 +225,7 @@ class DuckDBStore:
                 tables.append(job if isinstance(job, pa.Table) else events_table(job))
         rows = pa.concat_tables(tables) if tables else None
         seq_start = self._next_seq
-        with layout.transaction(con):
+        with schema.transaction(con):
             if rows is not None:
                 self._insert_events(con, rows, seq_start)
             for fn in callables:
@@ -244,8 +240,8 @@ class DuckDBStore:
     def _insert_events(self, con: duckdb.DuckDBPyConnection, rows: pa.Table, seq_start: int) -> None:
         seq = pa.array(range(seq_start, seq_start + rows.num_rows), pa.int64())
         incoming = rows.add_column(2, "seq", seq)
-        layout.insert_deduped(con, incoming)
-        duckdb_identity.apply_links(con, incoming, self._linked)
+        ingest.insert_deduped(con, incoming)
+        identity.apply_links(con, incoming, self._linked)
 
     def compact(self) -> None:
         """Sort every recent row into runs and merge overlapping runs now (tests, benchmarks,
@@ -263,7 +259,7 @@ class DuckDBStore:
         where = None if plan.where is None else compile_predicate(DuckDBPrinter(plan.timezone), plan.where)
         con = self._db.cursor()
         try:
-            resolve = plan.resolve_identity and duckdb_identity.has_rows(con, plan.project_id)
+            resolve = plan.resolve_identity and identity.has_rows(con, plan.project_id)
             yield from read_export(con, plan, where, self._export_bounds, resolve)
         finally:
             con.close()
@@ -292,7 +288,7 @@ class DuckDBStore:
             args.append(list(query.ids))
         con = self._db.cursor()
         try:
-            total = layout.first_row(con, f"SELECT count(*) FROM profiles WHERE {conditions}", args)
+            total = schema.first_row(con, f"SELECT count(*) FROM profiles WHERE {conditions}", args)
             rows = con.execute(
                 f"SELECT profile_id, properties FROM profiles WHERE {conditions}"
                 " ORDER BY profile_id LIMIT ? OFFSET ?",
@@ -323,65 +319,29 @@ class DuckDBStore:
             args.append(limit)
         return [(name, int(count)) for name, count in self.query(sql, args)]
 
+    # The explorer's reads (rawevents/storage/duckdb/queries.py).
     def segmentation(self, query: SegmentationQuery) -> list[SegmentCount]:
-        # One scan grouped by (bucket, key); the window sums pick the top keys afterwards, so the
-        # events are read once whatever the limit.
-        bucket, bucket_params = _bucket_sql(query.selection, query.unit)
-        key, key_params = _key_sql(query.on, query.selection.timezone)
-        users = "count(DISTINCT distinct_id)" if query.unique else "0"
-        conditions, params = _selection_sql(query.selection)
-        source = self._events_of(query.selection.project_id)
-        sql = (
-            f"WITH r AS (SELECT {bucket} AS bucket, {key} AS k, distinct_id"
-            f" FROM {source} WHERE {conditions}),"
-            f" g AS (SELECT bucket, k, count(*) AS n, {users} AS u FROM r"
-            " WHERE k IS NOT NULL GROUP BY bucket, k),"
-            " t AS (SELECT k, sum(n) AS total FROM g GROUP BY k ORDER BY total DESC, k LIMIT ?)"
-            " SELECT g.bucket, g.k, g.n, g.u FROM g JOIN t USING (k) ORDER BY g.bucket, g.k"
-        )
-        rows = self.query(sql, [*bucket_params, *key_params, *params, query.limit])
-        return [SegmentCount(int(b), k, int(n), int(u)) for b, k, n, u in rows]
+        return self._read(lambda con: queries.segmentation(con, query))
 
     def top_values(self, selection: EventSelection, on: Node, limit: int) -> list[tuple[str, int]]:
-        key, key_params = _key_sql(on, selection.timezone)
-        conditions, params = _selection_sql(selection)
-        source = self._events_of(selection.project_id)
-        sql = (
-            f"SELECT k, count(*) AS n FROM (SELECT {key} AS k FROM {source} WHERE {conditions})"
-            " WHERE k IS NOT NULL GROUP BY k ORDER BY n DESC, k LIMIT ?"
-        )
-        return [(k, int(n)) for k, n in self.query(sql, [*key_params, *params, limit])]
+        return self._read(lambda con: queries.top_values(con, selection, on, limit))
 
     def events_page(self, query: EventsPageQuery) -> list[PageRow]:
-        conditions, params = _selection_sql(query.selection)
-        direction = "DESC" if query.newest_first else "ASC"
-        if query.cursor is not None:
-            after = "<" if query.newest_first else ">"
-            conditions += f" AND (time_ms {after} ? OR (time_ms = ? AND seq {after} ?))"
-            time_ms, seq = query.cursor
-            params += [time_ms, time_ms, seq]
-        sql = (
-            f"SELECT time_ms, seq, line FROM {self._events_of(query.selection.project_id)} WHERE {conditions}"
-            f" ORDER BY time_ms {direction}, seq {direction} LIMIT ?"
-        )
-        return [PageRow(int(t), int(s), line) for t, s, line in self.query(sql, [*params, query.limit])]
+        return self._read(lambda con: queries.events_page(con, query))
 
-    def _events_of(self, project_id: int) -> str:
-        """The relation a query of the project reads: its events with ids resolved, when any id of
-        the project resolves to another."""
+    def _read(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         con = self._db.cursor()
         try:
-            linked = duckdb_identity.has_rows(con, project_id)
+            return work(con)
         finally:
             con.close()
-        return duckdb_identity.resolved("events") if linked else "events"
 
     def identity_mappings(
         self, project_id: int, after: int | None = None, upto: int | None = None
     ) -> list[tuple[str, str]]:
         con = self._db.cursor()
         try:
-            return duckdb_identity.mappings(con, project_id, after, upto)
+            return identity.mappings(con, project_id, after, upto)
         finally:
             con.close()
 
@@ -390,7 +350,7 @@ class DuckDBStore:
 
         def put(con: duckdb.DuckDBPyConnection) -> None:
             self._linked.clear()
-            duckdb_identity.put_rows(con, project_id, rows, position)
+            identity.put_rows(con, project_id, rows, position)
 
         self._write(put)
 
@@ -459,17 +419,17 @@ class DuckDBStore:
 
     def delete_users(self, project_id: int, distinct_ids: Sequence[str]) -> DeletedRows:
         def delete(con: duckdb.DuckDBPyConnection) -> DeletedRows:
-            ids = duckdb_identity.cluster_members(con, project_id, distinct_ids)
+            ids = identity.cluster_members(con, project_id, distinct_ids)
             self._linked.clear()
-            duckdb_identity.delete_rows(
+            identity.delete_rows(
                 con,
                 "project_id = ? AND (list_contains(?, distinct_id) OR list_contains(?, canonical_id))",
                 [project_id, ids, ids],
             )
-            events = layout.delete_events(
+            events = schema.delete_events(
                 con, "project_id = ? AND list_contains(?, distinct_id)", [project_id, ids]
             )
-            profiles = layout.affected_rows(
+            profiles = schema.affected_rows(
                 con,
                 "DELETE FROM profiles WHERE project_id = ? AND kind = 'user'"
                 " AND list_contains(?, profile_id)",
@@ -483,9 +443,9 @@ class DuckDBStore:
 
     def drop_events_before(self, project_id: int, cutoff_ms: int) -> int:
         def drop(con: duckdb.DuckDBPyConnection) -> int:
-            dropped = layout.delete_events(con, "project_id = ? AND time_ms < ?", [project_id, cutoff_ms])
+            dropped = schema.delete_events(con, "project_id = ? AND time_ms < ?", [project_id, cutoff_ms])
             self._linked.clear()
-            duckdb_identity.drop_expired(con, project_id, cutoff_ms)
+            identity.drop_expired(con, project_id, cutoff_ms)
             return dropped
 
         dropped = self._write(drop)
@@ -495,10 +455,10 @@ class DuckDBStore:
 
     def delete_project(self, project_id: int) -> DeletedRows:
         def delete(con: duckdb.DuckDBPyConnection) -> DeletedRows:
-            events = layout.delete_events(con, "project_id = ?", [project_id])
-            profiles = layout.affected_rows(con, "DELETE FROM profiles WHERE project_id = ?", [project_id])
+            events = schema.delete_events(con, "project_id = ?", [project_id])
+            profiles = schema.affected_rows(con, "DELETE FROM profiles WHERE project_id = ?", [project_id])
             self._linked.clear()
-            duckdb_identity.delete_rows(con, "project_id = ?", [project_id])
+            identity.delete_rows(con, "project_id = ?", [project_id])
             return DeletedRows(events, profiles)
 
         deleted = self._write(delete)
@@ -508,9 +468,9 @@ class DuckDBStore:
     def user_events(self, project_id: int, distinct_ids: Sequence[str]) -> Iterator[bytes | memoryview]:
         con = self._db.cursor()
         try:
-            ids = duckdb_identity.cluster_members(con, project_id, distinct_ids)
-            linked = duckdb_identity.has_rows(con, project_id)
-            source = duckdb_identity.resolved("events") if linked else "events"
+            ids = identity.cluster_members(con, project_id, distinct_ids)
+            linked = identity.has_rows(con, project_id)
+            source = identity.resolved("events") if linked else "events"
             reader = con.sql(  # resolved, the cluster's events all carry its canonical id
                 f"SELECT line FROM {source} WHERE project_id = ? AND list_contains(?, distinct_id)"
                 " ORDER BY time_ms, seq",
@@ -527,7 +487,7 @@ class DuckDBStore:
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         con = self._db.cursor()
         try:
-            ids = duckdb_identity.cluster_members(con, project_id, distinct_ids)
+            ids = identity.cluster_members(con, project_id, distinct_ids)
             result = con.execute(
                 "SELECT profile_id, properties FROM profiles WHERE project_id = ? AND kind = 'user'"
                 " AND list_contains(?, profile_id) ORDER BY profile_id",
@@ -544,7 +504,7 @@ class DuckDBStore:
         at the transaction's start, while the writer keeps committing."""
         con = self._db.cursor()
         try:
-            return duckdb_backup.export_snapshot(con, target)
+            return backup.export_snapshot(con, target)
         finally:
             con.close()
 
@@ -591,61 +551,6 @@ def _size_bytes(text: str) -> int:
     number = text.strip().rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ").strip()
     unit = text.strip()[len(number) :].strip().lower()
     return int(float(number) * _UNITS[unit])
-
-
-def _selection_sql(selection: EventSelection) -> tuple[str, list[Any]]:
-    """The WHERE clause (and its parameters) of a selection: project, range, events, `where`."""
-    segments = selection.segments
-    conditions = ["project_id = ?", "time_ms >= ?", "time_ms < ?"]
-    params: list[Any] = [selection.project_id, segments[0].start_ms, segments[-1].end_ms]
-    if selection.events is not None:
-        conditions.append("list_contains(?, event)")
-        params.append(list(selection.events))
-    if selection.where is not None:
-        where = compile_predicate(DuckDBPrinter(selection.timezone), selection.where)
-        conditions.append(f"({where.text})")
-        params.extend(where.params)
-    return " AND ".join(conditions), params
-
-
-def _local_ms_sql(selection: EventSelection) -> tuple[str, list[Any]]:
-    """Project-local wall-clock milliseconds: time_ms plus the offset of its segment."""
-    segments = selection.segments
-    if len(segments) == 1:
-        return "(time_ms + ?)", [segments[0].offset_ms]
-    branches = " ".join("WHEN time_ms < ? THEN ?" for _ in segments[:-1])
-    params: list[Any] = []
-    for segment in segments[:-1]:
-        params += [segment.end_ms, segment.offset_ms]
-    return f"(time_ms + CASE {branches} ELSE ? END)", [*params, segments[-1].offset_ms]
-
-
-_DAY = 86_400_000
-# Bucket starts from local milliseconds `{0}`. Weeks start on Monday (1970-01-01 was a Thursday).
-_BUCKETS = {
-    "minute": "({0} // 60000 * 60000)",
-    "hour": "({0} // 3600000 * 3600000)",
-    "day": f"({{0}} // {_DAY} * {_DAY})",
-    "week": f"(({{0}} // {_DAY} - ((({{0}} // {_DAY}) + 3) % 7 + 7) % 7) * {_DAY})",
-    "month": "epoch_ms(date_trunc('month', epoch_ms({0})))",
-}
-
-
-def _bucket_sql(selection: EventSelection, unit: str) -> tuple[str, list[Any]]:
-    local, params = _local_ms_sql(selection)
-    template = _BUCKETS[unit]
-    uses = template.count("{0}")
-    return template.format(local), params * uses
-
-
-def _key_sql(on: Node | None, timezone: str) -> tuple[str, list[Any]]:
-    """The segment key: the event name, or `string(on)` (NULL when undefined or null)."""
-    if on is None:
-        return "event", []
-    if on in DISTINCT_ID_KEYS:
-        return "distinct_id", []
-    key = compile_segment_key(DuckDBPrinter(timezone), on)
-    return f"({key.text})", list(key.params)
 
 
 def _apply_profiles(

@@ -1,18 +1,17 @@
 """The explorer's reads on the ClickHouse store: segmentation, top values, raw-event pages.
 
-Same semantics as the DuckDB store (rawevents/storage/duckdb_store.py): buckets are project-local
+Same semantics as the DuckDB store (rawevents/storage/duckdb/queries.py): buckets are project-local
 wall-clock intervals (UTC instant + the offset of its segment), keys are the event name or
 `string(on)`, the top `limit` keys by events over the range. Rows are deduplicated at read time
 (`LIMIT 1 BY time_ms, dedup`) as the export does. One printer compiles both `where` and `on`, so
 their named parameters never collide. A project with identity rows is read resolved (its events
-looked up in them, clickhouse_identity.resolved): `distinct_id` and the line carry canonical ids.
+looked up in them, identity.resolved): `distinct_id` and the line carry canonical ids.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rawevents.storage import clickhouse_identity
 from rawevents.storage.base import (
     DISTINCT_ID_KEYS,
     EventSelection,
@@ -21,7 +20,8 @@ from rawevents.storage.base import (
     SegmentationQuery,
     SegmentCount,
 )
-from rawevents.storage.clickhouse_conn import Connection
+from rawevents.storage.clickhouse import identity
+from rawevents.storage.clickhouse.conn import Connection
 from rawevents.where.ast import Node
 from rawevents.where.printer import compile_predicate, compile_segment_key
 from rawevents.where.printer.clickhouse import ClickHousePrinter
@@ -55,10 +55,10 @@ def _rows(
         conditions.append("has({events:Array(String)}, event)")
         params["events"] = list(selection.events)
     source, filters = "events", conditions
-    identity_rows = clickhouse_identity.row_count(con, selection.project_id)
+    identity_rows = identity.row_count(con, selection.project_id)
     if identity_rows:  # a project with few rows reads them all, else only those of the ids read
         only = identity_rows > _FEW_IDENTITY_ROWS
-        source, filters = clickhouse_identity.resolved(" AND ".join(conditions), only_read_ids=only), []
+        source, filters = identity.resolved(" AND ".join(conditions), only_read_ids=only), []
     if selection.where is not None:
         where = compile_predicate(printer, selection.where)
         filters.append(f"({where.text})")

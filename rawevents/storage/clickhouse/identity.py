@@ -1,6 +1,6 @@
 """The ClickHouse store's identity rows: one row per id whose canonical id is another, written by
 the writer job that stores the events carrying the links, and looked up at read time (the same
-rows and rules as the embedded store's, rawevents/storage/duckdb_identity.py).
+rows and rules as the embedded store's, rawevents/storage/duckdb/identity.py).
 
 `identity` holds (project_id, distinct_id → canonical_id) with the two export-line fragments a
 reader splices (`rawevents.identity.line_fragments`), the ingestion position (`seq`, the writer's
@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rawevents.identity import DEVICE, MERGE, IdentityGraph, Link, line_fragments, needed_ids
-from rawevents.storage.clickhouse_conn import Connection, Params
+from rawevents.storage.clickhouse.conn import Connection, Params
 
 IDENTITY = "identity"
 

@@ -1,7 +1,7 @@
 """How the DuckDB store reads an export: the time-clustered layout's runs in storage order, the
 rest in sorted windows, every query a bounded page.
 
-A stretch covered by one sorted run alone (storage/duckdb_layout.py) is read with a plain
+A stretch covered by one sorted run alone (storage/duckdb/schema.py) is read with a plain
 filtered scan: DuckDB returns it in storage order, so no sort runs. A stretch where runs overlap,
 or recent (not yet compacted) rows fall, is read as small windows with `ORDER BY time_ms, seq`.
 The first window is short so the first byte leaves quickly; later windows are sized from the row
@@ -20,16 +20,17 @@ page, never engine memory.
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator, Iterator
+from collections import Counter
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 
-from rawevents.storage import duckdb_identity
-from rawevents.storage import duckdb_layout as layout
 from rawevents.storage.arrow_strings import plain_strings, string_column_bytes
 from rawevents.storage.base import ExportPlan, StoreObserver, reads_identity
+from rawevents.storage.duckdb import identity, schema
+from rawevents.storage.duckdb.schema import RECENT, RUNS, Run
 from rawevents.timeutil import TimeSegment
 from rawevents.where.printer import Sql
 
@@ -67,20 +68,20 @@ def read_export(
 ) -> Iterator[bytes | memoryview]:
     """The plan's lines, in (time, seq) order, read on `con` inside one snapshot: a compaction
     committing meanwhile moves rows between areas, and must neither hide nor repeat them.
-    `resolve`: read ids resolved through the project's identity rows (duckdb_identity)."""
+    `resolve`: read ids resolved through the project's identity rows (identity)."""
     if not plan.segments:
         return
     con.execute("BEGIN TRANSACTION")
     start, end = plan.segments[0].start_ms, plan.segments[-1].end_ms
-    runs = layout.project_runs(con, plan.project_id, start, end)
-    recent = layout.recent_buckets(con, plan.project_id, start, end)
+    runs = project_runs(con, plan.project_id, start, end)
+    recent = recent_buckets(con, plan.project_id, start, end)
     reader = _Reader(con, plan, where, bounds, resolve)
     if sum(run.rows for run in runs) + sum(recent.values()) <= SMALL_EXPORT_ROWS:
         # A few rows spread over many runs: one sorted scan costs less than a query per run.
         for segment in plan.segments:
             yield from reader.whole(segment)
         return
-    for piece in layout.plan_pieces(plan.segments, runs, sorted(recent)):
+    for piece in plan_pieces(plan.segments, runs, sorted(recent)):
         if reader.spent:
             return
         yield from reader.piece(piece)
@@ -97,10 +98,10 @@ class _Reader:
     ) -> None:
         self._con = con
         # With identity rows, a page is read from the stored rows and its lines resolved after
-        # (duckdb_identity.PageResolver), unless `where` reads a resolved id: then the page is
+        # (identity.PageResolver), unless `where` reads a resolved id: then the page is
         # read from the resolved relation, which a join reorders, so it is sorted.
         resolve_after = resolve and not reads_identity(plan.where)
-        self._resolver = duckdb_identity.PageResolver(con, plan.project_id) if resolve_after else None
+        self._resolver = identity.PageResolver(con, plan.project_id) if resolve_after else None
         self._resolve_in_query = resolve and not resolve_after
         self._plan = plan
         self._where = where
@@ -117,7 +118,7 @@ class _Reader:
         if not self.spent:
             yield from self._pages((segment.start_ms, segment.end_ms, segment.offset_ms), None)
 
-    def piece(self, piece: layout.Piece) -> Iterator[bytes | memoryview]:
+    def piece(self, piece: Piece) -> Iterator[bytes | memoryview]:
         """A run's stretch in storage order; any other stretch as sorted windows."""
         if piece.run_batch is not None:
             yield from self._pages((piece.start_ms, piece.end_ms, piece.offset_ms), piece.run_batch)
@@ -229,10 +230,10 @@ def export_query(
         conditions.append(f"({where.text})")
         params.extend(where.params)
     conditions += position_conditions(plan, params)
-    source, order = (layout.SORTED, "") if run_batch is not None else ("events", " ORDER BY time_ms, seq")
+    source, order = (schema.SORTED, "") if run_batch is not None else ("events", " ORDER BY time_ms, seq")
     if resolve:
         source, order = (
-            duckdb_identity.resolved(source, run_batch=run_batch is not None),
+            identity.resolved(source, run_batch=run_batch is not None),
             " ORDER BY time_ms, seq",
         )
     ids = ", distinct_id" if with_ids else ""
@@ -274,3 +275,76 @@ def position_conditions(plan: ExportPlan, params: list[Any]) -> list[str]:
         conditions.append("seq <= ?")
         params.append(plan.upto_position)
     return conditions
+
+
+RECENT_BUCKET_MS = 60_000  # resolution at which an export locates recent rows
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """A stretch [start_ms, end_ms) of one export segment: read from one run in storage order
+    (`run_batch` set), or from both areas with a sort (`run_batch` None)."""
+
+    start_ms: int
+    end_ms: int
+    offset_ms: int
+    run_batch: int | None
+
+
+def project_runs(con: duckdb.DuckDBPyConnection, project_id: int, start_ms: int, end_ms: int) -> list[Run]:
+    rows = con.execute(
+        f"SELECT run_batch, project_id, part, min_time, max_time, rows FROM {RUNS}"
+        " WHERE project_id = ? AND max_time >= ? AND min_time < ? ORDER BY min_time",
+        [project_id, start_ms, end_ms],
+    ).fetchall()
+    return [Run(*map(int, row)) for row in rows]
+
+
+def recent_buckets(
+    con: duckdb.DuckDBPyConnection, project_id: int, start_ms: int, end_ms: int
+) -> dict[int, int]:
+    """Rows of the project's recent area in the range, per RECENT_BUCKET_MS bucket."""
+    rows = con.execute(
+        f"SELECT time_ms // ?, count(*) FROM {RECENT}"
+        " WHERE project_id = ? AND time_ms >= ? AND time_ms < ? GROUP BY 1",
+        [RECENT_BUCKET_MS, project_id, start_ms, end_ms],
+    ).fetchall()
+    return {int(bucket): int(count) for bucket, count in rows}
+
+
+def plan_pieces(segments: Sequence[TimeSegment], runs: Sequence[Run], buckets: Sequence[int]) -> list[Piece]:
+    """Cut the segments where the set of sources changes: a stretch covered by one run alone is
+    read in that run's order; a stretch covered by several runs or by recent rows is sorted;
+    stretches with no rows are skipped."""
+    sources: list[tuple[int, int, int | None]] = [(r.min_time, r.max_time + 1, r.run_batch) for r in runs]
+    sources += [(b * RECENT_BUCKET_MS, (b + 1) * RECENT_BUCKET_MS, None) for b in buckets]
+    pieces: list[Piece] = []
+    for segment in segments:
+        pieces += _segment_pieces(segment, sources)
+    return pieces
+
+
+def _segment_pieces(segment: TimeSegment, sources: Iterable[tuple[int, int, int | None]]) -> list[Piece]:
+    """Sweep the sources' edges in time order, keeping the set of sources active in between."""
+    changes: list[tuple[int, int, int | None]] = []
+    for lo, hi, run in sources:
+        lo, hi = max(lo, segment.start_ms), min(hi, segment.end_ms)
+        if lo < hi:
+            changes += [(lo, 1, run), (hi, -1, run)]
+    changes.sort(key=lambda change: change[0])
+    active: Counter[int | None] = Counter()
+    pieces: list[Piece] = []
+    for index, (edge, delta, run) in enumerate(changes):
+        active[run] += delta
+        if active[run] == 0:
+            del active[run]
+        following = changes[index + 1][0] if index + 1 < len(changes) else edge
+        if following == edge or not active:
+            continue
+        only = next(iter(active)) if len(active) == 1 and sum(active.values()) == 1 else None
+        previous = pieces[-1] if pieces else None
+        if previous is not None and previous.end_ms == edge and previous.run_batch == only:
+            pieces[-1] = Piece(previous.start_ms, following, segment.offset_ms, only)
+        else:
+            pieces.append(Piece(edge, following, segment.offset_ms, only))
+    return pieces

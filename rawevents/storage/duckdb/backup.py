@@ -14,9 +14,9 @@ import duckdb
 
 from rawevents.errors import BadRequest
 from rawevents.storage.base import BackupInfo
-from rawevents.storage.duckdb_layout import first_row
+from rawevents.storage.duckdb.schema import first_row
 
-EVENTS_FILE = "events.duckdb"  # the store's file name (duckdb_store.EVENTS_FILE)
+EVENTS_FILE = "events.duckdb"  # the store's file name (store.EVENTS_FILE)
 
 
 def export_snapshot(con: duckdb.DuckDBPyConnection, target: Path) -> BackupInfo:

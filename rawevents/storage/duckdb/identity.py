@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from rawevents.identity import DEVICE, IdentityGraph, Link, line_fragments, needed_ids
 from rawevents.storage.arrow_strings import plain_strings, string_column_bytes, string_offsets
-from rawevents.storage.duckdb_layout import affected_rows, first_row
+from rawevents.storage.duckdb.schema import affected_rows, first_row
 
 IDENTITY = "identity_map"
 

@@ -61,9 +61,9 @@ from rawevents.projects import (
     secret_matches,
     validate_timezone,
 )
-from rawevents.storage.clickhouse_conn import Connection, Engine, Params
-from rawevents.storage.clickhouse_pipelines import PIPELINE_SCHEMA, ClickHousePipelines
-from rawevents.storage.sqlite_registry import StoredCredentials
+from rawevents.storage.clickhouse.conn import Connection, Engine, Params
+from rawevents.storage.clickhouse.pipelines import PIPELINE_SCHEMA, ClickHousePipelines
+from rawevents.storage.duckdb.registry import StoredCredentials
 
 CACHE_SECONDS = 2.0  # the bound on how long another host's change takes to reach this one
 CACHE_ENTRIES = 4096
