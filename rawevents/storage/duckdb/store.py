@@ -27,7 +27,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from rawevents.errors import StorageError, StoreInUse
+from rawevents.errors import ServerBusy, StorageError, StoreInUse
 from rawevents.storage.arrow_strings import string_column_bytes
 from rawevents.storage.base import (
     BackupInfo,
@@ -317,7 +317,8 @@ class DuckDBStore:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        return [(name, int(count)) for name, count in self.query(sql, args)]
+        rows = self._read(lambda con: con.execute(sql, args).fetchall())
+        return [(name, int(count)) for name, count in rows]
 
     # The explorer's reads (rawevents/storage/duckdb/queries.py).
     def segmentation(self, query: SegmentationQuery) -> list[SegmentCount]:
@@ -330,11 +331,23 @@ class DuckDBStore:
         return self._read(lambda con: queries.events_page(con, query))
 
     def _read(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        con = self._db.cursor()
-        try:
-            return work(con)
-        finally:
-            con.close()
+        """Run a query endpoint's read on a fresh cursor. When the engine's memory is taken (by
+        concurrent reads, an export or a compaction step, at the default 144MB limit five
+        explorer page loads at once did this) the read waits for the others to end and runs
+        again; still without memory, the answer is a 503 with Retry-After, never a 500."""
+        for wait_s in (*OUT_OF_MEMORY_WAITS_S, None):
+            con = self._db.cursor()
+            try:
+                return work(con)
+            except duckdb.OutOfMemoryException as exc:
+                if wait_s is None:
+                    raise ServerBusy(
+                        "the store's memory is taken by other requests; retry shortly", 2
+                    ) from exc
+            finally:
+                con.close()
+            time.sleep(wait_s)
+        raise AssertionError("unreachable")
 
     def identity_mappings(
         self, project_id: int, after: int | None = None, upto: int | None = None
