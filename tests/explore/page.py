@@ -66,9 +66,11 @@ class ExplorerPage:
 
     def wait_idle(self) -> None:
         self.wait(
-            lambda: self.find("app").is_displayed()
-            and "chart" in self.panel_states()
-            and "loading" not in self.panel_states().values(),
+            lambda: (
+                self.find("app").is_displayed()
+                and "chart" in self.panel_states()
+                and "loading" not in self.panel_states().values()
+            ),
             "page still loading",
         )
 
@@ -155,7 +157,9 @@ class ExplorerPage:
         self.wait_idle()
 
     def chips(self) -> list[str]:
-        return [chip.text.rstrip("×").strip() for chip in self.driver.find_elements(By.CSS_SELECTOR, "#chips li")]
+        return [
+            chip.text.rstrip("×").strip() for chip in self.driver.find_elements(By.CSS_SELECTOR, "#chips li")
+        ]
 
     def event_summaries(self, list_id: str = "events") -> list[str]:
         return list(
@@ -170,6 +174,14 @@ class ExplorerPage:
             self.driver.execute_script(
                 "return [...document.querySelectorAll(`#${arguments[0]} pre`)].map(p => p.textContent)",
                 list_id,
+            )
+        )
+
+    def profile_rows(self) -> list[list[str]]:
+        return list(
+            self.driver.execute_script(
+                "return [...document.querySelectorAll('#profile tr')]"
+                ".map(r => [r.cells[0].textContent, r.cells[1].textContent])"
             )
         )
 

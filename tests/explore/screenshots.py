@@ -34,7 +34,21 @@ def _shoot(page: ExplorerPage, path: Path, width: int, element_id: str | None = 
     driver.set_window_size(width, min(height + 140, 6000))
     page.wait_idle()
     if element_id:
-        driver.find_element(By.ID, element_id).screenshot(str(path))
+        # The element at the top of a window as tall as it (the width, so the layout, unchanged).
+        element = driver.find_element(By.ID, element_id)
+        driver.set_window_size(width, int(element.size["height"]) + 200)
+        page.wait_idle()
+        driver.execute_script(
+            "window.scrollTo(0, arguments[0].getBoundingClientRect().top + scrollY - 8)", element
+        )
+        inner = int(driver.execute_script("return innerHeight"))
+        driver.set_window_size(
+            width, int(element.size["height"]) + 200 + int(element.size["height"]) + 16 - inner
+        )
+        driver.execute_script(
+            "window.scrollTo(0, arguments[0].getBoundingClientRect().top + scrollY - 8)", element
+        )
+        driver.save_screenshot(str(path))
     else:
         driver.save_screenshot(str(path))
     print(path)

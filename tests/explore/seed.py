@@ -49,8 +49,7 @@ class Traffic:
         return [
             e
             for e in self.events
-            if start <= e["properties"]["time"] < end
-            and (distinct_id is None or person(e) == distinct_id)
+            if start <= e["properties"]["time"] < end and (distinct_id is None or person(e) == distinct_id)
         ]
 
 
@@ -69,7 +68,9 @@ def generate(zone: str, *, per_day: int = 120, seed: int = 7) -> Traffic:
             )
     window_start, _ = traffic.spike_window
     for user, count in SPIKE_USERS.items():
-        moments = sorted(window_start + 300_000 + rng.randrange(3_000_000) for _ in range(count))  # 14:05-14:55
+        moments = sorted(
+            window_start + 300_000 + rng.randrange(3_000_000) for _ in range(count)
+        )  # 14:05-14:55
         devices = SPIKE_DEVICES[user]
         for n, moment in enumerate(moments):
             device = devices[n % len(devices)]

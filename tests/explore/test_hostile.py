@@ -53,7 +53,9 @@ def hostile(server: LiveServer) -> Project:
     return project
 
 
-def test_hostile_strings_render_as_text(driver: webdriver.Chrome, server: LiveServer, hostile: Project) -> None:
+def test_hostile_strings_render_as_text(
+    driver: webdriver.Chrome, server: LiveServer, hostile: Project
+) -> None:
     page = ExplorerPage(driver, server.base_url)
     page.open()
     page.sign_in(hostile.api_secret)
@@ -99,10 +101,10 @@ def test_hostile_strings_render_as_text(driver: webdriver.Chrome, server: LiveSe
     # A hostile user's view: id, profile (hostile names and values) and timeline, as text.
     page.click_value("top-users", HOSTILE[0])
     assert page.find("user-id").text == HOSTILE[0]
-    profile = driver.execute_script(
-        "return [...document.querySelectorAll('#profile tr')].map(r => [r.cells[0].textContent, r.cells[1].textContent])"
+    profile = page.profile_rows()
+    assert sorted(row for row in profile if row[0] != "$last_seen") == sorted(
+        [text, text] for text in HOSTILE
     )
-    assert sorted(row for row in profile if row[0] != "$last_seen") == sorted([text, text] for text in HOSTILE)
     timeline = page.event_summaries("timeline")
     assert len(timeline) == len(HOSTILE) and all(HOSTILE[0] in s for s in timeline)
 

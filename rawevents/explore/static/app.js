@@ -17,7 +17,7 @@ const DEFAULT_PROPERTY = "$os";
 const MINUTE = 60000, HOUR = 3600000, DAY = 86400000;
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const WEEKDAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const RETRIES = 5; // a 503 (the server's admission control) is retried after its Retry-After
+const RETRIES = 8; // a 503 (the server's admission control) is retried after its Retry-After
 
 const $ = (id) => document.getElementById(id);
 const numbers = new Intl.NumberFormat("en-US");
