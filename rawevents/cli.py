@@ -562,6 +562,8 @@ def import_command(
 
 
 MAX_FAILURES_SHOWN = 20
+# Modules of optional dependencies, and the extra that installs each (pyproject.toml).
+OPTIONAL_MODULES = {"chdb": "clickhouse"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -578,6 +580,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except RawEventsError as exc:
         click.echo(f"rawevents: {exc.message}", err=True)
+        return 2
+    except ImportError as exc:  # an optional dependency missing: say which extra installs it
+        extra = OPTIONAL_MODULES.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        click.echo(f"rawevents: {exc.name} is not installed: pip install 'rawevents[{extra}]'", err=True)
         return 2
     except OSError as exc:  # disk full, permission denied: still one line, no traceback
         click.echo(f"rawevents: {exc}", err=True)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import gzip
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import requests
 
+from rawevents.projects import Project
 from rawevents.storage.base import StoredEvent
 from rawevents.storage.duckdb.store import DuckDBStore
 from tests.live_server import LiveServer, free_port, serve_command
@@ -207,3 +212,125 @@ def test_client_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     )
     assert bad_day.returncode == 2 and "Invalid value for '--from'" in bad_day.stderr
     assert "Traceback" not in env_free.stderr + refused.stderr + bad_day.stderr
+
+
+# -- export and import without traps (issue #24) -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, Project]]:
+    """A server whose project (in UTC-12, always a day behind UTC+14) has 3 events on 2024-05-01
+    and 2 on 2024-05-02."""
+    live = LiveServer(tmp_path_factory.mktemp("cli-export")).start()
+    try:
+        project = live.create_project("cli-export", "Etc/GMT+12")
+        day = int(dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC).timestamp())
+        times = [day, day + 60, day + 120, day + 86400, day + 86460]
+        body = [
+            {"event": "e", "properties": {"time": t, "distinct_id": "u", "$insert_id": f"i{t}", "n": n}}
+            for n, t in enumerate(times)
+        ]
+        answer = live.post("/import?strict=1", json=body, auth=(project.api_secret, ""))
+        assert answer.status_code == 200, answer.text
+        yield live, project
+    finally:
+        live.stop()
+
+
+def _export(shop: tuple[LiveServer, Project], *args: str) -> subprocess.CompletedProcess[str]:
+    live, project = shop
+    days = ("--from", "2024-05-01", "--to", "2024-05-02")
+    return _cli("export", "--url", live.base_url, "--secret", project.api_secret, *days, *args)
+
+
+@pytest.mark.server
+def test_export_writes_the_format_and_layout_its_out_name_says(
+    shop: tuple[LiveServer, Project], tmp_path: Path
+) -> None:
+    for name in ("x.jsonl", "x.jsonl.gz", "x.csv", "x.parquet"):
+        done = _export(shop, "--out", str(tmp_path / name))
+        assert done.returncode == 0, done.stderr
+        assert "5 events in 1 file (" in done.stderr
+    assert [
+        json.loads(line)["properties"]["n"] for line in (tmp_path / "x.jsonl").read_bytes().splitlines()
+    ] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]  # plain JSONL, not gzip
+    assert len(gzip.decompress((tmp_path / "x.jsonl.gz").read_bytes()).splitlines()) == 5
+    assert (tmp_path / "x.csv").read_text().startswith("event,time,distinct_id,")
+    assert (tmp_path / "x.parquet").is_file() and pq.read_table(tmp_path / "x.parquet").num_rows == 5
+    # A name without a format's extension is a directory of day files, jsonl.gz unless asked.
+    assert _export(shop, "--out", str(tmp_path / "days")).returncode == 0
+    assert sorted(p.name for p in (tmp_path / "days").iterdir()) == [
+        "2024-05-01.jsonl.gz",
+        "2024-05-02.jsonl.gz",
+    ]
+    assert _export(shop, "--out", str(tmp_path / "typed"), "--format", "parquet").returncode == 0
+    assert sorted(p.name for p in (tmp_path / "typed").iterdir()) == [
+        "2024-05-01.parquet",
+        "2024-05-02.parquet",
+    ]
+
+
+@pytest.mark.server
+def test_export_refuses_what_would_fail_before_writing_anything(
+    shop: tuple[LiveServer, Project], tmp_path: Path
+) -> None:
+    tomorrow = (dt.datetime.now(dt.timezone(dt.timedelta(hours=-12))) + dt.timedelta(days=1)).date()
+    out = str(tmp_path / "out" / "days")
+    refused = {
+        (
+            "--out",
+            str(tmp_path / "x.parquet"),
+            "--format",
+            "csv",
+        ): "x.parquet names a parquet file, but --format is csv",
+        ("--out", str(tmp_path / "x.jsonl"), "--split", "day"): "x.jsonl names one file, but --split day",
+        ("--out", str(tmp_path / "x.json")): "x.json: not an output format's extension",
+        ("--out", out, "--utc", "--timezone", "Europe/Berlinn"): "unknown timezone 'Europe/Berlinn'",
+        ("--out", out, "--timezone", "Europe/Berlin"): "--timezone is the project's zone for --utc",
+        ("--out", out, "--to", "2999-01-01"): "--to 2999-01-01 is in the future",
+        # Not after today everywhere, but in the project's zone: the server says so, first.
+        ("--out", out, "--to", tomorrow.isoformat()): "to_date cannot be later than today",
+        ("--out", out, "--where", 'properties["n"] >'): "HTTP 400",
+        ("--out", out, "--secret", "wrong"): "HTTP 401",
+    }
+    for args, message in refused.items():
+        done = _export(shop, *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+        assert list(tmp_path.iterdir()) == [], args
+
+
+@pytest.mark.server
+def test_import_checks_its_zone_and_counts_files(shop: tuple[LiveServer, Project], tmp_path: Path) -> None:
+    live, project = shop
+    assert _export(shop, "--out", str(tmp_path / "days")).returncode == 0
+    files = sorted(str(p) for p in (tmp_path / "days").iterdir())
+    client = ("--url", live.base_url, "--secret", project.api_secret)
+    bad = _cli("import", *files[:1], *client, "--timezone", "Mars/Olympus")
+    assert bad.returncode == 2 and bad.stderr == "rawevents: unknown timezone 'Mars/Olympus'\n"
+    one = _cli("import", files[0], *client)
+    assert one.returncode == 0 and "3 events imported, 0 failed, 1 file, " in one.stderr
+    two = _cli("import", *files, *client)
+    assert two.returncode == 0 and "5 events imported, 0 failed, 2 files, " in two.stderr
+
+
+def test_an_optional_store_not_installed_is_one_line_naming_the_extra(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAWEVENTS_")}
+    blocked = "import sys; sys.modules['chdb'] = None; from rawevents.cli import main; sys.exit(main())"
+    for command in (("serve", "--store", "chdb"), ("migrate", "--from", "duckdb", "--to", "chdb")):
+        done = subprocess.run(
+            [sys.executable, "-c", blocked, *command, "--data-dir", str(tmp_path / "data")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr == "rawevents: chdb is not installed: pip install 'rawevents[clickhouse]'\n"

@@ -3,7 +3,9 @@
 - Each piece (one project-local day, or the whole range with split "none") downloads to
   `NAME.part`, is read back in full (a truncated gzip stream or a cut last line is retried), is
   written in the output format to `NAME.tmp`, synced, and only then renamed to `NAME`: a file
-  that exists is complete, so a rerun skips it and resumes with the next piece.
+  that exists is complete, so a rerun skips it and resumes with the next piece. Parquet is
+  parsed while its piece downloads (the check happens on the way) and written while the next
+  piece downloads: one piece at a time is being finished in the background, in order.
 - Incremental runs keep a small JSON state file. Against rawevents they use the export cursor
   (docs/export.md): a run first pins the slice (after the previous run's cursor, up to now) in
   the state file, then fetches each piece of that slice, so a run cut short is finished by the
@@ -23,7 +25,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent import futures
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -130,6 +133,14 @@ class ExportResult:
 
 
 @dataclass(frozen=True, slots=True)
+class _Fetched:
+    """A downloaded, verified piece: `finish` completes it (returns its events), `discard` drops it."""
+
+    finish: Callable[[], int]
+    discard: Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
 class _Piece:
     label: str
     first: dt.date
@@ -174,7 +185,7 @@ class Exporter:
             raise ClientError(f"--from {options.from_date} is after --to {options.to_date}")
         latest = (dt.datetime.now(dt.UTC) + _LATEST_ZONE).date()
         if options.to_date > latest:
-            raise ClientError(f"--to {options.to_date} is after today (in every time zone)")
+            raise ClientError(f"--to {options.to_date} is in the future (no time zone has reached it yet)")
         if options.format not in FORMATS or options.split not in SPLITS:
             raise ClientError(f"unknown format {options.format!r} or split {options.split!r}")
         if output_layout(options.out, options.format, options.split) != (options.format, options.split):
@@ -186,19 +197,28 @@ class Exporter:
         self.progress = progress or SilentProgress()
         self.result = ExportResult()
         self._local_to_utc: TimeMap | None = None  # built on first need (servers without time_utc)
+        # The piece being finished in the background while the next one downloads.
+        self._finisher = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rawevents-export")
+        self._finishing: tuple[futures.Future[int], Callable[[int], None]] | None = None
 
     def run(self) -> ExportResult:
         started = time.monotonic()
         options = self.options
+        state = None if options.incremental is None else self._state(options.incremental)
         self._preflight()
         if options.split == "day":
             options.out.mkdir(parents=True, exist_ok=True)
         else:
             options.out.parent.mkdir(parents=True, exist_ok=True)
-        if options.incremental is None:
-            self._full()
-        else:
-            self._incremental(options.incremental)
+        try:
+            if options.incremental is None or state is None:
+                self._full()
+            else:
+                self._incremental(options.incremental, state)
+        finally:  # failed or interrupted: the piece being finished completes (or cleans up) first
+            if self._finishing is not None:
+                futures.wait([self._finishing[0]])
+            self._finisher.shutdown()
         self.progress.end()
         self.result.seconds = time.monotonic() - started
         return self.result
@@ -252,14 +272,19 @@ class Exporter:
         for piece in pieces:
             path = self._path(piece, None)
             if path.exists():
+                self._settle()
                 self._done(FileResult(piece.label, path, 0, skipped=True))
                 continue
-            events = self._fetch(piece, path, {}, keep_empty=True)
-            self._done(FileResult(piece.label, path, events))
+            self._then(self._fetch(piece, path, {}, keep_empty=True), self._report(piece, path))
+        self._settle()
+
+    def _report(self, piece: _Piece, path: Path) -> Callable[[int], None]:
+        return lambda events: self._done(FileResult(piece.label, path, events))
 
     # -- incremental export -----------------------------------------------------------------
 
-    def _incremental(self, state_path: Path) -> None:
+    def _state(self, state_path: Path) -> _State:
+        """The state file, checked against this export (before anything is asked or written)."""
         state = _State.load(state_path, self.connection.url)
         filters = {"events": list(self.options.events), "where": self.options.where}
         if state.filters is not None and state.filters != filters:
@@ -268,6 +293,9 @@ class Exporter:
                 f"{state_path} was made with other --event/--where filters: use a new state file"
             )
         state.filters = filters
+        return state
+
+    def _incremental(self, state_path: Path, state: _State) -> None:
         if state.pending is None:
             state.pending = self._plan_run(state)
             state.save(state_path)
@@ -281,16 +309,23 @@ class Exporter:
             for name, key in (("after_cursor", "after"), ("upto_cursor", "upto"))
             if pending[key]
         }
+
+        def done(piece: _Piece, path: Path, skipped: bool = False) -> Callable[[int], None]:
+            def record(events: int) -> None:
+                pending["next"] = (piece.last + dt.timedelta(days=1)).isoformat()
+                state.save(state_path)
+                self._done(FileResult(piece.label, path if events or skipped else None, events, skipped))
+
+            return record
+
         for piece in pieces:
             path = self._path(piece, int(pending["run"]))
             if path.exists():  # written just before the previous invocation stopped
-                result = FileResult(piece.label, path, 0, skipped=True)
-            else:
-                events = self._fetch(piece, path, params, keep_empty=False)
-                result = FileResult(piece.label, path if events else None, events)
-            pending["next"] = (piece.last + dt.timedelta(days=1)).isoformat()
-            state.save(state_path)
-            self._done(result)
+                self._settle()
+                done(piece, path, skipped=True)(0)
+                continue
+            self._then(self._fetch(piece, path, params, keep_empty=False), done(piece, path))
+        self._settle()
         if state.mode == "cursor":
             self._changed_mappings(pending)
             state.cursor = pending["upto"]
@@ -377,13 +412,36 @@ class Exporter:
             params["time_utc"] = "1"  # rawevents renders UTC itself; others ignore it
         return params
 
-    def _fetch(self, piece: _Piece, path: Path, extra: dict[str, str], *, keep_empty: bool) -> int:
-        """Download, verify, convert and rename one piece; returns its events."""
+    def _then(self, fetched: _Fetched, done: Callable[[int], None]) -> None:
+        """Finish the previous piece (its `done` runs now, in order), then start finishing this
+        one in the background."""
+        try:
+            self._settle()
+        except BaseException:
+            fetched.discard()
+            raise
+        self._finishing = (self._finisher.submit(fetched.finish), done)
+
+    def _settle(self) -> None:
+        if self._finishing is None:
+            return
+        finishing, done = self._finishing
+        self._finishing = None
+        try:
+            events = finishing.result()
+        except BaseException:  # it failed (and removed its files), or Ctrl-C: let it end first
+            futures.wait([finishing])
+            raise
+        done(events)
+
+    def _fetch(self, piece: _Piece, path: Path, extra: dict[str, str], *, keep_empty: bool) -> _Fetched:
+        """Download and verify one piece; what is left to do (the rest of its conversion, the
+        sync and the rename to its name) is returned, to run while the next piece downloads."""
         part = path.with_name(path.name + ".part")
         tmp = path.with_name(path.name + ".tmp")
         writer = WRITERS[self.options.format]
 
-        def handle(reply: httpx.Response) -> int:
+        def handle(reply: httpx.Response) -> _Fetched:
             gzipped = reply.headers.get("content-encoding", "").lower() in ("gzip", "x-gzip")
             if self.options.format == "parquet":
                 return self._parquet(reply, part, tmp, gzipped)
@@ -395,24 +453,38 @@ class Exporter:
             else:
                 events = writer(Body(part, gzipped), tmp, transform, self.options.utc)
                 part.unlink()
-            return events
+            return _Fetched(lambda: events, lambda: None)
+
+        def discard(fetched: _Fetched | None = None) -> None:  # leave no partial file behind
+            if fetched is not None:
+                fetched.discard()
+            part.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
 
         params = {**self._range_params(piece.first, piece.last), **extra}
         try:
-            events = self.connection.call(
+            fetched = self.connection.call(
                 "GET", EXPORT_PATH, handle, params=params, headers={"Accept-Encoding": "gzip"}
             )
-        except BaseException:  # failed or interrupted (Ctrl-C): leave no partial file behind
-            part.unlink(missing_ok=True)
-            tmp.unlink(missing_ok=True)
+        except BaseException:  # failed or interrupted (Ctrl-C)
+            discard()
             raise
-        if events == 0 and not keep_empty:
-            tmp.unlink()
-        else:
-            _sync(tmp)
-            os.replace(tmp, path)
-            _sync_dir(path.parent)
-        return events
+
+        def finish() -> int:
+            try:
+                events = fetched.finish()
+                if events == 0 and not keep_empty:
+                    tmp.unlink()
+                else:
+                    _sync(tmp)
+                    os.replace(tmp, path)
+                    _sync_dir(path.parent)
+            except BaseException:
+                discard(fetched)
+                raise
+            return events
+
+        return _Fetched(finish, lambda: discard(fetched))
 
     def _download(self, reply: httpx.Response, part: Path, decoder: BodyDecoder | None) -> None:
         with part.open("wb") as sink:
@@ -423,17 +495,27 @@ class Exporter:
                 self.result.bytes += len(chunk)
                 self.progress.transferred(len(chunk))
 
-    def _parquet(self, reply: httpx.Response, part: Path, tmp: Path, gzipped: bool) -> int:
+    def _parquet(self, reply: httpx.Response, part: Path, tmp: Path, gzipped: bool) -> _Fetched:
         """Parquet is built while the body downloads (Arrow parses each block of lines as it
-        arrives), then written once the body is complete and every column's type known."""
+        arrives, which is also the check); written once every column's type is known."""
         hook = utc_hook(self.options.utc)
-        with ParquetBuilder(tmp.parent, time_map=self._transform(reply), time_hook=hook) as builder:
+        builder = ParquetBuilder(tmp.parent, time_map=self._transform(reply), time_hook=hook)
+        try:
             decoder = BodyDecoder(gzipped, builder.add)
             self._download(reply, part, decoder)
             decoder.end()
-            events = builder.write(tmp, Body(part, gzipped).blocks)
-        part.unlink()
-        return events
+        except BaseException:
+            builder.close()
+            raise
+
+        def finish() -> int:
+            try:
+                return builder.write(tmp, Body(part, gzipped).blocks)
+            finally:
+                builder.close()
+                part.unlink(missing_ok=True)
+
+        return _Fetched(finish, builder.close)
 
     def _done(self, result: FileResult) -> None:
         self.result.files.append(result)

@@ -11,15 +11,19 @@ parsed block on disk until the types of every column are known, then writes them
 - Parquet: the same columns, one per property with the type its values have (int64, float64
   when ints and floats mix, bool, string); a property holding lists, objects or values of several
   types is a string column of JSON text, named in the file's `rawevents:json_columns` metadata.
-  With `utc`, a numeric `time` is a `timestamp[ms, UTC]` column. Row groups of at most
-  ROW_GROUP_ROWS rows.
+  With `utc`, a numeric `time` is a `timestamp[ms, UTC]` column. Row groups of ROW_GROUP_ROWS
+  rows (the last one: the rest).
 - A property called `event` becomes the column `properties.event` (the event name owns `event`).
 
-Parquet is vectorised: Arrow's JSON reader parses each block of lines into columns (C++, no
-Python object per value) and the types are fixed up per column. Python only touches what
-Arrow cannot give exactly: JSON text of objects (key order, null versus missing) and of lists
-holding floats or objects, integers beyond int64, and blocks Arrow refuses whole (a property
-changing type within the block, a duplicate key), which are read line by line with orjson.
+Parquet is vectorised (ParquetBuilder): Arrow's JSON reader parses blocks of about BLOCK_BYTES
+of lines into columns, PARSE_THREADS at a time (C++, no Python object per value; blocks can be
+fed while the body still downloads), and the types are fixed up per column. Python only touches
+what Arrow cannot give exactly, reading those values from the line itself: JSON text of objects
+(key order, null versus missing) and of lists holding floats, objects or nulls, floats of 2^63
+and more (integers beyond int64 are JSON text), and blocks Arrow refuses whole (a property
+changing type within the block, a duplicate key). Strings Arrow would read as timestamps are
+declared strings. tests/client/test_formats.py holds the row-by-row writer this replaced and
+compares the two on generated bodies.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ Format = Literal["jsonl", "jsonl.gz", "csv", "parquet"]
 FORMATS: tuple[Format, ...] = ("jsonl", "jsonl.gz", "csv", "parquet")
 ROW_GROUP_ROWS = 50_000
 PARSE_THREADS = 2
-BLOCK_BYTES = 64 << 20  # a Parquet block is at most ROW_GROUP_ROWS lines and about this size
+BLOCK_BYTES = 2 << 20  # Arrow parses blocks of about this size (at most ROW_GROUP_ROWS lines)
 JSON_COLUMNS_KEY = b"rawevents:json_columns"
 MS_THRESHOLD = 100_000_000_000  # a `time` this large is milliseconds (as rawevents.client.localtime)
 _READ = 4 << 20
@@ -378,10 +382,6 @@ class ParquetBuilder:
         self.close()
 
 
-def _result(parsing: tuple[bytes, Future[pa.Table | None]]) -> tuple[bytes, pa.Table | None]:
-    return parsing[0], parsing[1].result()
-
-
 def _parse(block: bytes, strings: frozenset[str]) -> pa.Table | None:
     """The block read by Arrow, `strings` declared strings; None when Arrow refuses it."""
     props = pa.struct([pa.field(key, pa.string()) for key in sorted(strings)])
@@ -392,7 +392,7 @@ def _parse(block: bytes, strings: frozenset[str]) -> pa.Table | None:
             read_options=pj.ReadOptions(use_threads=False, block_size=len(block) + 1),
             parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"),
         )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except pa.ArrowException:
         return None
 
 
@@ -419,27 +419,37 @@ def _nonblank(block: bytes) -> list[bytes]:
     return [line for line in block.split(b"\n") if line.strip()]
 
 
-def _exact_type(data_type: pa.DataType) -> bool:
-    """Whether Python values of this Arrow type are what orjson would have read (so dumping them
-    again gives the JSON text the line had): not for floats (`1` read as 1.0), objects (key order,
-    null versus missing) or timestamps."""
-    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
-        return _exact_type(data_type.value_type)
-    return bool(
-        pa.types.is_null(data_type)
-        or pa.types.is_boolean(data_type)
-        or pa.types.is_int64(data_type)
-        or pa.types.is_string(data_type)
-    )
+def _dumpable(column: pa.Array) -> bool:
+    """Whether dumping Arrow's values of this list column gives the lines' JSON text: lists (of
+    lists) of strings, int64s or booleans (not floats: `1` is read as 1.0; not objects: key order,
+    null versus missing), holding no null. Arrow's JSON reader drops a list's leading nulls when
+    a later element fixes the type (`[null, false]`, then `[true]`, comes back as `[false, true]`
+    and `[false]`), which leaves an array whose offsets overrun its values: such a column fails
+    `validate()`; one whose lists hold no null never took that path."""
+    values_type = column.type
+    while pa.types.is_list(values_type):
+        values_type = values_type.value_type
+    if column.type == values_type or not (
+        pa.types.is_string(values_type)
+        or pa.types.is_int64(values_type)
+        or pa.types.is_boolean(values_type)
+        or pa.types.is_null(values_type)
+    ):
+        return False
+    try:
+        column.validate()
+    except pa.ArrowInvalid:
+        return False
+    values = column
+    while isinstance(values, pa.ListArray):
+        values = values.flatten()
+        if values.null_count:
+            return False
+    return True
 
 
 def _dumped(values: list[Any]) -> pa.Array:
     return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
-
-
-def _present(column: pa.Array) -> list[int]:
-    present: list[int] = np.flatnonzero(column.is_valid().to_numpy(zero_copy_only=False)).tolist()
-    return present
 
 
 def _row_lines(block: bytes, rows: int) -> Callable[[int], bytes] | None:
@@ -454,14 +464,21 @@ def _row_lines(block: bytes, rows: int) -> Callable[[int], bytes] | None:
     return lines.__getitem__ if len(lines) == rows else None
 
 
-def _raw_json(lines: Callable[[int], bytes], key: str, rows: Sequence[int], total: int) -> pa.Array:
-    """The JSON text of property `key` in these rows (null elsewhere), from the lines themselves."""
-    cells: list[str | None] = [None] * total
-    for row in rows:
-        value = (orjson.loads(lines(row)).get("properties") or {}).get(key)
-        if value is not None:
-            cells[row] = orjson.dumps(value).decode()
-    return pa.array(cells, pa.string())
+def _raw_json(
+    lines: Callable[[int], bytes], keys: Sequence[str], columns: Sequence[pa.Array], total: int
+) -> list[pa.Array]:
+    """The JSON text of properties `keys` (null where their Arrow `columns` are null), read from
+    the lines themselves, each line parsed once."""
+    present = np.zeros(total, dtype=bool)
+    for column in columns:
+        present |= column.is_valid().to_numpy(zero_copy_only=False)
+    cells: list[list[str | None]] = [[None] * total for _ in keys]
+    for row in np.flatnonzero(present).tolist():
+        props = orjson.loads(lines(row)).get("properties") or {}
+        for found, key in zip(cells, keys, strict=True):
+            if (value := props.get(key)) is not None:
+                found[row] = orjson.dumps(value).decode()
+    return [pa.array(found, pa.string()) for found in cells]
 
 
 class _Scan:
@@ -478,13 +495,16 @@ class _Scan:
     def add(self, block: bytes, table: pa.Table | None) -> None:
         """Take in a block and its Arrow table (None: Arrow refused it)."""
         index = len(self.blocks)
-        while table is not None and not (stamps := _temporal(table)) <= self.strings:
+        if table is not None and (stamps := _temporal(table)):
             self.strings |= stamps  # those are strings: read the block again with them declared
             table = _parse(block, frozenset(self.strings))
+            if table is not None and _temporal(table):  # never expected
+                table = None
         if table is None:
             self.blocks.append(self._python(index, block))
             return
-        props = table.column("properties").combine_chunks()
+        chunks = table.column("properties").chunks  # one: the block is one Arrow block
+        props = chunks[0] if len(chunks) == 1 else table.column("properties").combine_chunks()
         assert isinstance(props, pa.StructArray)
         keys = [props.type.field(i).name for i in range(props.type.num_fields)]
         columns = list(props.flatten())
@@ -496,37 +516,40 @@ class _Scan:
             elif not pa.types.is_null(columns[at].type):
                 self.blocks.append(self._python(index, block))  # the converter wants Python values
                 return
-        lines: Callable[[int], bytes] | None = None
-        json_text: set[str] = set()
+        lines = _row_lines(block, rows)
+        if lines is None:  # never expected: Arrow and we disagree on the lines
+            self.blocks.append(self._python(index, block))
+            return
+        texts: dict[int, str] = {}  # columns whose JSON text comes from the lines
+        dumped: set[str] = set()  # columns whose JSON text is Arrow's values dumped
         block_kinds: list[tuple[str, set[str]]] = []
         for at, (key, column) in enumerate(zip(keys, columns, strict=True)):
             kinds = _arrow_kinds(column.type)
-            big = _beyond_int64(column) if kinds == {"float"} else None
-            if kinds is None or big is not None:
-                if lines is None:
-                    lines = _row_lines(block, rows)
-                    if lines is None:  # never expected: Arrow and we disagree on the lines
-                        self.blocks.append(self._python(index, block))
-                        return
-                if big is not None:  # floats of 2^63 and more: integers beyond int64 are JSON text
-                    values = [(orjson.loads(lines(r)).get("properties") or {}).get(key) for r in big]
-                    kinds = {"float", "json"} if any(isinstance(v, int) for v in values) else {"float"}
-                else:  # objects, lists holding floats or objects: JSON text
-                    kinds = {"json"}
-                if "json" in kinds:
-                    columns[at] = _raw_json(lines, key, _present(column), rows)
-                    json_text.add(key)
-            elif kinds == {"json"}:  # lists of strings, ints, booleans: dumped exactly
-                columns[at] = _dumped(column.to_pylist())
-                json_text.add(key)
+            if kinds == {"float"} and (big := _beyond_int64(column)):
+                # Floats of 2^63 and more: integers beyond int64 are JSON text.
+                values = [(orjson.loads(lines(r)).get("properties") or {}).get(key) for r in big]
+                kinds = {"float", "json"} if any(isinstance(v, int) for v in values) else {"float"}
+            if kinds is None:  # lists and objects: JSON text
+                kinds = {"json"}
+                if _dumpable(column):
+                    columns[at] = _dumped(column.to_pylist())
+                    dumped.add(key)
+            if "json" in kinds and key not in dumped:
+                texts[at] = key
             block_kinds.append((key, kinds))
+        if texts:
+            found = _raw_json(lines, list(texts.values()), [columns[at] for at in texts], rows)
+            for at, text in zip(texts, found, strict=True):
+                columns[at] = text
         for key, kinds in block_kinds:
             self.kinds.setdefault(key, set()).update(kinds)
         path = self.spill / f"{index:06d}.arrow"
         names = ["event", *(f"c{i}" for i in range(len(keys)))]
         event = table.column("event").combine_chunks()
         _write_ipc(path, pa.Table.from_arrays([event, *columns], names=names))
-        self.blocks.append(_Block(index, rows, path, True, tuple(keys), frozenset(json_text)))
+        self.blocks.append(
+            _Block(index, rows, path, True, tuple(keys), frozenset({*texts.values(), *dumped}))
+        )
 
     def _python(self, index: int, block: bytes) -> _Block:
         """A block Arrow refused (a property changing type within it, a duplicate key): its
@@ -560,8 +583,6 @@ def _arrow_kinds(data_type: pa.DataType) -> set[str] | None:
         return {"float"}
     if pa.types.is_string(data_type):
         return {"str"}
-    if _exact_type(data_type):
-        return {"json"}
     return None
 
 
@@ -611,16 +632,23 @@ class _Assemble:
         self._raw: Iterator[tuple[int, bytes]] | None = None
 
     def write(self, out: Path) -> int:
+        """Blocks' tables, gathered into row groups of ROW_GROUP_ROWS rows (the last: the rest)."""
         rows = 0
+        group: list[pa.Table] = []
         with pq.ParquetWriter(out, self.schema, compression="zstd") as writer:
             for block in self.scan.blocks:
-                table = self._arrow(block) if block.arrow else self._python(block)
+                group.append(self._arrow(block) if block.arrow else self._python(block))
                 block.path.unlink()
-                if table.num_rows:
-                    writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-                    rows += table.num_rows
-            if rows == 0:
-                writer.write_table(self.schema.empty_table())
+                rows += group[-1].num_rows
+                gathered = sum(t.num_rows for t in group)
+                if gathered >= ROW_GROUP_ROWS:
+                    table = pa.concat_tables(group)
+                    whole = gathered - gathered % ROW_GROUP_ROWS
+                    writer.write_table(table.slice(0, whole), row_group_size=ROW_GROUP_ROWS)
+                    group = [table.slice(whole)]
+            rest = pa.concat_tables(group) if group else self.schema.empty_table()
+            if rest.num_rows or rows == 0:
+                writer.write_table(rest)
         return rows
 
     def _finish(self, event: pa.Array, columns: dict[str, pa.Array]) -> pa.Table:
@@ -667,7 +695,7 @@ class _Assemble:
         if pa.types.is_string(data_type):
             return _dumped(column.to_pylist())
         # Floats: whether `1` or `1.0` was written is only in the line.
-        return _raw_json(self._lines(block.index, block.rows), key, _present(column), len(column))
+        return _raw_json(self._lines(block.index, block.rows), [key], [column], len(column))[0]
 
     def _lines(self, index: int, rows: int) -> Callable[[int], bytes]:
         """The lines of block `index`, read again from the body (blocks are asked in order)."""

@@ -12,6 +12,8 @@
   as given, without adding its own `mp_processing_time_ms` & co: an export imported elsewhere
   exports again byte for byte.
 - `timezone` converts Mixpanel exports' project-local `time` back to UTC (rawevents.client.localtime).
+- Progress is in bytes of the files read (compressed bytes for JSONL.gz, a share of the rows for
+  Parquet), so one big file moves the bar and has an ETA.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pyarrow.parquet as pq
 
 from rawevents.client.formats import read_parquet_records
 from rawevents.client.localtime import LocalToUtc, load_zone
@@ -73,6 +76,7 @@ class _Line:
     where: tuple[str, int]
     data: bytes  # one JSON object, no newline
     time: Any
+    offset: int = 0  # bytes of the file read up to this line
 
 
 @dataclass
@@ -116,17 +120,23 @@ class Importer:
     def run(self, paths: Sequence[Path]) -> ImportResult:
         started = time.monotonic()
         files = expand(paths)
-        self.progress.begin("files", len(files))
+        sizes = [path.stat().st_size for path in files]
+        self.progress.begin("bytes", sum(sizes))
         with ThreadPoolExecutor(max_workers=max(1, self.options.concurrency)) as pool:
             in_flight: list[Future[None]] = []
-            for path in files:
+            for path, size in zip(files, sizes, strict=True):
+                read = 0
                 for batch in self._batches(path):
                     if batch.ordered or len(in_flight) >= self.options.concurrency:
                         in_flight = self._drain(
                             in_flight, keep=0 if batch.ordered else self.options.concurrency - 1
                         )
                     in_flight.append(pool.submit(self._send, batch))
+                    offset = min(batch.lines[-1].offset, size)
+                    self.progress.advance(offset - read)
+                    read = max(read, offset)
                 in_flight = self._drain(in_flight, keep=0)
+                self.progress.advance(size - read)
                 self.result.files += 1
                 self.progress.unit_done(path.name, 0)
         self.progress.end()
@@ -147,7 +157,7 @@ class Importer:
 
     def _lines(self, path: Path) -> Iterator[_Line]:
         convert = LocalToUtc(self._zone) if self._zone is not None else None
-        for number, record, raw in _read(path):
+        for number, record, raw, offset in _read(path):
             if isinstance(record, _Unreadable):
                 self._fail(RecordFailure(str(path), number, record.message))
                 continue
@@ -159,7 +169,7 @@ class Importer:
             if convert is not None and isinstance(props, dict) and "time" in props:
                 props["time"] = stamp = convert(props["time"])
                 raw = None
-            yield _Line((str(path), number), raw if raw is not None else orjson.dumps(record), stamp)
+            yield _Line((str(path), number), raw if raw is not None else orjson.dumps(record), stamp, offset)
 
     def _batches(self, path: Path) -> Iterator[_Batch]:
         limit_events, limit_bytes = self.options.batch_events, self.options.max_body_bytes
@@ -250,24 +260,26 @@ def _last_time_change(lines: list[_Line]) -> int:
     return 0
 
 
-def _read(path: Path) -> Iterator[tuple[int, Any, bytes | None]]:
-    """(line number, parsed record, original bytes) for every non-blank line or Parquet row."""
+def _read(path: Path) -> Iterator[tuple[int, Any, bytes | None, int]]:
+    """(line number, parsed record, original bytes, bytes of the file read so far) for every
+    non-blank line or Parquet row."""
     with path.open("rb") as probe:
         magic = probe.read(4)
     if magic == PARQUET_MAGIC:
+        size, rows = path.stat().st_size, max(1, pq.ParquetFile(path).metadata.num_rows)
         for number, record in enumerate(read_parquet_records(path), 1):
-            yield number, record, None
+            yield number, record, None, size * number // rows
         return
-    opener = gzip.open if magic.startswith(GZIP_MAGIC) else open
     try:
-        with opener(path, "rb") as lines:
+        with path.open("rb") as raw:
+            lines = gzip.GzipFile(fileobj=raw, mode="rb") if magic.startswith(GZIP_MAGIC) else raw
             for number, line in enumerate(lines, 1):
                 text = line.strip()
                 if not text:
                     continue
                 try:
-                    yield number, orjson.loads(text), text
+                    yield number, orjson.loads(text), text, raw.tell()
                 except orjson.JSONDecodeError as exc:
-                    yield number, _Unreadable(f"invalid JSON: {exc}"), None
+                    yield number, _Unreadable(f"invalid JSON: {exc}"), None, raw.tell()
     except (EOFError, gzip.BadGzipFile, OSError) as exc:
         raise ClientError(f"{path}: cannot read: {exc}") from exc

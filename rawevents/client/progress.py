@@ -13,7 +13,8 @@ from typing import Protocol
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -22,11 +23,16 @@ from rich.progress import (
 from rich.progress import (
     Progress as RichProgress,
 )
+from rich.text import Text
 
 
 class Progress(Protocol):
     def begin(self, unit: str, total: int) -> None:
-        """Work starts: `total` units (days, files) to go."""
+        """Work starts: `total` units to go: days or files (export), or bytes (import: of the
+        files, which `advance` reports as they are read)."""
+
+    def advance(self, amount: int) -> None:
+        """Progress within the total when its unit is bytes."""
 
     def transferred(self, nbytes: int) -> None:
         """Bytes moved over the network (compressed as on the wire)."""
@@ -44,6 +50,9 @@ class Progress(Protocol):
 
 class SilentProgress:
     def begin(self, unit: str, total: int) -> None:
+        pass
+
+    def advance(self, amount: int) -> None:
         pass
 
     def transferred(self, nbytes: int) -> None:
@@ -70,9 +79,20 @@ def human_bytes(count: float) -> str:
     return f"{count:.1f} TB"
 
 
+class _Done(ProgressColumn):
+    """`3/30 days`, or `12.3 MB/45.6 MB` when the unit is bytes."""
+
+    def render(self, task: Task) -> Text:
+        unit = task.fields.get("unit", "")
+        if unit == "bytes":
+            return Text(f"{human_bytes(task.completed)}/{human_bytes(task.total or 0)}")
+        return Text(f"{int(task.completed):,}/{int(task.total or 0):,} {unit}")
+
+
 class TerminalProgress:
-    """Line 1: a bar of units (days or files) done of the total, with elapsed time and ETA.
-    Line 2: events so far, bytes transferred and the transfer rate. Retries show as a message."""
+    """One line: a bar of units (days, files, or the bytes of the files imported) done of the
+    total, elapsed time and ETA, then events so far, bytes transferred and the transfer rate.
+    Retries show as a message."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
@@ -80,8 +100,7 @@ class TerminalProgress:
         self._bar = RichProgress(
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[unit]}"),
+            _Done(),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
@@ -91,12 +110,14 @@ class TerminalProgress:
             transient=False,
         )
         self._task: TaskID | None = None
+        self._unit = ""
         self._events = 0
         self._bytes = 0
         self._started = time.monotonic()
 
     def begin(self, unit: str, total: int) -> None:
         self._started = time.monotonic()
+        self._unit = unit
         self._bar.start()
         self._task = self._bar.add_task("rawevents", total=total, unit=unit, detail="")
 
@@ -117,9 +138,12 @@ class TerminalProgress:
         self._events += count
         self._refresh()
 
+    def advance(self, amount: int) -> None:
+        self._refresh(advance=amount)
+
     def unit_done(self, label: str, events: int, *, skipped: bool = False) -> None:
         self._events += events
-        self._refresh(advance=1)
+        self._refresh(advance=0 if self._unit == "bytes" else 1)
 
     def retrying(self, problem: str, delay: float) -> None:
         if self.enabled:

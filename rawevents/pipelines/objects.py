@@ -12,6 +12,8 @@ a redo of the run writes the same names with the same content.
   `time` being project-local seconds as in the export, plus `time_utc`, the event's true instant
   as a UTC timestamp (milliseconds). The lines are read with `time` in UTC milliseconds (the
   export's `time_utc` + `time_in_ms` rendering, exact), and `time` is rendered back locally.
+  Arrow parses an object's lines in worker threads while the scan goes on; they are also spooled,
+  for the rare column whose JSON text must be read from them again.
 """
 
 from __future__ import annotations
@@ -23,14 +25,13 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-import orjson
+import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
-from rawevents.client.formats import JSON_COLUMNS_KEY, ROW_GROUP_ROWS, parquet_schema
-from rawevents.client.formats import _kind as value_kind
+from rawevents.client.formats import BlockCutter, ParquetBuilder, TimeHook, read_blocks
 from rawevents.export.stream import GZIP_HEADER, CompressedBlock, GzipFramer, compress_block
 from rawevents.timeutil import TimeSegment
 
@@ -167,6 +168,7 @@ class RunObjects:
         self._file: BinaryIO | None = None
         self._framer: GzipFramer | None = None
         self._pool = pool  # compresses blocks while the scan goes on (the export's scheme)
+        self._parquet: tuple[ParquetBuilder, BlockCutter] | None = None
         self._blocks: deque[Future[CompressedBlock] | CompressedBlock] = deque()
         spool.mkdir(parents=True, exist_ok=True)
 
@@ -193,6 +195,9 @@ class RunObjects:
     def abandon(self) -> None:
         self._blocks.clear()
         self._framer = None
+        if self._parquet is not None:
+            self._parquet[0].close()
+            self._parquet = None
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -206,12 +211,20 @@ class RunObjects:
         if self.fmt != "parquet":
             self._framer = GzipFramer()
             self._file.write(GZIP_HEADER)
+        else:
+            assert self.local is not None
+            builder = ParquetBuilder(self.spool, time_hook=_local_time(self.local), force_time=True)
+            self._parquet = (builder, BlockCutter())
 
     def _write(self, lines: bytes, count: int) -> None:
         assert self._file is not None
         self._rows += count
         if self._framer is None:
             self._file.write(lines)
+            if self._parquet is not None:
+                builder, cutter = self._parquet
+                for block in cutter.add(lines):
+                    builder.add(block)
             return
         # One gzip member of independently compressed blocks, as the export's body.
         self._blocks.append(self._pool.submit(compress_block, lines) if self._pool else compress_block(lines))
@@ -239,10 +252,16 @@ class RunObjects:
         self._seq[day] = seq + 1
         key = f"{self.prefix}/date={day_text(day)}/{self.name}-{self.run:08d}-{seq:04d}.{self.fmt}"
         path = raw
-        if self.fmt == "parquet":
+        if self._parquet is not None:
+            builder, cutter = self._parquet
             path = self.spool / "object.parquet"
-            assert self.local is not None
-            write_parquet(raw, path, self.local)
+            try:
+                for block in cutter.end():
+                    builder.add(block)
+                builder.write(path, lambda: read_blocks(raw, False))
+            finally:
+                builder.close()
+                self._parquet = None
             raw.unlink()
         try:
             self.sink.intend(key)
@@ -256,61 +275,15 @@ def _done(block: Future[CompressedBlock] | CompressedBlock) -> bool:
     return not isinstance(block, Future) or block.done()
 
 
-def _lines(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as body:
-        yield from body
+def _local_time(days: UtcMsDays) -> TimeHook:
+    """Parquet's `time` from lines whose `time` is UTC ms: local seconds, and `time_utc`."""
+    starts = np.array(days.starts, np.int64)
+    offsets = np.array([s.offset_ms for s in days.segments], np.int64)
 
+    def hook(values: pa.Array) -> tuple[pa.Array, dict[str, pa.Array]]:
+        utc = pc.fill_null(values, 0).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        shift = offsets[np.maximum(np.searchsorted(starts, utc, side="right") - 1, 0)] if len(starts) else 0
+        local = pa.array((utc + shift) // 1000, pa.int64())
+        return local, {UTC_COLUMN: pa.array(utc, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))}
 
-def write_parquet(lines_path: Path, out: Path, days: UtcMsDays) -> int:
-    """The client's typed columns of lines whose `time` is UTC ms: `time` back to local seconds,
-    `time_utc` the instant. Reads the lines twice (types first), memory bounded by row groups."""
-    kinds: dict[str, set[str]] = {}
-    for line in _lines(lines_path):
-        for key, value in (orjson.loads(line).get("properties") or {}).items():
-            seen = kinds.setdefault(key, set())
-            if (kind := value_kind(value)) is not None:
-                seen.add(kind)
-    kinds.setdefault("time", set()).add("int")
-    base, json_columns = parquet_schema(kinds)
-    utc_name = UTC_COLUMN if UTC_COLUMN not in base.names else f"_{UTC_COLUMN}"
-    schema = base.append(pa.field(utc_name, pa.timestamp("ms", tz="UTC"))).with_metadata(
-        {**(base.metadata or {}), JSON_COLUMNS_KEY: orjson.dumps(sorted(json_columns))}
-    )
-    columns = [name for name in base.names if name != "event"]
-    rows = 0
-    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
-        batch: list[dict[str, Any]] = []
-        for line in _lines(lines_path):
-            batch.append(orjson.loads(line))
-            if len(batch) >= ROW_GROUP_ROWS:
-                writer.write_table(_table(batch, columns, schema, json_columns, days))
-                rows += len(batch)
-                batch = []
-        if batch or rows == 0:
-            writer.write_table(_table(batch, columns, schema, json_columns, days))
-            rows += len(batch)
-    return rows
-
-
-def _table(
-    batch: list[dict[str, Any]],
-    columns: list[str],
-    schema: pa.Schema,
-    json_columns: set[str],
-    days: UtcMsDays,
-) -> pa.Table:
-    props = [r.get("properties") or {} for r in batch]
-    utc = [int(p.get("time", 0)) for p in props]
-    values: list[list[Any]] = [[r.get("event") for r in batch]]
-    for column in columns:
-        key = "event" if column == "properties.event" else column
-        if key == "time":
-            values.append([(ms + days.offset(ms)) // 1000 for ms in utc])
-            continue
-        cells = [p.get(key) for p in props]
-        if column in json_columns:
-            cells = [None if v is None else orjson.dumps(v).decode() for v in cells]
-        values.append(cells)
-    values.append(utc)
-    arrays = [pa.array(cells, type=field.type) for cells, field in zip(values, schema, strict=True)]
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return hook

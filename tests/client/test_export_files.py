@@ -168,7 +168,14 @@ def test_utc_is_exact_across_dst(server: LiveServer, tmp_path: Path, zone: str, 
         )
         export(client, utc)
         export(client, ExportOptions(first, last, tmp_path / "local.jsonl", format="jsonl", split="none"))
+        parquet = tmp_path / "utc.parquet"
+        export(
+            client,
+            ExportOptions(first, last, parquet, utc=True, timezone=timezone, format="parquet", split="none"),
+        )
     assert [row["properties"]["time"] for row in jsonl(tmp_path / "utc.jsonl")] == instants
+    stamps = pq.read_table(tmp_path / "utc.parquet").column("time").to_pylist()
+    assert stamps == [dt.datetime.fromtimestamp(t, dt.UTC) for t in instants]  # a timestamp column
     local = jsonl(tmp_path / "local.jsonl")
     assert [row["properties"]["time"] for row in local] != instants  # the export itself is local
 

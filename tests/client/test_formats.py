@@ -90,6 +90,8 @@ def reference_table(lines: list[bytes], convert: Callable[[Any], Any] | None = N
             json_columns.add(_name(key))
             data_type = pa.string()
             values = [None if v is None else orjson.dumps(v).decode() for v in values]
+        elif data_type == pa.float64():  # the one change: integers beyond 2^53 no longer fail
+            values = [None if v is None else float(v) for v in values]
         fields.append(pa.field(_name(key), data_type))
         columns.append(values)
     schema = pa.schema(fields, metadata={JSON_COLUMNS_KEY: orjson.dumps(sorted(json_columns))})
@@ -214,7 +216,7 @@ def test_the_vectorised_writer_writes_what_the_row_writer_wrote(
 
 def _write(tmp_path: Path, lines: list[bytes], **kwargs: Any) -> Path:
     (tmp_path / "body").write_bytes(b"".join(line + b"\n" for line in lines))
-    write_parquet(Body(tmp_path / "body"), tmp_path / "out.parquet", **kwargs)
+    write_parquet(Body(tmp_path / "body"), tmp_path / "out.parquet", kwargs.pop("time_map", None), **kwargs)
     return tmp_path / "out.parquet"
 
 
@@ -230,11 +232,21 @@ def test_blocks_arrow_refuses_are_read_line_by_line(tmp_path: Path) -> None:
         _line({"time": 4, "b": 3}),
         _line({"time": 5, "b": 4}),
     ]
-    out = _write(tmp_path, lines, time_map=None)
+    out = _write(tmp_path, lines)
     assert_same(out, reference_table(lines))
     table = pq.read_table(out)
     assert table.column("a").to_pylist() == ['"two"', '"x"', "5", None, None]
     assert table.column("b").type == pa.float64()
+
+
+def test_lists_arrow_reads_wrong_come_from_the_lines(tmp_path: Path) -> None:
+    # Arrow's JSON reader drops a list's leading nulls once a later element fixes its type, and
+    # miscounts lists of nulls only: both leave invalid arrays, which are not trusted.
+    lists = [[None, False], [True], [None, None], [], [["a", None]], [1, 2], ["x"]]
+    lines = [_line({"time": n, "a": value, "b": [None] * n}) for n, value in enumerate(lists)]
+    out = _write(tmp_path, lines)
+    assert_same(out, reference_table(lines))
+    assert pq.read_table(out).column("a").to_pylist()[:3] == ["[null,false]", "[true]", "[null,null]"]
 
 
 def test_a_cut_body_is_incomplete(tmp_path: Path) -> None:
@@ -266,7 +278,7 @@ def test_utc_time_is_a_timestamp_and_reads_back_as_epoch_seconds(tmp_path: Path)
     lines = [_line({"time": 1_700_000_000 + n, "distinct_id": "u"}) for n in range(5)]
     lines.append(_line({"time": 1_700_000_000_123, "distinct_id": "u"}))  # milliseconds
     lines.append(_line({"distinct_id": "u"}))
-    out = _write(tmp_path, lines, time_map=None, utc=True)
+    out = _write(tmp_path, lines, utc=True)
     table = pq.read_table(out)
     assert table.schema.field("time").type == pa.timestamp("ms", tz="UTC")
     assert table.schema.names == ["event", "time", "distinct_id"]

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from rich.console import Console
 
-from rawevents.client import ExportOptions, ImportOptions, export, import_files
+from rawevents.client import (
+    Connection,
+    Credentials,
+    ExportOptions,
+    ImportOptions,
+    SilentProgress,
+    TerminalProgress,
+    export,
+    import_files,
+)
+from rawevents.client.progress import human_bytes
 from rawevents.projects import Project
 from tests.client.helpers import connect, event, ingest, utc_s
 from tests.live_server import LiveServer
@@ -99,7 +114,7 @@ def test_cli_import_reports_each_failed_record_and_imports_the_rest(
     errors = result.stderr.splitlines()
     assert errors[0].startswith(f"{path}:2: invalid JSON")
     assert errors[1].startswith(f"{path}:3: 'properties.$insert_id' is invalid")
-    assert errors[2].startswith("rawevents import: 2 events imported, 2 failed, 1 files")
+    assert errors[2].startswith("rawevents import: 2 events imported, 2 failed, 1 file, ")
     assert "Traceback" not in result.stderr
 
 
@@ -152,3 +167,71 @@ def test_parquet_export_imports_back_to_the_same_rows(server: LiveServer, tmp_pa
     with connect(server, target) as client:
         assert import_files(client, [tmp_path / "all.parquet"]).imported == 10
     assert _dump(server, target, tmp_path / "second") == first
+
+
+def test_utc_parquet_export_has_a_timestamp_time_and_imports_back(server: LiveServer, tmp_path: Path) -> None:
+    source = server.create_project("parquet-utc-source", "Europe/Berlin")
+    target = server.create_project("parquet-utc-target", "Europe/Berlin")
+    ingest(server, source, _events()[:40])
+    first = _dump(server, source, tmp_path / "first")
+    with connect(server, source) as client:
+        export(
+            client,
+            ExportOptions(FIRST, LAST, tmp_path / "utc.parquet", format="parquet", split="none", utc=True),
+        )
+    table = pq.read_table(tmp_path / "utc.parquet")
+    assert table.schema.field("time").type == pa.timestamp("ms", tz="UTC")
+    assert table.column("time").to_pylist()[0] == dt.datetime.fromtimestamp(utc_s(2024, 10, 25), dt.UTC)
+    with connect(server, target) as client:
+        assert import_files(client, [tmp_path / "utc.parquet"]).imported == 40
+    assert _dump(server, target, tmp_path / "second") == first
+
+
+class _Recorded(SilentProgress):
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def begin(self, unit: str, total: int) -> None:
+        self.calls.append(("begin", (unit, total)))
+
+    def advance(self, amount: int) -> None:
+        self.calls.append(("advance", amount))
+
+    def unit_done(self, label: str, events: int, *, skipped: bool = False) -> None:
+        self.calls.append(("done", label))
+
+
+def _accepting(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(
+        200, json={"num_records_imported": len(orjson.loads(gzip.decompress(request.content)))}
+    )
+
+
+def test_progress_is_in_bytes_read_so_one_file_moves_the_bar(tmp_path: Path) -> None:
+    path = tmp_path / "one.jsonl.gz"
+    lines = b"".join(
+        orjson.dumps(event("e", utc_s(2024, 1, 1) + i, f"p{i}", blob=os.urandom(200).hex())) + b"\n"
+        for i in range(20_000)
+    )
+    path.write_bytes(gzip.compress(lines))
+    recorded = _Recorded()
+    connection = Connection(
+        "http://rawevents.test", Credentials("s"), transport=httpx.MockTransport(_accepting)
+    )
+    with connection as client:
+        result = import_files(client, [path], ImportOptions(batch_events=1000), recorded)
+    assert result.imported == 20_000
+    size = path.stat().st_size
+    assert recorded.calls[0] == ("begin", ("bytes", size))
+    steps = [amount for name, amount in recorded.calls if name == "advance"]
+    assert sum(steps) == size and len([s for s in steps if s]) >= 5  # the bar moves within the file
+    assert recorded.calls[-1] == ("done", "one.jsonl.gz")
+    # The terminal shows bytes of the total, with an ETA, not "0/1 files".
+    screen = io.StringIO()
+    progress = TerminalProgress(Console(file=screen, force_terminal=True, width=160))
+    with Connection(
+        "http://rawevents.test", Credentials("s"), transport=httpx.MockTransport(_accepting)
+    ) as client:
+        import_files(client, [path], ImportOptions(batch_events=1000), progress)
+    shown = screen.getvalue()
+    assert f"{human_bytes(size)}/{human_bytes(size)}" in shown and "ETA" in shown and "files" not in shown
