@@ -115,6 +115,16 @@ class Task:
     created_at_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class StoredCredentials:
+    """Every project, service account and grant row as stored (digests, never secrets): what
+    `rawevents migrate` hands from the embedded registry to a ClickHouse one."""
+
+    projects: list[dict[str, Any]]
+    accounts: list[dict[str, Any]]
+    grants: list[dict[str, Any]]
+
+
 class ProjectRegistry(Protocol):
     """What the server, the CLI, the task runner and authentication ask of a registry."""
 

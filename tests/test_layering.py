@@ -166,6 +166,16 @@ def test_query_and_export_do_not_import_each_other() -> None:
     assert offenders == []
 
 
+def test_the_engine_folders_do_not_import_each_other() -> None:
+    offenders = [
+        str(path.relative_to(PACKAGE))
+        for here, there in (("duckdb", "clickhouse"), ("clickhouse", "duckdb"))
+        for path in ENGINE_FOLDERS[here].rglob("*.py")
+        if _imports_package(path, f"rawevents.storage.{there}")
+    ]
+    assert offenders == []
+
+
 def test_the_query_export_scan_sees_imports() -> None:
     # Guards the test above against passing vacuously.
     assert _imports_package(PACKAGE / "query" / "segmentation.py", "rawevents.query")

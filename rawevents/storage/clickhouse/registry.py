@@ -51,6 +51,7 @@ from rawevents.projects import (
     CredentialColumn,
     Project,
     ServiceAccount,
+    StoredCredentials,
     Task,
     check_retention_days,
     digest,
@@ -63,7 +64,6 @@ from rawevents.projects import (
 )
 from rawevents.storage.clickhouse.conn import Connection, Engine, Params
 from rawevents.storage.clickhouse.pipelines import PIPELINE_SCHEMA, ClickHousePipelines
-from rawevents.storage.duckdb.registry import StoredCredentials
 
 CACHE_SECONDS = 2.0  # the bound on how long another host's change takes to reach this one
 CACHE_ENTRIES = 4096

@@ -16,7 +16,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from rawevents.projects import (
     CredentialColumn,
     Project,
     ServiceAccount,
+    StoredCredentials,
     Task,
     check_retention_days,
     digest,
@@ -42,16 +43,6 @@ from rawevents.projects import now_ms as _now_ms
 from rawevents.storage.duckdb.pipelines import SqlitePipelines
 
 REGISTRY_FILE = "registry.sqlite3"
-
-
-@dataclass(frozen=True, slots=True)
-class StoredCredentials:
-    """Every project, service account and grant row as stored (digests, never secrets), for
-    `rawevents migrate` into a ClickHouse registry."""
-
-    projects: list[dict[str, Any]]
-    accounts: list[dict[str, Any]]
-    grants: list[dict[str, Any]]
 
 
 SCHEMA_VERSION = 3
