@@ -44,6 +44,17 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object
         live_server.SERVERS_ALLOWED = True
 
 
+@pytest.fixture(autouse=True)
+def _umask_kept() -> Iterator[None]:
+    """`rawevents.cli.main` sets a private umask for its whole process: a test calling it in
+    process must not leave that to the tests after it (the image test installs files that
+    another user must run, and failed in a full run after the identity migrate tests)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    yield
+    os.umask(mask)
+
+
 @pytest.fixture(scope="session", params=STORES)
 def store_kind(request: pytest.FixtureRequest) -> str:
     """Each store the API-level suite runs on (tests/stores.py)."""
