@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -213,6 +213,12 @@ class PageRow(NamedTuple):
     time_ms: int
     seq: int
     line: str  # the export line, newline included
+
+
+def on_canonical_profiles(updates: Sequence[ProfileUpdate], canonical: dict[str, str]) -> list[ProfileUpdate]:
+    """User-profile updates moved to the canonical id of each id that resolves to another (an
+    update sent to any id of an identity cluster lands on its canonical profile)."""
+    return [replace(u, profile_id=canonical.get(u.profile_id, u.profile_id)) for u in updates]
 
 
 # Applies one update to a profile's current properties (None: no profile); None result deletes it.

@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +53,7 @@ from rawevents.storage.base import (
     SegmentCount,
     StoredEvent,
     events_table,
+    on_canonical_profiles,
 )
 from rawevents.storage.clickhouse import identity, ingest, queries, schema
 from rawevents.storage.clickhouse.conn import Connection, Engine, Params
@@ -142,12 +142,9 @@ class ClickHouseStore:
 
         def job(con: Connection) -> None:
             resolved = list(updates)
-            if kind == "user":  # an update sent to any id of a cluster lands on its canonical profile
-                ids = {u.profile_id for u in resolved}
-                canonical = dict(identity.mappings_of(con, project_id, ids))
-                resolved = [
-                    replace(u, profile_id=canonical.get(u.profile_id, u.profile_id)) for u in resolved
-                ]
+            if kind == "user":
+                canonical = dict(identity.mappings_of(con, project_id, {u.profile_id for u in resolved}))
+                resolved = on_canonical_profiles(resolved, canonical)
             self._apply_profiles(con, project_id, kind, group_key, resolved, apply)
 
         self._jobs.put((job, future))

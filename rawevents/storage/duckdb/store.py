@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,6 +45,7 @@ from rawevents.storage.base import (
     StoredEvent,
     StoreObserver,
     events_table,
+    on_canonical_profiles,
 )
 from rawevents.storage.duckdb import backup, compaction, identity, ingest, queries, schema
 from rawevents.storage.duckdb.export import ExportBounds, read_export
@@ -178,11 +178,9 @@ class DuckDBStore:
 
         def job(con: duckdb.DuckDBPyConnection) -> None:
             resolved = list(updates)
-            if kind == "user":  # an update sent to any id of a cluster lands on its canonical profile
+            if kind == "user":
                 canonical = dict(identity.mappings_of(con, project_id, {u.profile_id for u in resolved}))
-                resolved = [
-                    replace(u, profile_id=canonical.get(u.profile_id, u.profile_id)) for u in resolved
-                ]
+                resolved = on_canonical_profiles(resolved, canonical)
             _apply_profiles(con, project_id, kind, group_key, resolved, apply)
 
         self._enqueue(job, future)
